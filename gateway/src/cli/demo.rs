@@ -1,0 +1,115 @@
+//! `civex demo`: on a fresh checkout, everything a gateway needs, then serve.
+//!
+//! Creates the dev PKI (if absent), a data directory with synthetic citizens
+//! in every department (if empty), the demo configuration, and serves with
+//! mTLS on loopback. Run again, it keeps the data, consents and keys it finds.
+
+use std::{net::SocketAddr, path::{Path, PathBuf}};
+
+use anyhow::Context;
+use civex_adapters::{Department, EmbeddedRegistry};
+use clap::Args;
+
+use super::tools::{import_file, init_certs};
+use crate::{Gateway, config::{Config, TlsConfig}, demo_data, store};
+
+#[derive(Debug, Args)]
+pub(super) struct DemoArgs {
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    listen: SocketAddr,
+    #[arg(long, default_value = "civex-data")]
+    data: PathBuf,
+    /// Where the dev PKI is (written if absent).
+    #[arg(long, default_value = "certs")]
+    certs: PathBuf,
+    /// Synthetic citizens to generate on first start.
+    #[arg(long, default_value_t = 10_000)]
+    citizens: usize,
+    #[arg(long, default_value_t = 2016)]
+    seed: u64,
+}
+
+const SAMPLES_FILE: &str = "samples.tsv";
+
+pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    if !args.certs.join("ca.pem").exists() {
+        init_certs(&args.certs)?;
+        println!("wrote the development PKI to {}", args.certs.display());
+    }
+    let demo_dir = args.data.join("demo-data");
+    let samples = prepare_data(&args, &demo_dir)?;
+
+    let config = Config {
+        listen: args.listen,
+        data_dir: args.data.clone(),
+        tls: TlsConfig {
+            ca_cert: args.certs.join("ca.pem"),
+            server_cert: args.certs.join("gateway.pem"),
+            server_key: args.certs.join("gateway.key"),
+        },
+        ..Config::default()
+    };
+    let config_path = args.data.join("civex.toml");
+    if !config_path.exists() {
+        std::fs::write(&config_path, toml::to_string(&config)?)
+            .with_context(|| format!("cannot write {}", config_path.display()))?;
+    }
+    let gateway = Gateway::bind(config).await?;
+    print_banner(&gateway, &args, &config_path, &samples);
+    gateway.serve(super::shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Generates and imports the synthetic citizens unless the registries hold data already.
+fn prepare_data(args: &DemoArgs, demo_dir: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    let db = store::open(&args.data)?;
+    let empty = EmbeddedRegistry::open(&db, Department::PublicSecurity)?.is_empty();
+    if empty {
+        println!("generating {} synthetic citizens in {}", args.citizens, demo_dir.display());
+        let samples = demo_data::generate(args.citizens, args.seed, demo_dir)?;
+        for department in Department::ALL {
+            let file = demo_dir.join(format!("{}.jsonl", department.code()));
+            let count = import_file(&db, department, &file)?;
+            println!("  imported {count:>6} {department} records");
+        }
+        let tsv: String = samples.iter().map(|s| format!("{}\t{}\n", s.citizen_id, s.label)).collect();
+        std::fs::write(demo_dir.join(SAMPLES_FILE), tsv)?;
+    }
+    db.flush()?;
+    let tsv = std::fs::read_to_string(demo_dir.join(SAMPLES_FILE)).unwrap_or_default();
+    Ok(tsv
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(id, label)| (id.to_owned(), label.to_owned()))
+        .collect())
+}
+
+fn print_banner(gateway: &Gateway, args: &DemoArgs, config_path: &Path, samples: &[(String, String)]) {
+    let addr = gateway.local_addr();
+    let endpoint = format!("https://{addr}");
+    let certs = args.certs.display();
+    let citizen = samples.first().map(|(id, _)| id.as_str()).unwrap_or("530302199003070011");
+    println!();
+    println!("civex demo serving on {endpoint}");
+    println!("  data {}  config {}  certs {certs}", args.data.display(), config_path.display());
+    println!("  verifier key {}", gateway.verifier_key());
+    println!();
+    println!("Sample citizens:");
+    for (id, label) in samples {
+        println!("  {id}  {label}");
+    }
+    println!();
+    println!("Try it (in another terminal, from this directory):");
+    println!(
+        "  cargo run --release --bin civex -- consent grant --endpoint {endpoint} --certs {certs} \\\n    \
+         --citizen {citizen} --grantee qujing-psb --purpose hukou.settlement \\\n    \
+         --scope ps.hukou.division --scope housing.owned_residence.division --scope hrss.employment.registered"
+    );
+    println!(
+        "  cargo run --release --bin civex -- query --endpoint {endpoint} --certs {certs} --agency qujing-psb \\\n    \
+         --citizen {citizen} --purpose hukou.settlement --consent <consent_id printed above> \\\n    \
+         --attribute ps.hukou.division --attribute housing.owned_residence.division --attribute hrss.employment.registered"
+    );
+    println!();
+    println!("Stop with Ctrl-C.");
+}

@@ -1,0 +1,319 @@
+//! Gateway configuration: a TOML file plus `CIVEX_*` environment overrides,
+//! validated once before any port is bound.
+//!
+//! [`Config::default`] is the demo's configuration: the Qujing demo agencies
+//! with rights that fit each one's work.
+
+use std::{net::SocketAddr, path::{Path, PathBuf}, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+use crate::access::{self, AccessRight, Role};
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot parse config {path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("environment variable {name}: {message}")]
+    Env { name: &'static str, message: String },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// Everything a gateway needs to start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The gateway's name: its signing key is `civex/<name>` (CIVEX_NAME).
+    pub name: String,
+    /// Address to serve gRPC over mTLS on (CIVEX_LISTEN).
+    pub listen: SocketAddr,
+    /// Directory holding the store and the signing key (CIVEX_DATA_DIR).
+    pub data_dir: PathBuf,
+    pub tls: TlsConfig,
+    pub limits: Limits,
+    /// Agencies and their rights. Agencies are identified by the SAN URI of
+    /// their client certificate, `spiffe://civex/agency/<code>`.
+    pub agencies: Vec<AgencyConfig>,
+}
+
+/// Certificates and keys, PEM files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The civex CA: client certificates must chain to it.
+    pub ca_cert: PathBuf,
+    /// The gateway's server certificate and key.
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+}
+
+/// Bounds on what one caller can make the gateway hold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Time allowed for a TLS handshake, in milliseconds (default 5,000).
+    pub handshake_timeout_ms: u64,
+    /// Open connections at most (default 4,096); more wait to be accepted.
+    pub max_connections: usize,
+    /// Concurrent HTTP/2 streams per connection (default 128).
+    pub max_concurrent_streams: u32,
+    /// Largest request message, in bytes (default 64 KiB).
+    pub max_message_bytes: usize,
+    /// Attributes one query may ask for (default 64).
+    pub max_attributes: usize,
+    /// Deadline for a department's answer, in milliseconds (default 2,000).
+    pub adapter_deadline_ms: u64,
+}
+
+/// One agency and what it may do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgencyConfig {
+    /// Code in the certificate's SAN URI, e.g. `qujing-psb`.
+    pub code: String,
+    pub name: String,
+    /// Department code: `ps`, `edu`, `hrss`, `ca`, `housing`, `land`, `tax` or `other`.
+    pub department: String,
+    pub roles: Vec<Role>,
+    #[serde(default)]
+    pub rights: Vec<AccessRight>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            ca_cert: "certs/ca.pem".into(),
+            server_cert: "certs/gateway.pem".into(),
+            server_key: "certs/gateway.key".into(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            handshake_timeout_ms: 5_000,
+            max_connections: 4_096,
+            max_concurrent_streams: 128,
+            max_message_bytes: 64 * 1024,
+            max_attributes: 64,
+            adapter_deadline_ms: 2_000,
+        }
+    }
+}
+
+impl Limits {
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
+    }
+
+    pub fn adapter_deadline(&self) -> Duration {
+        Duration::from_millis(self.adapter_deadline_ms)
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            name: "qujing-demo".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            data_dir: "civex-data".into(),
+            tls: TlsConfig::default(),
+            limits: Limits::default(),
+            agencies: demo_agencies(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file, applies `CIVEX_*` overrides and validates the result.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        config.apply_env(|name| std::env::var(name).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Applies `CIVEX_NAME`, `CIVEX_LISTEN` and `CIVEX_DATA_DIR`.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(name) = var("CIVEX_NAME") {
+            self.name = name;
+        }
+        if let Some(listen) = var("CIVEX_LISTEN") {
+            self.listen = listen.parse().map_err(|e| ConfigError::Env {
+                name: "CIVEX_LISTEN",
+                message: format!("{e}"),
+            })?;
+        }
+        if let Some(dir) = var("CIVEX_DATA_DIR") {
+            self.data_dir = dir.into();
+        }
+        Ok(())
+    }
+
+    /// Checks what serde cannot: names, codes, rights.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.name.is_empty() || !self.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return invalid(format!("name {:?} must be letters, digits and '-'", self.name));
+        }
+        let l = &self.limits;
+        if l.max_connections == 0 || l.max_concurrent_streams == 0 || l.max_message_bytes < 1024 || l.max_attributes == 0 {
+            return invalid("limits must be positive (max_message_bytes at least 1024)".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for agency in &self.agencies {
+            if !access::is_agency_code(&agency.code) {
+                return invalid(format!("agency code {:?} must be 1-64 of a-z, 0-9 and '-'", agency.code));
+            }
+            if !seen.insert(&agency.code) {
+                return invalid(format!("agency {} is listed twice", agency.code));
+            }
+            if !access::is_department_code(&agency.department) {
+                return invalid(format!("agency {}: unknown department {:?}", agency.code, agency.department));
+            }
+            for right in &agency.rights {
+                access::validate_right(right)
+                    .map_err(|e| ConfigError::Invalid(format!("agency {}: {}", agency.code, e.message)))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn right(scope: &str, purposes: &[&str]) -> AccessRight {
+    AccessRight {
+        scope: scope.into(),
+        purposes: purposes.iter().map(|p| (*p).into()).collect(),
+    }
+}
+
+fn agency(code: &str, name: &str, department: &str, roles: &[Role], rights: Vec<AccessRight>) -> AgencyConfig {
+    AgencyConfig {
+        code: code.into(),
+        name: name.into(),
+        department: department.into(),
+        roles: roles.to_vec(),
+        rights,
+    }
+}
+
+/// The Qujing demo agencies, each with rights that fit its own work.
+pub fn demo_agencies() -> Vec<AgencyConfig> {
+    use Role::*;
+    const SETTLE: &str = "hukou.settlement";
+    const PERMIT: &str = "residence_permit.issue";
+    const RETURN: &str = "hukou.return_rural";
+    // The settlement authority may see every department's facts; land facts
+    // never for settling in a town (clause 十五), only for permits and for
+    // returning to the rural place of origin (clause 八).
+    let mut psb: Vec<_> = ["ps.*", "edu.*", "hrss.*", "ca.*", "housing.*", "tax.*"]
+        .into_iter()
+        .map(|s| right(s, &[SETTLE, PERMIT]))
+        .collect();
+    psb.push(right("land.*", &[PERMIT, RETURN]));
+    psb.push(right("ps.*", &[RETURN]));
+    psb.push(right("housing.*", &[RETURN]));
+    vec![
+        agency("qujing-psb", "曲靖市公安局 Qujing Public Security Bureau", "ps", &[Requester], psb),
+        agency("qujing-edu", "曲靖市教育局 Qujing Education Bureau", "edu", &[Requester], vec![
+            right("edu.*", &["education.enrollment"]),
+            right("ps.identity.*", &["education.enrollment"]),
+            right("ps.hukou.division", &["education.enrollment"]),
+            right("ps.residence.*", &["education.enrollment"]),
+            right("ps.residence_permit.*", &["education.enrollment"]),
+            right("hrss.pension.contribution_years", &["education.enrollment"]),
+            right("hrss.medical.contribution_years", &["education.enrollment"]),
+        ]),
+        agency("qujing-hrss", "曲靖市人力资源和社会保障局 Qujing HR and Social Security Bureau", "hrss", &[Requester], vec![
+            right("hrss.*", &["social_insurance.transfer"]),
+            right("ps.identity.*", &["social_insurance.transfer"]),
+            right("ps.hukou.division", &["social_insurance.transfer"]),
+            right("ps.residence.*", &["social_insurance.transfer"]),
+        ]),
+        agency("qujing-civil", "曲靖市民政局 Qujing Civil Affairs Bureau", "ca", &[Requester], vec![
+            right("ca.*", &["social_assistance.review"]),
+            right("hrss.employment.registered", &["social_assistance.review"]),
+            right("hrss.unemployment.registered", &["social_assistance.review"]),
+            right("housing.*", &["social_assistance.review"]),
+            right("tax.iit.months_paid_last_12", &["social_assistance.review"]),
+            right("ps.hukou.division", &["social_assistance.review"]),
+        ]),
+        agency("qujing-housing", "曲靖市住房和城乡建设局 Qujing Housing Bureau", "housing", &[Requester], vec![
+            right("housing.*", &["housing.guarantee"]),
+            right("ps.hukou.division", &["housing.guarantee"]),
+            right("ps.residence.*", &["housing.guarantee"]),
+            right("ps.residence_permit.*", &["housing.guarantee"]),
+            right("ca.dibao.receiving", &["housing.guarantee"]),
+            right("hrss.employment.*", &["housing.guarantee"]),
+        ]),
+        agency("qujing-land", "曲靖市国土资源局 Qujing Land and Resources Bureau", "land", &[Requester], vec![
+            right("land.*", &["land.rights"]),
+            right("ps.hukou.division", &["land.rights"]),
+            right("ps.hukou.collective", &["land.rights"]),
+            right("ps.residence.*", &["land.rights"]),
+        ]),
+        agency("qujing-tax", "曲靖市税务局 Qujing Tax Bureau", "tax", &[Requester], vec![
+            right("tax.*", &["tax.admin"]),
+        ]),
+        agency("qujing-portal", "曲靖市政务服务中心 Qujing Government Service Centre", "other", &[ConsentRegistrar], vec![]),
+        agency("qujing-audit", "曲靖市审计局 Qujing Audit Bureau", "other", &[Auditor], vec![]),
+        agency("qujing-admin", "civex administration", "other", &[Admin], vec![]),
+    ]
+}
+
+/// Codes of the demo agencies, for `civex certs init`.
+pub fn demo_agency_codes() -> Vec<String> {
+    demo_agencies().into_iter().map(|a| a.code).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_config_is_valid_and_round_trips_through_toml() {
+        let config = Config::default();
+        config.validate().unwrap();
+        let text = toml::to_string(&config).unwrap();
+        assert_eq!(toml::from_str::<Config>(&text).unwrap(), config);
+    }
+
+    #[test]
+    fn environment_overrides_apply() {
+        let mut config = Config::default();
+        config
+            .apply_env(|name| match name {
+                "CIVEX_LISTEN" => Some("127.0.0.1:6000".into()),
+                "CIVEX_DATA_DIR" => Some("/tmp/x".into()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(config.listen.port(), 6000);
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
+        let bad = config.apply_env(|name| (name == "CIVEX_LISTEN").then(|| "nowhere".into()));
+        assert!(matches!(bad, Err(ConfigError::Env { .. })));
+    }
+
+    #[test]
+    fn land_facts_can_never_be_granted_for_settling_in_a_town() {
+        let mut config = Config::default();
+        config.agencies[0].rights.push(AccessRight {
+            scope: "land.contract_rights.held".into(),
+            purposes: vec!["hukou.settlement".into()],
+        });
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("十五"), "{err}");
+    }
+}

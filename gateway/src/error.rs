@@ -1,0 +1,172 @@
+//! The one place where civex errors become gRPC statuses.
+//!
+//! Every refusal carries a [`Reason`] from the contract (DESIGN §8); the
+//! status gets the matching code and a `google.rpc.ErrorInfo` detail with
+//! domain `civex`. Messages say what was wrong, never a citizen's data.
+
+use std::{fmt, time::Duration};
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::citizen_id::CitizenIdError;
+
+/// The `ErrorInfo.domain` of every civex error.
+pub const DOMAIN: &str = "civex";
+
+/// Why a call was refused: the contract's `ErrorInfo.reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    InvalidCitizenId,
+    UnknownAttribute,
+    UnknownPredicate,
+    UnknownPurpose,
+    AttributeAbolished,
+    InvalidRequest,
+    RoleRequired,
+    NoAccessRight,
+    ConsentRequired,
+    ConsentScope,
+    ConsentPurpose,
+    ConsentGrantee,
+    AgencySuspended,
+    CertificateRevoked,
+    ConsentNotFound,
+    ConsentExpired,
+    ConsentRevoked,
+    ConsentExhausted,
+    RateLimited,
+    SourceUnavailable,
+    AuditUnavailable,
+    /// Not in the contract's table: a fault inside civex (storage, bugs).
+    Internal,
+}
+
+impl Reason {
+    /// The reason as written on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::InvalidCitizenId => "INVALID_CITIZEN_ID",
+            Reason::UnknownAttribute => "UNKNOWN_ATTRIBUTE",
+            Reason::UnknownPredicate => "UNKNOWN_PREDICATE",
+            Reason::UnknownPurpose => "UNKNOWN_PURPOSE",
+            Reason::AttributeAbolished => "ATTRIBUTE_ABOLISHED",
+            Reason::InvalidRequest => "INVALID_REQUEST",
+            Reason::RoleRequired => "ROLE_REQUIRED",
+            Reason::NoAccessRight => "NO_ACCESS_RIGHT",
+            Reason::ConsentRequired => "CONSENT_REQUIRED",
+            Reason::ConsentScope => "CONSENT_SCOPE",
+            Reason::ConsentPurpose => "CONSENT_PURPOSE",
+            Reason::ConsentGrantee => "CONSENT_GRANTEE",
+            Reason::AgencySuspended => "AGENCY_SUSPENDED",
+            Reason::CertificateRevoked => "CERTIFICATE_REVOKED",
+            Reason::ConsentNotFound => "CONSENT_NOT_FOUND",
+            Reason::ConsentExpired => "CONSENT_EXPIRED",
+            Reason::ConsentRevoked => "CONSENT_REVOKED",
+            Reason::ConsentExhausted => "CONSENT_EXHAUSTED",
+            Reason::RateLimited => "RATE_LIMITED",
+            Reason::SourceUnavailable => "SOURCE_UNAVAILABLE",
+            Reason::AuditUnavailable => "AUDIT_UNAVAILABLE",
+            Reason::Internal => "INTERNAL",
+        }
+    }
+
+    /// The gRPC code that goes with the reason (DESIGN §8's table).
+    pub const fn code(self) -> Code {
+        match self {
+            Reason::InvalidCitizenId
+            | Reason::UnknownAttribute
+            | Reason::UnknownPredicate
+            | Reason::UnknownPurpose
+            | Reason::AttributeAbolished
+            | Reason::InvalidRequest => Code::InvalidArgument,
+            Reason::RoleRequired
+            | Reason::NoAccessRight
+            | Reason::ConsentRequired
+            | Reason::ConsentScope
+            | Reason::ConsentPurpose
+            | Reason::ConsentGrantee
+            | Reason::AgencySuspended
+            | Reason::CertificateRevoked => Code::PermissionDenied,
+            Reason::ConsentNotFound => Code::NotFound,
+            Reason::ConsentExpired | Reason::ConsentRevoked | Reason::ConsentExhausted => {
+                Code::FailedPrecondition
+            }
+            Reason::RateLimited => Code::ResourceExhausted,
+            Reason::SourceUnavailable | Reason::AuditUnavailable => Code::Unavailable,
+            Reason::Internal => Code::Internal,
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refused or failed call: the reason and a message for the caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}: {message}")]
+pub struct Error {
+    pub reason: Reason,
+    pub message: String,
+    /// For `RATE_LIMITED`: when the caller may retry.
+    pub retry_after: Option<Duration>,
+}
+
+impl Error {
+    pub fn new(reason: Reason, message: impl Into<String>) -> Error {
+        Error {
+            reason,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A fault inside civex; the cause is logged, the caller sees a generic message.
+    pub fn internal(cause: impl fmt::Display) -> Error {
+        tracing::error!(cause = %cause, "internal error");
+        Error::new(Reason::Internal, "internal error")
+    }
+}
+
+impl From<CitizenIdError> for Error {
+    fn from(e: CitizenIdError) -> Error {
+        Error::new(Reason::InvalidCitizenId, e.to_string())
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        let mut details = ErrorDetails::with_error_info(e.reason.as_str(), DOMAIN, []);
+        if let Some(delay) = e.retry_after {
+            details.set_retry_info(Some(delay));
+        }
+        Status::with_error_details(e.reason.code(), e.message, details)
+    }
+}
+
+/// Reads the civex reason out of a status, for clients and tests.
+pub fn reason_of(status: &Status) -> Option<String> {
+    status
+        .get_details_error_info()
+        .filter(|info| info.domain == DOMAIN)
+        .map(|info| info.reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_carries_code_reason_and_retry_hint() {
+        let mut e = Error::new(Reason::RateLimited, "slow down");
+        e.retry_after = Some(Duration::from_millis(250));
+        let status = Status::from(e);
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert_eq!(reason_of(&status).as_deref(), Some("RATE_LIMITED"));
+        let retry = status.get_details_retry_info().unwrap();
+        assert_eq!(retry.retry_delay, Some(Duration::from_millis(250)));
+    }
+}

@@ -1,0 +1,130 @@
+//! `civex import`: loads a department's JSONL file into its embedded
+//! registry, all or nothing. One object per line,
+//! `{"citizen_id": "...", "<attribute>": value, ...}`; an absent attribute
+//! is not recorded.
+
+use std::{collections::BTreeMap, io::BufRead, time::SystemTime};
+
+use civex_adapters::{Department, EmbeddedRegistry, Record, catalogue, value};
+
+use crate::citizen_id::CitizenId;
+
+/// One bad line of an import file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineError {
+    /// 1-based line number.
+    pub line: usize,
+    pub reason: String,
+}
+
+/// Why an import was refused; nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("cannot read the import file: {0}")]
+    Read(#[from] std::io::Error),
+    #[error("{} bad line(s); nothing was imported:\n{}", .0.len(), list(.0))]
+    BadLines(Vec<LineError>),
+    #[error(transparent)]
+    Store(#[from] civex_adapters::AdapterError),
+}
+
+fn list(errors: &[LineError]) -> String {
+    let shown: Vec<String> = errors.iter().take(20).map(|e| format!("  line {}: {}", e.line, e.reason)).collect();
+    let more = errors.len().saturating_sub(20);
+    let tail = if more > 0 { format!("\n  … and {more} more") } else { String::new() };
+    format!("{}{tail}", shown.join("\n"))
+}
+
+/// Parses one JSONL line of `department`'s file into its citizen ID and record.
+pub fn parse_line(department: Department, line: &str, as_of: i64) -> Result<(CitizenId, Record), String> {
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(line).map_err(|e| format!("not a JSON object: {e}"))?;
+    let mut facts = BTreeMap::new();
+    let mut citizen = None;
+    for (key, value) in object {
+        if key == "citizen_id" {
+            let id = value.as_str().ok_or("citizen_id must be a string")?;
+            citizen = Some(CitizenId::parse(id).map_err(|e| e.to_string())?);
+            continue;
+        }
+        let attribute = catalogue::attribute(&key)
+            .filter(|a| a.department == department)
+            .ok_or_else(|| format!("{key:?} is not an attribute held by {department}"))?;
+        if attribute.abolished {
+            return Err(format!("{key} is abolished and cannot be imported"));
+        }
+        value::check_json(attribute.value_type, &value).map_err(|e| format!("{key}: {e}"))?;
+        facts.insert(key, value);
+    }
+    let citizen = citizen.ok_or("citizen_id is missing")?;
+    Ok((citizen, Record { as_of, facts }))
+}
+
+/// Reads every line, and imports them in one atomic batch only if all are
+/// good. Returns the number of records imported; `progress` is called with
+/// the number of lines read so far.
+pub fn import(
+    registry: &EmbeddedRegistry,
+    department: Department,
+    reader: impl BufRead,
+    mut progress: impl FnMut(usize),
+) -> Result<usize, ImportError> {
+    let as_of = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let mut records = Vec::new();
+    let mut errors = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (i, line) in reader.lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match parse_line(department, &line, as_of) {
+            Ok((citizen, record)) => {
+                if seen.insert(citizen.clone()) {
+                    records.push((citizen.to_string(), record));
+                } else {
+                    errors.push(LineError { line: i + 1, reason: "citizen appears on an earlier line too".into() });
+                }
+            }
+            Err(reason) => errors.push(LineError { line: i + 1, reason }),
+        }
+        if i % 10_000 == 0 {
+            progress(i);
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ImportError::BadLines(errors));
+    }
+    Ok(registry.import(records)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_line_imports_nothing_and_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let registry = EmbeddedRegistry::open(&db, Department::Tax).unwrap();
+        let good = r#"{"citizen_id":"11010519491231002X","tax.registered":true}"#;
+        let cases = [
+            (r#"{"citizen_id":"110105194912310021","tax.registered":true}"#, "check character"),
+            (r#"{"tax.registered":true}"#, "citizen_id is missing"),
+            (r#"{"citizen_id":"11010519491231002X","ps.identity.gender":"male"}"#, "not an attribute held by tax"),
+            (r#"{"citizen_id":"11010519491231002X","tax.registered":"yes"}"#, "expected bool"),
+            ("not json", "not a JSON object"),
+        ];
+        for (bad, expected) in cases {
+            let file = format!("{good}\n{bad}\n");
+            let err = import(&registry, Department::Tax, file.as_bytes(), |_| {}).unwrap_err();
+            let ImportError::BadLines(lines) = &err else { panic!("{err}") };
+            assert_eq!(lines.len(), 1, "{bad}");
+            assert_eq!(lines[0].line, 2);
+            assert!(lines[0].reason.contains(expected), "{}: {}", bad, lines[0].reason);
+            assert!(registry.is_empty(), "nothing may be imported when a line is bad");
+        }
+        assert_eq!(import(&registry, Department::Tax, good.as_bytes(), |_| {}).unwrap(), 1);
+        assert_eq!(registry.len(), 1);
+    }
+}

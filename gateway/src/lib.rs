@@ -1,0 +1,172 @@
+//! civex: a consent-scoped gateway through which government departments
+//! obtain verified facts about a citizen, keyed on the citizen ID number.
+//!
+//! A call passes, in one direction: TLS handshake (client certificate checked
+//! against the civex CA) → peer identity → agency (active?) → role → citizen
+//! ID → access rights → consent → department adapters → response.
+//!
+//! # Layout
+//! - [`config`]: the `Config` struct, TOML and `CIVEX_*` overrides, demo defaults.
+//! - [`tls`], [`identity`]: the mTLS acceptor and the agency a certificate names.
+//! - [`citizen_id`]: GB 11643-1999 citizen ID numbers.
+//! - [`access`]: roles, access rights, purposes, the agency directory.
+//! - [`consent`], [`signing`]: consents in sled, signed with the gateway's Ed25519 key.
+//! - [`sources`]: fan-out to the departments' adapters with deadlines.
+//! - [`service`]: the gRPC services; [`error`] maps every refusal to a status.
+//! - [`store`], [`import`], [`demo_data`], [`pki`]: the data directory, JSONL
+//!   import, synthetic demo citizens and the development PKI.
+//! - [`client`]: mTLS channels for the command line and tests.
+//! - [`cli`]: the `civex` command.
+
+pub mod access;
+pub mod citizen_id;
+pub mod cli;
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod consent;
+pub mod demo_data;
+pub mod error;
+pub mod identity;
+pub mod import;
+pub mod pki;
+pub mod service;
+pub mod signing;
+pub mod sources;
+pub mod store;
+pub mod tls;
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use civex_adapters::{Adapter, Department, EmbeddedRegistry};
+use civex_proto::v1::{
+    consent_service_server::ConsentServiceServer, exchange_service_server::ExchangeServiceServer,
+};
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+
+use crate::{
+    access::{Agency, Directory},
+    clock::{Clock, SystemClock},
+    config::Config,
+    consent::ConsentStore,
+    service::{State, consent::Consents, exchange::Exchange},
+    signing::Signer,
+    sources::Sources,
+};
+
+/// Why a gateway could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("cannot open a store tree: {0}")]
+    Tree(#[from] sled::Error),
+    #[error(transparent)]
+    Signing(#[from] signing::SigningError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// A gateway bound to its port, ready to serve.
+pub struct Gateway {
+    config: Config,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    state: Arc<State>,
+    db: sled::Db,
+    tls: Arc<rustls::ServerConfig>,
+}
+
+impl Gateway {
+    /// Validates `config`, opens the data directory, loads keys and
+    /// certificates and binds the port: every error surfaces before serving.
+    pub async fn bind(config: Config) -> Result<Gateway, StartError> {
+        Gateway::bind_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// As [`Gateway::bind`], with the clock consents are checked against.
+    pub async fn bind_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Gateway, StartError> {
+        config.validate()?;
+        let tls = tls::server_config(&config.tls.ca_cert, &config.tls.server_cert, &config.tls.server_key)?;
+        let db = store::open(&config.data_dir)?;
+        let signer = Signer::load_or_create(&config.data_dir, &format!("civex/{}", config.name))?;
+        let mut adapters: Vec<Arc<dyn Adapter>> = Vec::new();
+        for department in Department::ALL {
+            adapters.push(Arc::new(EmbeddedRegistry::open(&db, department)?));
+        }
+        let state = Arc::new(State {
+            directory: Directory::new(config.agencies.iter().map(Agency::from)),
+            consents: ConsentStore::open(&db)?,
+            sources: Sources::new(adapters, config.limits.adapter_deadline()),
+            signer,
+            clock,
+            limits: config.limits.clone(),
+        });
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        Ok(Gateway { config, listener, local_addr, state, db, tls })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The gateway's public verifier key (C2SP signed-note format).
+    pub fn verifier_key(&self) -> String {
+        self.state.signer.verifier_key()
+    }
+
+    /// Serves until `shutdown` resolves, then: health NOT_SERVING → stop
+    /// accepting → drain in-flight calls → flush the store.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+        let limits = &self.config.limits;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<ExchangeServiceServer<Exchange>>().await;
+        health.set_serving::<ConsentServiceServer<Consents>>().await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(civex_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let max = limits.max_message_bytes;
+        let incoming = tls::incoming(self.listener, self.tls, limits.handshake_timeout(), limits.max_connections);
+        tracing::info!(addr = %self.local_addr, "serving");
+        let signal = async {
+            shutdown.await;
+            tracing::info!("shutting down: draining in-flight calls");
+            health.set_not_serving::<ExchangeServiceServer<Exchange>>().await;
+            health.set_not_serving::<ConsentServiceServer<Consents>>().await;
+        };
+        Server::builder()
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .http2_max_header_list_size(16 * 1024)
+            .http2_max_pending_accept_reset_streams(Some(64))
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(ExchangeServiceServer::new(Exchange::new(self.state.clone())).max_decoding_message_size(max))
+            .add_service(ConsentServiceServer::new(Consents::new(self.state.clone())).max_decoding_message_size(max))
+            .serve_with_incoming_shutdown(incoming, signal)
+            .await?;
+        self.db.flush_async().await?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Binds and serves `config` until `shutdown` resolves.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    Gateway::bind(config).await?.serve(shutdown).await
+}

@@ -1,0 +1,112 @@
+//! `ConsentService`: citizens grant and withdraw consent through a
+//! `consent_registrar` agency (a service counter or portal).
+
+use std::{sync::Arc, time::Duration};
+
+use civex_proto::v1::{
+    Consent, GetConsentRequest, GrantConsentRequest, ListConsentsRequest, ListConsentsResponse,
+    RevokeConsentRequest, consent_service_server::ConsentService,
+};
+use tonic::{Request, Response, Status};
+
+use super::{State, exchange::check_label};
+use crate::{
+    access::{self, Role},
+    citizen_id::CitizenId,
+    clock::system_time,
+    consent::NewConsent,
+    error::{Error, Reason},
+};
+
+/// Longest validity a consent may be granted for: five years.
+const MAX_VALIDITY: Duration = Duration::from_secs(5 * 366 * 24 * 3600);
+/// Most scopes one consent may name.
+const MAX_SCOPES: usize = 64;
+
+pub struct Consents {
+    state: Arc<State>,
+}
+
+impl Consents {
+    pub fn new(state: Arc<State>) -> Consents {
+        Consents { state }
+    }
+
+    fn grant(&self, request: Request<GrantConsentRequest>) -> Result<Consent, Error> {
+        let state = &self.state;
+        let registrar = state.caller(&request, Role::ConsentRegistrar)?;
+        let req = request.into_inner();
+        let citizen = CitizenId::parse(&req.citizen_id)?;
+        if req.scopes.len() > MAX_SCOPES {
+            return Err(Error::new(Reason::InvalidRequest, format!("at most {MAX_SCOPES} scopes per consent")));
+        }
+        // Scopes are exact attribute names: a citizen consents to named facts.
+        let attributes = access::attributes(&req.scopes, MAX_SCOPES)?;
+        let purpose = access::purpose(&req.purpose)?;
+        for a in &attributes {
+            access::land_rule(a.name, purpose.code)
+                .map_err(|e| Error::new(Reason::InvalidRequest, e.message))?;
+        }
+        check_label("grantee", &req.grantee)?;
+        let grantee = state.directory.agency(&req.grantee).ok_or_else(|| {
+            Error::new(Reason::InvalidRequest, format!("grantee {:?} is not a registered agency", req.grantee))
+        })?;
+        let now = state.clock.now();
+        let not_after = req
+            .not_after
+            .as_ref()
+            .and_then(system_time)
+            .ok_or_else(|| Error::new(Reason::InvalidRequest, "not_after is required"))?;
+        if not_after <= now || not_after.duration_since(now).unwrap_or_default() > MAX_VALIDITY {
+            return Err(Error::new(Reason::InvalidRequest, "not_after must be in the future and at most five years away"));
+        }
+        let consent = state.consents.grant(
+            NewConsent {
+                citizen,
+                grantee: grantee.code.clone(),
+                scopes: attributes.iter().map(|a| a.name.to_owned()).collect(),
+                purpose: purpose.code.to_owned(),
+                not_after,
+                max_uses: req.max_uses,
+                registrar: registrar.code.clone(),
+            },
+            &state.signer,
+            now,
+        )?;
+        tracing::info!(registrar = %registrar.code, grantee = %consent.grantee, purpose = %consent.purpose, "consent granted");
+        Ok(consent)
+    }
+}
+
+#[tonic::async_trait]
+impl ConsentService for Consents {
+    #[tracing::instrument(skip_all, fields(rpc = "Grant"))]
+    async fn grant(&self, request: Request<GrantConsentRequest>) -> Result<Response<Consent>, Status> {
+        Ok(Response::new(Consents::grant(self, request)?))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "Revoke"))]
+    async fn revoke(&self, request: Request<RevokeConsentRequest>) -> Result<Response<Consent>, Status> {
+        let registrar = self.state.caller(&request, Role::ConsentRegistrar)?;
+        let req = request.into_inner();
+        check_label("reason", &req.reason)?;
+        let consent = self.state.consents.revoke(&req.consent_id, self.state.clock.now()).map_err(Error::from)?;
+        tracing::info!(registrar = %registrar.code, "consent revoked");
+        Ok(Response::new(consent))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "Get"))]
+    async fn get(&self, request: Request<GetConsentRequest>) -> Result<Response<Consent>, Status> {
+        self.state.caller(&request, Role::ConsentRegistrar)?;
+        let consent = self.state.consents.get(&request.into_inner().consent_id).map_err(Error::from)?;
+        Ok(Response::new(consent))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "List"))]
+    async fn list(&self, request: Request<ListConsentsRequest>) -> Result<Response<ListConsentsResponse>, Status> {
+        self.state.caller(&request, Role::ConsentRegistrar)?;
+        let citizen = CitizenId::parse(&request.into_inner().citizen_id).map_err(Error::from)?;
+        let consents = self.state.consents.list(&citizen).map_err(Error::from)?;
+        Ok(Response::new(ListConsentsResponse { consents }))
+    }
+}

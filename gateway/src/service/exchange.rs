@@ -1,0 +1,99 @@
+//! `ExchangeService`: verified facts for department systems (role `requester`).
+
+use std::sync::Arc;
+
+use civex_adapters::catalogue;
+use civex_proto::v1::{
+    AttributeInfo, Catalogue, ListAttributesRequest, PurposeInfo, QueryRequest, QueryResponse,
+    exchange_service_server::ExchangeService,
+};
+use tonic::{Request, Response, Status};
+
+use super::State;
+use crate::{
+    access::{self, PURPOSES, Role},
+    citizen_id::CitizenId,
+    consent::Use,
+    error::{Error, Reason},
+};
+
+/// Longest `request_id` or `operator` accepted, in bytes.
+const MAX_LABEL: usize = 128;
+
+pub struct Exchange {
+    state: Arc<State>,
+}
+
+impl Exchange {
+    pub fn new(state: Arc<State>) -> Exchange {
+        Exchange { state }
+    }
+
+    async fn query(&self, request: Request<QueryRequest>) -> Result<QueryResponse, Error> {
+        let state = &self.state;
+        let caller = state.caller(&request, Role::Requester)?;
+        let req = request.into_inner();
+        let citizen = CitizenId::parse(&req.citizen_id)?;
+        let attributes = access::attributes(&req.attributes, state.limits.max_attributes)?;
+        let purpose = access::purpose(&req.purpose)?;
+        check_label("request_id", &req.request_id)?;
+        check_label("operator", &req.operator)?;
+        let scopes: Vec<&str> = attributes.iter().map(|a| a.name).collect();
+        caller.check_rights(scopes.iter().copied(), purpose.code)?;
+        state.consents.use_for(
+            &req.consent_id,
+            Use { caller: &caller.code, citizen: &citizen, scopes: &scopes, purpose: purpose.code, now: state.clock.now() },
+        )?;
+        let facts = state.sources.fetch(citizen.as_str(), &attributes).await?;
+        tracing::info!(agency = %caller.code, purpose = purpose.code, attributes = scopes.len(), request_id = %req.request_id, "query answered");
+        Ok(QueryResponse { facts, audit_index: 0, request_id: req.request_id })
+    }
+}
+
+/// Refuses over-long or non-printable caller labels with `INVALID_REQUEST`.
+pub(crate) fn check_label(field: &str, value: &str) -> Result<(), Error> {
+    if value.len() > MAX_LABEL || value.chars().any(char::is_control) {
+        return Err(Error::new(
+            Reason::InvalidRequest,
+            format!("{field} must be at most {MAX_LABEL} bytes of printable text"),
+        ));
+    }
+    Ok(())
+}
+
+/// The catalogue as served by `ListAttributes`.
+pub fn catalogue_message() -> Catalogue {
+    Catalogue {
+        attributes: catalogue::ATTRIBUTES
+            .iter()
+            .map(|a| AttributeInfo {
+                name: a.name.into(),
+                department: a.department.code().into(),
+                value_type: a.value_type.name().into(),
+                description: a.description.into(),
+                sharing: a.sharing.name().into(),
+                sensitive: a.sensitive,
+                abolished: a.abolished,
+            })
+            .collect(),
+        predicates: Vec::new(),
+        purposes: PURPOSES
+            .iter()
+            .map(|p| PurposeInfo { code: p.code.into(), description: p.description.into(), basis: p.basis.into() })
+            .collect(),
+    }
+}
+
+#[tonic::async_trait]
+impl ExchangeService for Exchange {
+    #[tracing::instrument(skip_all, fields(rpc = "Query"))]
+    async fn query(&self, request: Request<QueryRequest>) -> Result<Response<QueryResponse>, Status> {
+        Ok(Response::new(Exchange::query(self, request).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "ListAttributes"))]
+    async fn list_attributes(&self, request: Request<ListAttributesRequest>) -> Result<Response<Catalogue>, Status> {
+        self.state.caller(&request, Role::Requester)?;
+        Ok(Response::new(catalogue_message()))
+    }
+}

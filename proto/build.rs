@@ -1,0 +1,24 @@
+//! Compiles `civex/v1/*.proto` with protox (pure Rust), so a fresh machine
+//! needs no system `protoc`. The descriptor set is kept for gRPC reflection.
+
+use std::{env, fs, path::PathBuf};
+
+use prost::Message;
+
+const PROTOS: &[&str] = &[
+    "civex/v1/common.proto",
+    "civex/v1/exchange.proto",
+    "civex/v1/consent.proto",
+    "civex/v1/source.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    for proto in PROTOS {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    let fds = protox::compile(PROTOS, ["."])?;
+    let out = PathBuf::from(env::var("OUT_DIR")?);
+    fs::write(out.join("civex_descriptor.bin"), fds.encode_to_vec())?;
+    tonic_prost_build::configure().compile_fds(fds)?;
+    Ok(())
+}

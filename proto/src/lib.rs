@@ -1,0 +1,20 @@
+//! The civex wire contract: package `civex.v1`, compiled from `proto/civex/v1/*.proto`.
+//!
+//! This is the only place wire types are defined. Names here are a contract
+//! with clients in other languages: fields may be added, never renamed.
+//!
+//! # Layout
+//! - `civex/v1/common.proto`: `Fact`, shared by the exchange and department sources.
+//! - `civex/v1/exchange.proto`: `ExchangeService` (requesters).
+//! - `civex/v1/consent.proto`: `ConsentService` (consent registrars).
+//! - `civex/v1/source.proto`: `DepartmentSourceService` (departments' own systems).
+
+/// Generated messages and services of package `civex.v1`.
+#[allow(unreachable_pub, clippy::all)]
+pub mod v1 {
+    tonic::include_proto!("civex.v1");
+}
+
+/// Encoded `FileDescriptorSet` of every civex proto, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/civex_descriptor.bin"));
