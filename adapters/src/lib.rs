@@ -58,9 +58,8 @@ impl AdapterError {
     /// The department that failed.
     pub fn department(&self) -> Department {
         match self {
-            AdapterError::Storage { department, .. } | AdapterError::Unavailable { department, .. } => {
-                *department
-            }
+            AdapterError::Storage { department, .. }
+            | AdapterError::Unavailable { department, .. } => *department,
         }
     }
 }

@@ -62,7 +62,11 @@ impl EmbeddedRegistry {
 
     /// The record held for `citizen_id`, if any.
     pub fn record(&self, citizen_id: &str) -> Result<Option<Record>, AdapterError> {
-        match self.tree.get(citizen_id.as_bytes()).map_err(|e| self.storage(e))? {
+        match self
+            .tree
+            .get(citizen_id.as_bytes())
+            .map_err(|e| self.storage(e))?
+        {
             Some(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
                 .map_err(|e| self.storage(e)),
@@ -142,14 +146,22 @@ mod tests {
             as_of: 1_700_000_000,
             facts: [("tax.registered".to_owned(), json!(true))].into(),
         };
-        assert_eq!(registry.import([("53030219900307001X".to_owned(), record)]).unwrap(), 1);
+        assert_eq!(
+            registry
+                .import([("53030219900307001X".to_owned(), record)])
+                .unwrap(),
+            1
+        );
 
         let asked = [
             catalogue::attribute("tax.registered").unwrap(),
             catalogue::attribute("tax.iit.months_paid_last_12").unwrap(),
         ];
         let facts = registry.fetch("53030219900307001X", &asked).await.unwrap();
-        assert_eq!(facts[0].value, Some(civex_proto::v1::fact::Value::BoolValue(true)));
+        assert_eq!(
+            facts[0].value,
+            Some(civex_proto::v1::fact::Value::BoolValue(true))
+        );
         assert!(facts[0].recorded);
         assert!(!facts[1].recorded);
         assert_eq!(facts[1].value, None);

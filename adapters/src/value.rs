@@ -64,7 +64,9 @@ pub fn from_wire(ty: ValueType, value: &fact::Value) -> Result<serde_json::Value
     let json = match value {
         fact::Value::BoolValue(b) => serde_json::Value::Bool(*b),
         fact::Value::IntValue(i) => serde_json::Value::from(*i),
-        fact::Value::TextValue(s) | fact::Value::DateValue(s) => serde_json::Value::from(s.as_str()),
+        fact::Value::TextValue(s) | fact::Value::DateValue(s) => {
+            serde_json::Value::from(s.as_str())
+        }
     };
     let kind_matches = matches!(
         (ty, value),

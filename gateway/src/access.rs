@@ -1,7 +1,11 @@
 //! Who may ask for what: roles, access rights (scope × purposes), the
 //! purpose registry, and the directory of agencies.
 
-use std::{collections::HashMap, fmt, sync::{Arc, RwLock}};
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{Arc, RwLock},
+};
 
 use civex_adapters::{Attribute, Department, catalogue};
 use serde::{Deserialize, Serialize};
@@ -139,7 +143,10 @@ pub fn attributes(names: &[String], max: usize) -> Result<Vec<&'static Attribute
     if names.len() > max {
         return Err(Error::new(
             Reason::InvalidRequest,
-            format!("{} attributes asked, at most {max} per request", names.len()),
+            format!(
+                "{} attributes asked, at most {max} per request",
+                names.len()
+            ),
         ));
     }
     let mut resolved: Vec<&'static Attribute> = Vec::with_capacity(names.len());
@@ -147,13 +154,19 @@ pub fn attributes(names: &[String], max: usize) -> Result<Vec<&'static Attribute
         let attribute = catalogue::attribute(name).ok_or_else(|| {
             let mut shown = name.clone();
             shown.truncate(80);
-            Error::new(Reason::UnknownAttribute, format!("unknown attribute {shown:?}"))
+            Error::new(
+                Reason::UnknownAttribute,
+                format!("unknown attribute {shown:?}"),
+            )
         })?;
         if attribute.abolished {
             return Err(abolished(attribute.name));
         }
         if resolved.iter().any(|a| a.name == attribute.name) {
-            return Err(Error::new(Reason::InvalidRequest, format!("attribute {name} asked twice")));
+            return Err(Error::new(
+                Reason::InvalidRequest,
+                format!("attribute {name} asked twice"),
+            ));
         }
         resolved.push(attribute);
     }
@@ -194,17 +207,28 @@ pub fn land_rule(scope: &str, purpose: &str) -> Result<(), Error> {
 pub fn validate_right(right: &AccessRight) -> Result<(), Error> {
     let scope = right.scope.as_str();
     let known = match scope.strip_suffix('*') {
-        Some(prefix) => prefix.ends_with('.') && catalogue::ATTRIBUTES.iter().any(|a| a.name.starts_with(prefix)),
+        Some(prefix) => {
+            prefix.ends_with('.')
+                && catalogue::ATTRIBUTES
+                    .iter()
+                    .any(|a| a.name.starts_with(prefix))
+        }
         None => catalogue::attribute(scope).is_some(),
     };
     if !known {
-        return Err(Error::new(Reason::UnknownAttribute, format!("unknown scope {scope:?}")));
+        return Err(Error::new(
+            Reason::UnknownAttribute,
+            format!("unknown scope {scope:?}"),
+        ));
     }
     if catalogue::attribute(scope).is_some_and(|a| a.abolished) {
         return Err(abolished(scope));
     }
     if right.purposes.is_empty() {
-        return Err(Error::new(Reason::InvalidRequest, format!("right for {scope} names no purpose")));
+        return Err(Error::new(
+            Reason::InvalidRequest,
+            format!("right for {scope} names no purpose"),
+        ));
     }
     for p in &right.purposes {
         purpose(p)?;
@@ -216,7 +240,9 @@ pub fn validate_right(right: &AccessRight) -> Result<(), Error> {
 /// Whether `code` is a well-formed agency code.
 pub fn is_agency_code(code: &str) -> bool {
     (1..=64).contains(&code.len())
-        && code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// Whether `code` names a department, or is `other`.
@@ -244,7 +270,11 @@ pub struct Agency {
 
 impl Agency {
     /// Refuses with `NO_ACCESS_RIGHT` unless a right covers every scope for `purpose`.
-    pub fn check_rights<'a>(&self, scopes: impl IntoIterator<Item = &'a str>, purpose: &str) -> Result<(), Error> {
+    pub fn check_rights<'a>(
+        &self,
+        scopes: impl IntoIterator<Item = &'a str>,
+        purpose: &str,
+    ) -> Result<(), Error> {
         for scope in scopes {
             land_rule(scope, purpose)?;
             if !self.rights.iter().any(|r| r.covers(scope, purpose)) {
@@ -279,25 +309,43 @@ pub struct Directory {
 
 impl Directory {
     pub fn new(agencies: impl IntoIterator<Item = Agency>) -> Directory {
-        let map = agencies.into_iter().map(|a| (a.code.clone(), Arc::new(a))).collect();
-        Directory { agencies: RwLock::new(map) }
+        let map = agencies
+            .into_iter()
+            .map(|a| (a.code.clone(), Arc::new(a)))
+            .collect();
+        Directory {
+            agencies: RwLock::new(map),
+        }
     }
 
     /// The agency with `code`, if registered.
     pub fn agency(&self, code: &str) -> Option<Arc<Agency>> {
-        self.agencies.read().unwrap_or_else(|p| p.into_inner()).get(code).cloned()
+        self.agencies
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(code)
+            .cloned()
     }
 
     /// The calling agency, if it is registered, active and holds `role`.
     pub fn authorize(&self, code: &str, role: Role) -> Result<Arc<Agency>, Error> {
         let agency = self.agency(code).ok_or_else(|| {
-            Error::new(Reason::RoleRequired, format!("agency {code} is not registered with this gateway"))
+            Error::new(
+                Reason::RoleRequired,
+                format!("agency {code} is not registered with this gateway"),
+            )
         })?;
         if agency.status == Status::Suspended {
-            return Err(Error::new(Reason::AgencySuspended, format!("agency {code} is suspended")));
+            return Err(Error::new(
+                Reason::AgencySuspended,
+                format!("agency {code} is suspended"),
+            ));
         }
         if !agency.roles.contains(&role) {
-            return Err(Error::new(Reason::RoleRequired, format!("this call needs role {role}; agency {code} does not hold it")));
+            return Err(Error::new(
+                Reason::RoleRequired,
+                format!("this call needs role {role}; agency {code} does not hold it"),
+            ));
         }
         Ok(agency)
     }
@@ -315,7 +363,10 @@ mod tests {
             roles: vec![Role::Requester],
             rights: rights
                 .iter()
-                .map(|(s, p)| AccessRight { scope: (*s).into(), purposes: p.iter().map(|x| (*x).into()).collect() })
+                .map(|(s, p)| AccessRight {
+                    scope: (*s).into(),
+                    purposes: p.iter().map(|x| (*x).into()).collect(),
+                })
                 .collect(),
             status: Status::Active,
         }
@@ -323,11 +374,19 @@ mod tests {
 
     #[test]
     fn rights_table() {
-        let a = agency(&[("tax.*", &["tax.admin"]), ("ps.hukou.division", &["tax.admin"]), ("land.*", &["land.rights"])]);
+        let a = agency(&[
+            ("tax.*", &["tax.admin"]),
+            ("ps.hukou.division", &["tax.admin"]),
+            ("land.*", &["land.rights"]),
+        ]);
         // (scopes, purpose, allowed)
         let cases: &[(&[&str], &str, bool)] = &[
             (&["tax.registered"], "tax.admin", true),
-            (&["tax.registered", "tax.iit.months_paid_last_12"], "tax.admin", true),
+            (
+                &["tax.registered", "tax.iit.months_paid_last_12"],
+                "tax.admin",
+                true,
+            ),
             (&["tax.registered"], "land.rights", false),
             (&["ps.hukou.division"], "tax.admin", true),
             (&["ps.hukou.collective"], "tax.admin", false),
@@ -336,7 +395,11 @@ mod tests {
             (&["land.contract_rights.held"], SETTLEMENT, false),
         ];
         for (scopes, purpose, allowed) in cases {
-            assert_eq!(a.check_rights(scopes.iter().copied(), purpose).is_ok(), *allowed, "{scopes:?} for {purpose}");
+            assert_eq!(
+                a.check_rights(scopes.iter().copied(), purpose).is_ok(),
+                *allowed,
+                "{scopes:?} for {purpose}"
+            );
         }
     }
 
@@ -345,17 +408,32 @@ mod tests {
         let cases: &[(&str, &[&str], Option<Reason>)] = &[
             ("tax.*", &["tax.admin"], None),
             ("ps.residence.*", &["hukou.settlement"], None),
-            ("tax.nothing", &["tax.admin"], Some(Reason::UnknownAttribute)),
+            (
+                "tax.nothing",
+                &["tax.admin"],
+                Some(Reason::UnknownAttribute),
+            ),
             ("ta*", &["tax.admin"], Some(Reason::UnknownAttribute)),
             ("tax.*", &["tax.evasion"], Some(Reason::UnknownPurpose)),
             ("tax.*", &[], Some(Reason::InvalidRequest)),
-            ("ps.hukou.nature", &["hukou.settlement"], Some(Reason::AttributeAbolished)),
+            (
+                "ps.hukou.nature",
+                &["hukou.settlement"],
+                Some(Reason::AttributeAbolished),
+            ),
             ("land.*", &["hukou.settlement"], Some(Reason::NoAccessRight)),
             ("land.*", &["hukou.return_rural"], None),
         ];
         for (scope, purposes, expected) in cases {
-            let right = AccessRight { scope: (*scope).into(), purposes: purposes.iter().map(|p| (*p).into()).collect() };
-            assert_eq!(validate_right(&right).err().map(|e| e.reason), *expected, "{scope} {purposes:?}");
+            let right = AccessRight {
+                scope: (*scope).into(),
+                purposes: purposes.iter().map(|p| (*p).into()).collect(),
+            };
+            assert_eq!(
+                validate_right(&right).err().map(|e| e.reason),
+                *expected,
+                "{scope} {purposes:?}"
+            );
         }
     }
 
@@ -364,14 +442,27 @@ mod tests {
         let ok = attributes(&["tax.registered".into(), "ps.identity.gender".into()], 8).unwrap();
         assert_eq!(ok.len(), 2);
         let reason = |names: &[&str]| {
-            attributes(&names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(), 2).unwrap_err().reason
+            attributes(
+                &names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
+                2,
+            )
+            .unwrap_err()
+            .reason
         };
         assert_eq!(reason(&[]), Reason::InvalidRequest);
         assert_eq!(reason(&["tax.nope"]), Reason::UnknownAttribute);
         assert_eq!(reason(&["ps.hukou.nature"]), Reason::AttributeAbolished);
-        assert_eq!(reason(&["tax.registered", "tax.registered"]), Reason::InvalidRequest);
+        assert_eq!(
+            reason(&["tax.registered", "tax.registered"]),
+            Reason::InvalidRequest
+        );
         assert_eq!(reason(&["a", "b", "c"]), Reason::InvalidRequest);
-        let message = attributes(&["ps.hukou.nature".into()], 2).unwrap_err().message;
-        assert!(message.contains("十") && message.contains("settlement.urban"), "{message}");
+        let message = attributes(&["ps.hukou.nature".into()], 2)
+            .unwrap_err()
+            .message;
+        assert!(
+            message.contains("十") && message.contains("settlement.urban"),
+            "{message}"
+        );
     }
 }

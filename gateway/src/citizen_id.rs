@@ -207,7 +207,12 @@ impl fmt::Display for CitizenId {
 /// Debug output masks the ID so it cannot leak into logs by accident.
 impl fmt::Debug for CitizenId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CitizenId({}********{})", &self.as_str()[..6], &self.as_str()[14..])
+        write!(
+            f,
+            "CitizenId({}********{})",
+            &self.as_str()[..6],
+            &self.as_str()[14..]
+        )
     }
 }
 
@@ -234,19 +239,32 @@ mod tests {
             (v[..17].into(), Err(Length(17))),
             (format!("{v}1"), Err(Length(19))),
             (format!(" {}", &v[1..]), Err(Character { position: 1 })),
-            (format!("{}\0{}", &v[..5], &v[6..]), Err(Character { position: 6 })),
-            (format!("{}１{}", &v[..3], &v[4..]), Err(Character { position: 4 })),
+            (
+                format!("{}\0{}", &v[..5], &v[6..]),
+                Err(Character { position: 6 }),
+            ),
+            (
+                format!("{}１{}", &v[..3], &v[4..]),
+                Err(Character { position: 4 }),
+            ),
             (format!("{}Y", &v[..17]), Err(CheckCharacter)),
             (format!("{}Ｘ", &v[..17]), Err(CheckCharacter)),
             ("990302199003070011".into(), Err(Province(99))),
             ("530302199002300012".into(), Err(Date)),
             ("530302203001010012".into(), Err(FutureDate)),
-            (format!("{}{}", &v[..17], if v.ends_with('0') { '1' } else { '0' }), Err(Checksum)),
+            (
+                format!("{}{}", &v[..17], if v.ends_with('0') { '1' } else { '0' }),
+                Err(Checksum),
+            ),
         ];
         for (input, expected) in cases {
             let got = CitizenId::parse_on(&input, TODAY);
             match expected {
-                Ok(normal) => assert_eq!(got.map(|id| id.to_string()).as_deref(), Ok(normal), "{input:?}"),
+                Ok(normal) => assert_eq!(
+                    got.map(|id| id.to_string()).as_deref(),
+                    Ok(normal),
+                    "{input:?}"
+                ),
                 Err(e) => {
                     // The checksum is the last check: a date or province error must win even
                     // when the check character happens to be wrong.
@@ -258,8 +276,14 @@ mod tests {
 
     #[test]
     fn legacy_ids_upgrade_to_the_18_character_form() {
-        assert_eq!(upgrade_legacy("110105491231002").unwrap().as_str(), "11010519491231002X");
-        assert_eq!(upgrade_legacy("11010549123100"), Err(CitizenIdError::Length(14)));
+        assert_eq!(
+            upgrade_legacy("110105491231002").unwrap().as_str(),
+            "11010519491231002X"
+        );
+        assert_eq!(
+            upgrade_legacy("11010549123100"),
+            Err(CitizenIdError::Length(14))
+        );
     }
 
     #[test]
@@ -269,7 +293,9 @@ mod tests {
     }
 
     fn valid_id() -> impl Strategy<Value = CitizenId> {
-        let provinces = prop::sample::select(vec![11u8, 15, 21, 31, 37, 41, 46, 50, 53, 54, 61, 65, 71, 81, 83]);
+        let provinces = prop::sample::select(vec![
+            11u8, 15, 21, 31, 37, 41, 46, 50, 53, 54, 61, 65, 71, 81, 83,
+        ]);
         (provinces, 0u32..10_000, 0i64..(365 * 100), 0u16..1000).prop_map(|(p, rest, days, seq)| {
             let birth = date!(1926 - 01 - 01) + time::Duration::days(days);
             CitizenId::from_parts(&format!("{p:02}{rest:04}"), birth, seq).unwrap()

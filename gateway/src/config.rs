@@ -4,7 +4,11 @@
 //! [`Config::default`] is the demo's configuration: the Qujing demo agencies
 //! with rights that fit each one's work.
 
-use std::{net::SocketAddr, path::{Path, PathBuf}, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -14,9 +18,15 @@ use crate::access::{self, AccessRight, Role};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot parse config {path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("environment variable {name}: {message}")]
     Env { name: &'static str, message: String },
     #[error("invalid config: {0}")]
@@ -165,27 +175,46 @@ impl Config {
     /// Checks what serde cannot: names, codes, rights.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
-        if self.name.is_empty() || !self.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-            return invalid(format!("name {:?} must be letters, digits and '-'", self.name));
+        if self.name.is_empty()
+            || !self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return invalid(format!(
+                "name {:?} must be letters, digits and '-'",
+                self.name
+            ));
         }
         let l = &self.limits;
-        if l.max_connections == 0 || l.max_concurrent_streams == 0 || l.max_message_bytes < 1024 || l.max_attributes == 0 {
+        if l.max_connections == 0
+            || l.max_concurrent_streams == 0
+            || l.max_message_bytes < 1024
+            || l.max_attributes == 0
+        {
             return invalid("limits must be positive (max_message_bytes at least 1024)".into());
         }
         let mut seen = std::collections::HashSet::new();
         for agency in &self.agencies {
             if !access::is_agency_code(&agency.code) {
-                return invalid(format!("agency code {:?} must be 1-64 of a-z, 0-9 and '-'", agency.code));
+                return invalid(format!(
+                    "agency code {:?} must be 1-64 of a-z, 0-9 and '-'",
+                    agency.code
+                ));
             }
             if !seen.insert(&agency.code) {
                 return invalid(format!("agency {} is listed twice", agency.code));
             }
             if !access::is_department_code(&agency.department) {
-                return invalid(format!("agency {}: unknown department {:?}", agency.code, agency.department));
+                return invalid(format!(
+                    "agency {}: unknown department {:?}",
+                    agency.code, agency.department
+                ));
             }
             for right in &agency.rights {
-                access::validate_right(right)
-                    .map_err(|e| ConfigError::Invalid(format!("agency {}: {}", agency.code, e.message)))?;
+                access::validate_right(right).map_err(|e| {
+                    ConfigError::Invalid(format!("agency {}: {}", agency.code, e.message))
+                })?;
             }
         }
         Ok(())
@@ -199,7 +228,13 @@ fn right(scope: &str, purposes: &[&str]) -> AccessRight {
     }
 }
 
-fn agency(code: &str, name: &str, department: &str, roles: &[Role], rights: Vec<AccessRight>) -> AgencyConfig {
+fn agency(
+    code: &str,
+    name: &str,
+    department: &str,
+    roles: &[Role],
+    rights: Vec<AccessRight>,
+) -> AgencyConfig {
     AgencyConfig {
         code: code.into(),
         name: name.into(),
@@ -226,50 +261,111 @@ pub fn demo_agencies() -> Vec<AgencyConfig> {
     psb.push(right("ps.*", &[RETURN]));
     psb.push(right("housing.*", &[RETURN]));
     vec![
-        agency("qujing-psb", "曲靖市公安局 Qujing Public Security Bureau", "ps", &[Requester], psb),
-        agency("qujing-edu", "曲靖市教育局 Qujing Education Bureau", "edu", &[Requester], vec![
-            right("edu.*", &["education.enrollment"]),
-            right("ps.identity.*", &["education.enrollment"]),
-            right("ps.hukou.division", &["education.enrollment"]),
-            right("ps.residence.*", &["education.enrollment"]),
-            right("ps.residence_permit.*", &["education.enrollment"]),
-            right("hrss.pension.contribution_years", &["education.enrollment"]),
-            right("hrss.medical.contribution_years", &["education.enrollment"]),
-        ]),
-        agency("qujing-hrss", "曲靖市人力资源和社会保障局 Qujing HR and Social Security Bureau", "hrss", &[Requester], vec![
-            right("hrss.*", &["social_insurance.transfer"]),
-            right("ps.identity.*", &["social_insurance.transfer"]),
-            right("ps.hukou.division", &["social_insurance.transfer"]),
-            right("ps.residence.*", &["social_insurance.transfer"]),
-        ]),
-        agency("qujing-civil", "曲靖市民政局 Qujing Civil Affairs Bureau", "ca", &[Requester], vec![
-            right("ca.*", &["social_assistance.review"]),
-            right("hrss.employment.registered", &["social_assistance.review"]),
-            right("hrss.unemployment.registered", &["social_assistance.review"]),
-            right("housing.*", &["social_assistance.review"]),
-            right("tax.iit.months_paid_last_12", &["social_assistance.review"]),
-            right("ps.hukou.division", &["social_assistance.review"]),
-        ]),
-        agency("qujing-housing", "曲靖市住房和城乡建设局 Qujing Housing Bureau", "housing", &[Requester], vec![
-            right("housing.*", &["housing.guarantee"]),
-            right("ps.hukou.division", &["housing.guarantee"]),
-            right("ps.residence.*", &["housing.guarantee"]),
-            right("ps.residence_permit.*", &["housing.guarantee"]),
-            right("ca.dibao.receiving", &["housing.guarantee"]),
-            right("hrss.employment.*", &["housing.guarantee"]),
-        ]),
-        agency("qujing-land", "曲靖市国土资源局 Qujing Land and Resources Bureau", "land", &[Requester], vec![
-            right("land.*", &["land.rights"]),
-            right("ps.hukou.division", &["land.rights"]),
-            right("ps.hukou.collective", &["land.rights"]),
-            right("ps.residence.*", &["land.rights"]),
-        ]),
-        agency("qujing-tax", "曲靖市税务局 Qujing Tax Bureau", "tax", &[Requester], vec![
-            right("tax.*", &["tax.admin"]),
-        ]),
-        agency("qujing-portal", "曲靖市政务服务中心 Qujing Government Service Centre", "other", &[ConsentRegistrar], vec![]),
-        agency("qujing-audit", "曲靖市审计局 Qujing Audit Bureau", "other", &[Auditor], vec![]),
-        agency("qujing-admin", "civex administration", "other", &[Admin], vec![]),
+        agency(
+            "qujing-psb",
+            "曲靖市公安局 Qujing Public Security Bureau",
+            "ps",
+            &[Requester],
+            psb,
+        ),
+        agency(
+            "qujing-edu",
+            "曲靖市教育局 Qujing Education Bureau",
+            "edu",
+            &[Requester],
+            vec![
+                right("edu.*", &["education.enrollment"]),
+                right("ps.identity.*", &["education.enrollment"]),
+                right("ps.hukou.division", &["education.enrollment"]),
+                right("ps.residence.*", &["education.enrollment"]),
+                right("ps.residence_permit.*", &["education.enrollment"]),
+                right("hrss.pension.contribution_years", &["education.enrollment"]),
+                right("hrss.medical.contribution_years", &["education.enrollment"]),
+            ],
+        ),
+        agency(
+            "qujing-hrss",
+            "曲靖市人力资源和社会保障局 Qujing HR and Social Security Bureau",
+            "hrss",
+            &[Requester],
+            vec![
+                right("hrss.*", &["social_insurance.transfer"]),
+                right("ps.identity.*", &["social_insurance.transfer"]),
+                right("ps.hukou.division", &["social_insurance.transfer"]),
+                right("ps.residence.*", &["social_insurance.transfer"]),
+            ],
+        ),
+        agency(
+            "qujing-civil",
+            "曲靖市民政局 Qujing Civil Affairs Bureau",
+            "ca",
+            &[Requester],
+            vec![
+                right("ca.*", &["social_assistance.review"]),
+                right("hrss.employment.registered", &["social_assistance.review"]),
+                right(
+                    "hrss.unemployment.registered",
+                    &["social_assistance.review"],
+                ),
+                right("housing.*", &["social_assistance.review"]),
+                right("tax.iit.months_paid_last_12", &["social_assistance.review"]),
+                right("ps.hukou.division", &["social_assistance.review"]),
+            ],
+        ),
+        agency(
+            "qujing-housing",
+            "曲靖市住房和城乡建设局 Qujing Housing Bureau",
+            "housing",
+            &[Requester],
+            vec![
+                right("housing.*", &["housing.guarantee"]),
+                right("ps.hukou.division", &["housing.guarantee"]),
+                right("ps.residence.*", &["housing.guarantee"]),
+                right("ps.residence_permit.*", &["housing.guarantee"]),
+                right("ca.dibao.receiving", &["housing.guarantee"]),
+                right("hrss.employment.*", &["housing.guarantee"]),
+            ],
+        ),
+        agency(
+            "qujing-land",
+            "曲靖市国土资源局 Qujing Land and Resources Bureau",
+            "land",
+            &[Requester],
+            vec![
+                right("land.*", &["land.rights"]),
+                right("ps.hukou.division", &["land.rights"]),
+                right("ps.hukou.collective", &["land.rights"]),
+                right("ps.residence.*", &["land.rights"]),
+            ],
+        ),
+        agency(
+            "qujing-tax",
+            "曲靖市税务局 Qujing Tax Bureau",
+            "tax",
+            &[Requester],
+            vec![right("tax.*", &["tax.admin"])],
+        ),
+        agency(
+            "qujing-portal",
+            "曲靖市政务服务中心 Qujing Government Service Centre",
+            "other",
+            &[ConsentRegistrar],
+            vec![],
+        ),
+        agency(
+            "qujing-audit",
+            "曲靖市审计局 Qujing Audit Bureau",
+            "other",
+            &[Auditor],
+            vec![],
+        ),
+        agency(
+            "qujing-admin",
+            "civex administration",
+            "other",
+            &[Admin],
+            vec![],
+        ),
     ]
 }
 

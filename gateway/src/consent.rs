@@ -115,7 +115,12 @@ impl ConsentStore {
     }
 
     /// Registers and signs a consent, valid from `now`.
-    pub fn grant(&self, new: NewConsent, signer: &Signer, now: SystemTime) -> Result<Consent, ConsentError> {
+    pub fn grant(
+        &self,
+        new: NewConsent,
+        signer: &Signer,
+        now: SystemTime,
+    ) -> Result<Consent, ConsentError> {
         let mut id = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut id);
         let consent_id = hex::encode(id);
@@ -149,7 +154,9 @@ impl ConsentStore {
         };
         let mut index_key = consent.citizen_id.clone().into_bytes();
         index_key.extend_from_slice(consent_id.as_bytes());
-        self.consents.insert(consent_id.as_bytes(), consent.encode_to_vec()).map_err(storage)?;
+        self.consents
+            .insert(consent_id.as_bytes(), consent.encode_to_vec())
+            .map_err(storage)?;
         self.by_citizen.insert(index_key, &[]).map_err(storage)?;
         self.consents.flush().map_err(storage)?;
         Ok(consent)
@@ -214,7 +221,11 @@ impl ConsentStore {
                     asked: u.purpose.to_owned(),
                 });
             }
-            if let Some(missing) = u.scopes.iter().find(|s| !consent.scopes.iter().any(|c| c == *s)) {
+            if let Some(missing) = u
+                .scopes
+                .iter()
+                .find(|s| !consent.scopes.iter().any(|c| c == *s))
+            {
                 return Err(ConsentError::Scope((*missing).to_owned()));
             }
             if consent.max_uses != 0 && consent.uses >= consent.max_uses {
@@ -243,7 +254,11 @@ impl ConsentStore {
             if new == old.as_ref() {
                 return Ok(consent);
             }
-            match self.consents.compare_and_swap(id.as_bytes(), Some(old), Some(new)).map_err(storage)? {
+            match self
+                .consents
+                .compare_and_swap(id.as_bytes(), Some(old), Some(new))
+                .map_err(storage)?
+            {
                 Ok(()) => {
                     self.consents.flush().map_err(storage)?;
                     return Ok(consent);
@@ -298,25 +313,95 @@ mod tests {
             )
             .unwrap();
         let id = consent.consent_id.as_str();
-        let ok = Use { caller: "qujing-psb", citizen: &citizen, scopes: &["tax.registered"], purpose: "hukou.settlement", now: t0 };
+        let ok = Use {
+            caller: "qujing-psb",
+            citizen: &citizen,
+            scopes: &["tax.registered"],
+            purpose: "hukou.settlement",
+            now: t0,
+        };
         let cases: Vec<(&str, Use<'_>, Result<u32, Reason>)> = vec![
             ("allowed", ok, Ok(1)),
-            ("both scopes", Use { scopes: &["ps.hukou.division", "tax.registered"], ..ok }, Ok(2)),
-            ("other agency", Use { caller: "qujing-tax", ..ok }, Err(Reason::ConsentGrantee)),
-            ("other citizen", Use { citizen: &other, ..ok }, Err(Reason::ConsentScope)),
-            ("scope not granted", Use { scopes: &["tax.iit.months_paid_last_12"], ..ok }, Err(Reason::ConsentScope)),
-            ("other purpose", Use { purpose: "tax.admin", ..ok }, Err(Reason::ConsentPurpose)),
-            ("before not_before", Use { now: t0 - Duration::from_secs(1), ..ok }, Err(Reason::ConsentExpired)),
-            ("at not_after", Use { now: t0 + Duration::from_secs(3600), ..ok }, Err(Reason::ConsentExpired)),
+            (
+                "both scopes",
+                Use {
+                    scopes: &["ps.hukou.division", "tax.registered"],
+                    ..ok
+                },
+                Ok(2),
+            ),
+            (
+                "other agency",
+                Use {
+                    caller: "qujing-tax",
+                    ..ok
+                },
+                Err(Reason::ConsentGrantee),
+            ),
+            (
+                "other citizen",
+                Use {
+                    citizen: &other,
+                    ..ok
+                },
+                Err(Reason::ConsentScope),
+            ),
+            (
+                "scope not granted",
+                Use {
+                    scopes: &["tax.iit.months_paid_last_12"],
+                    ..ok
+                },
+                Err(Reason::ConsentScope),
+            ),
+            (
+                "other purpose",
+                Use {
+                    purpose: "tax.admin",
+                    ..ok
+                },
+                Err(Reason::ConsentPurpose),
+            ),
+            (
+                "before not_before",
+                Use {
+                    now: t0 - Duration::from_secs(1),
+                    ..ok
+                },
+                Err(Reason::ConsentExpired),
+            ),
+            (
+                "at not_after",
+                Use {
+                    now: t0 + Duration::from_secs(3600),
+                    ..ok
+                },
+                Err(Reason::ConsentExpired),
+            ),
             ("last use", ok, Ok(3)),
             ("exhausted", ok, Err(Reason::ConsentExhausted)),
         ];
         for (name, u, expected) in cases {
-            let got = store.use_for(id, u).map(|c| c.uses).map_err(|e| Error::from(e).reason);
+            let got = store
+                .use_for(id, u)
+                .map(|c| c.uses)
+                .map_err(|e| Error::from(e).reason);
             assert_eq!(got, expected, "{name}");
         }
-        assert_eq!(store.use_for("nope", ok).map_err(|e| Error::from(e).reason).unwrap_err(), Reason::ConsentNotFound);
-        assert_eq!(store.use_for("", ok).map_err(|e| Error::from(e).reason).unwrap_err(), Reason::ConsentRequired);
+        assert_eq!(
+            store
+                .use_for("nope", ok)
+                .map_err(|e| Error::from(e).reason)
+                .unwrap_err(),
+            Reason::ConsentNotFound
+        );
+        assert_eq!(
+            store
+                .use_for("", ok)
+                .map_err(|e| Error::from(e).reason)
+                .unwrap_err(),
+            Reason::ConsentRequired
+        );
     }
 
     #[test]
@@ -344,13 +429,22 @@ mod tests {
         assert_eq!(body.citizen_id, citizen.as_str());
         assert_eq!(body.registrar, "r");
 
-        let u = Use { caller: "g", citizen: &citizen, scopes: &["tax.registered"], purpose: "tax.admin", now: t0 };
+        let u = Use {
+            caller: "g",
+            citizen: &citizen,
+            scopes: &["tax.registered"],
+            purpose: "tax.admin",
+            now: t0,
+        };
         for _ in 0..5 {
             store.use_for(&consent.consent_id, u).unwrap();
         }
         let revoked = store.revoke(&consent.consent_id, t0).unwrap();
         assert!(revoked.revoked_at.is_some());
-        assert_eq!(store.use_for(&consent.consent_id, u).unwrap_err(), ConsentError::Revoked);
+        assert_eq!(
+            store.use_for(&consent.consent_id, u).unwrap_err(),
+            ConsentError::Revoked
+        );
         assert_eq!(store.list(&citizen).unwrap(), vec![revoked]);
     }
 }

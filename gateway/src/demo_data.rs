@@ -115,7 +115,10 @@ pub fn generate(citizens: usize, seed: u64, out: &Path) -> io::Result<Vec<Sample
         ];
         for (label, found) in sample_kinds(&p, &records) {
             if found && samples.iter().all(|s: &Sample| s.label != label) {
-                samples.push(Sample { label, citizen_id: p.id.as_str().to_owned() });
+                samples.push(Sample {
+                    label,
+                    citizen_id: p.id.as_str().to_owned(),
+                });
             }
         }
         for (file, record) in files.iter_mut().zip(&records) {
@@ -135,16 +138,34 @@ pub fn generate(citizens: usize, seed: u64, out: &Path) -> io::Result<Vec<Sample
 fn sample_kinds(p: &Person, r: &Records) -> [(&'static str, bool); 8] {
     let is = |name: &str, value: Value| field(r, name) == Some(&value);
     [
-        ("owns a home in Qilin (530302)", is("housing.owned_residence.division", "530302".into())),
-        ("migrant with a residence permit", p.permit && !is_qujing(p.id.division())),
-        ("lives away from hukou, no residence permit", p.residence != p.hukou && !p.permit),
+        (
+            "owns a home in Qilin (530302)",
+            is("housing.owned_residence.division", "530302".into()),
+        ),
+        (
+            "migrant with a residence permit",
+            p.permit && !is_qujing(p.id.division()),
+        ),
+        (
+            "lives away from hukou, no residence permit",
+            p.residence != p.hukou && !p.permit,
+        ),
         (
             "hukou moved to Qujing from another province",
             is_qujing(p.hukou) && !p.id.division().starts_with("53"),
         ),
-        ("rural, holds land contract rights", is("land.contract_rights.held", true.into())),
-        ("receives dibao (低保)", is("ca.dibao.receiving", true.into())),
-        ("registered as unemployed", is("hrss.unemployment.registered", true.into())),
+        (
+            "rural, holds land contract rights",
+            is("land.contract_rights.held", true.into()),
+        ),
+        (
+            "receives dibao (低保)",
+            is("ca.dibao.receiving", true.into()),
+        ),
+        (
+            "registered as unemployed",
+            is("hrss.unemployment.registered", true.into()),
+        ),
         ("school pupil", is("edu.student_level", "primary".into())),
     ]
 }
@@ -195,10 +216,18 @@ fn facts(
     let age = AGE_YEAR - birth.year();
     let adult = age >= 18;
     let (pupil, migrant) = (kind == Kind::Pupil, kind == Kind::Migrant);
-    let hukou = if !migrant && rng.gen_bool(0.10) { other_qujing(rng, division) } else { division };
+    let hukou = if !migrant && rng.gen_bool(0.10) {
+        other_qujing(rng, division)
+    } else {
+        division
+    };
     let rural = is_qujing(hukou) && (pupil || rng.gen_bool(0.45));
     let stays = !migrant && is_qujing(hukou) && (pupil || rng.gen_bool(0.75));
-    let residence = if stays { hukou } else { other_qujing(rng, hukou) };
+    let residence = if stays {
+        hukou
+    } else {
+        other_qujing(rng, hukou)
+    };
     let permit = residence != hukou && (migrant || rng.gen_bool(0.80));
     let school_odds = if age <= 17 { 0.97 } else { 0.5 };
     let in_school = (6..=22).contains(&age) && (pupil || rng.gen_bool(school_odds));
@@ -228,8 +257,16 @@ fn facts(
 fn ps(rng: &mut ChaCha8Rng, p: &Person) -> Map<String, Value> {
     let mut m = line(p);
     let since = random_date(rng, p.birth, LATEST_EVENT);
-    put(&mut m, "ps.identity.birth_date", date_value(p.id.birth_date()));
-    put(&mut m, "ps.identity.gender", if p.id.is_male() { "male" } else { "female" });
+    put(
+        &mut m,
+        "ps.identity.birth_date",
+        date_value(p.id.birth_date()),
+    );
+    put(
+        &mut m,
+        "ps.identity.gender",
+        if p.id.is_male() { "male" } else { "female" },
+    );
     put(&mut m, "ps.hukou.division", p.hukou);
     put(&mut m, "ps.hukou.category", "resident");
     put(&mut m, "ps.hukou.collective", rng.gen_bool(0.05));
@@ -250,7 +287,11 @@ fn edu(rng: &mut ChaCha8Rng, p: &Person) -> Option<Map<String, Value>> {
         return None;
     }
     let mut m = line(p);
-    let school = if rng.gen_bool(0.90) { p.residence } else { pick(rng, QUJING) };
+    let school = if rng.gen_bool(0.90) {
+        p.residence
+    } else {
+        pick(rng, QUJING)
+    };
     let latest = LATEST_EVENT.year();
     let start = rng.gen_range((p.birth.year() + 6).min(latest)..=latest);
     // Invariant: 1 September exists in every year.
@@ -278,12 +319,28 @@ fn hrss(rng: &mut ChaCha8Rng, p: &Person) -> Option<Map<String, Value>> {
     let most = i64::from((p.age - 18).min(40));
     put(&mut m, "hrss.employment.registered", p.employed);
     if p.employed {
-        let place = if rng.gen_bool(0.85) { p.residence } else { pick(rng, QUJING) };
+        let place = if rng.gen_bool(0.85) {
+            p.residence
+        } else {
+            pick(rng, QUJING)
+        };
         put(&mut m, "hrss.employment.division", place);
     }
-    put(&mut m, "hrss.pension.contribution_years", rng.gen_range(0..=most));
-    put(&mut m, "hrss.medical.contribution_years", rng.gen_range(0..=most));
-    put(&mut m, "hrss.unemployment.registered", !p.employed && rng.gen_bool(0.12));
+    put(
+        &mut m,
+        "hrss.pension.contribution_years",
+        rng.gen_range(0..=most),
+    );
+    put(
+        &mut m,
+        "hrss.medical.contribution_years",
+        rng.gen_range(0..=most),
+    );
+    put(
+        &mut m,
+        "hrss.unemployment.registered",
+        !p.employed && rng.gen_bool(0.12),
+    );
     Some(m)
 }
 
@@ -295,8 +352,18 @@ fn ca(rng: &mut ChaCha8Rng, p: &Person) -> Option<Map<String, Value>> {
     let table: &[(&'static str, u32)] = match p.age {
         ..=24 => &[("single", 85), ("married", 15)],
         25..=34 => &[("single", 30), ("married", 64), ("divorced", 6)],
-        35..=59 => &[("single", 5), ("married", 84), ("divorced", 8), ("widowed", 3)],
-        _ => &[("single", 3), ("married", 70), ("divorced", 5), ("widowed", 22)],
+        35..=59 => &[
+            ("single", 5),
+            ("married", 84),
+            ("divorced", 8),
+            ("widowed", 3),
+        ],
+        _ => &[
+            ("single", 3),
+            ("married", 70),
+            ("divorced", 5),
+            ("widowed", 22),
+        ],
     };
     let mut m = line(p);
     put(&mut m, "ca.marital_status", weighted(rng, table));
@@ -313,11 +380,19 @@ fn housing(rng: &mut ChaCha8Rng, p: &Person) -> Option<Map<String, Value>> {
     }
     let mut m = line(p);
     if p.owns_home {
-        let place = if rng.gen_bool(0.85) { p.residence } else { pick(rng, QUJING) };
+        let place = if rng.gen_bool(0.85) {
+            p.residence
+        } else {
+            pick(rng, QUJING)
+        };
         put(&mut m, "housing.owned_residence.division", place);
     }
     if p.leases {
-        let place = if rng.gen_bool(0.90) { p.residence } else { pick(rng, QUJING) };
+        let place = if rng.gen_bool(0.90) {
+            p.residence
+        } else {
+            pick(rng, QUJING)
+        };
         put(&mut m, "housing.registered_lease.division", place);
     }
     put(&mut m, "housing.guarantee.receiving", guarantee);
@@ -349,7 +424,11 @@ fn tax(rng: &mut ChaCha8Rng, p: &Person) -> Option<Map<String, Value>> {
     put(&mut m, "tax.registered", p.tax_registered);
     if p.tax_registered {
         let most = if p.employed { 12 } else { 6 };
-        put(&mut m, "tax.iit.months_paid_last_12", rng.gen_range(0..=most));
+        put(
+            &mut m,
+            "tax.iit.months_paid_last_12",
+            rng.gen_range(0..=most),
+        );
     }
     Some(m)
 }
@@ -428,9 +507,17 @@ mod tests {
         generate(300, 8, c.path()).unwrap();
         assert_eq!(samples_a, samples_b);
         for department in Department::ALL {
-            assert_eq!(file(a.path(), department), file(b.path(), department), "{department}");
+            assert_eq!(
+                file(a.path(), department),
+                file(b.path(), department),
+                "{department}"
+            );
         }
-        assert!(Department::ALL.iter().any(|&d| file(a.path(), d) != file(c.path(), d)));
+        assert!(
+            Department::ALL
+                .iter()
+                .any(|&d| file(a.path(), d) != file(c.path(), d))
+        );
     }
 
     /// Checks every line and returns the attribute names seen in each file.
@@ -455,7 +542,10 @@ mod tests {
                 }
                 if department == Department::PublicSecurity {
                     assert_eq!(object["ps.hukou.category"], "resident");
-                    assert_eq!(object["ps.identity.birth_date"], date_value(id.birth_date()));
+                    assert_eq!(
+                        object["ps.identity.birth_date"],
+                        date_value(id.birth_date())
+                    );
                     let gender = if id.is_male() { "male" } else { "female" };
                     assert_eq!(object["ps.identity.gender"], gender);
                 }
@@ -490,7 +580,11 @@ mod tests {
             generate(50, seed, dir.path()).unwrap();
             for (department, seen) in check_files(dir.path(), 50) {
                 for attr in catalogue::held_by(department) {
-                    assert!(seen.contains(attr.name), "seed {seed}: {} never written", attr.name);
+                    assert!(
+                        seen.contains(attr.name),
+                        "seed {seed}: {} never written",
+                        attr.name
+                    );
                 }
             }
         }

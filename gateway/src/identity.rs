@@ -8,10 +8,7 @@ use std::net::SocketAddr;
 
 use x509_parser::{extensions::GeneralName, prelude::*};
 
-use crate::access::is_agency_code;
-
-/// The prefix of an agency's SAN URI.
-pub const AGENCY_URI_PREFIX: &str = "spiffe://civex/agency/";
+use crate::pki::parse_agency_uri;
 
 /// The verified identity of the peer of one connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +25,9 @@ pub struct PeerIdentity {
 pub enum IdentityError {
     #[error("client certificate cannot be parsed")]
     Unparsable,
-    #[error("client certificate has {0} SAN URIs; exactly one spiffe://civex/agency/<code> is required")]
+    #[error(
+        "client certificate has {0} SAN URIs; exactly one spiffe://civex/agency/<code> is required"
+    )]
     UriCount(usize),
     #[error("client certificate SAN URI is not spiffe://civex/agency/<code>")]
     NotAnAgency,
@@ -37,7 +36,9 @@ pub enum IdentityError {
 /// Reads the agency code and serial out of a DER client certificate.
 pub fn agency_of(der: &[u8]) -> Result<(String, String), IdentityError> {
     let (_, cert) = X509Certificate::from_der(der).map_err(|_| IdentityError::Unparsable)?;
-    let san = cert.subject_alternative_name().map_err(|_| IdentityError::Unparsable)?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|_| IdentityError::Unparsable)?;
     let uris: Vec<&str> = san
         .map(|ext| {
             ext.value
@@ -53,9 +54,6 @@ pub fn agency_of(der: &[u8]) -> Result<(String, String), IdentityError> {
     let [uri] = uris.as_slice() else {
         return Err(IdentityError::UriCount(uris.len()));
     };
-    let code = uri.strip_prefix(AGENCY_URI_PREFIX).ok_or(IdentityError::NotAnAgency)?;
-    if !is_agency_code(code) {
-        return Err(IdentityError::NotAnAgency);
-    }
+    let code = parse_agency_uri(uri).ok_or(IdentityError::NotAnAgency)?;
     Ok((code.to_owned(), hex::encode(cert.raw_serial())))
 }

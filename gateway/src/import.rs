@@ -29,14 +29,26 @@ pub enum ImportError {
 }
 
 fn list(errors: &[LineError]) -> String {
-    let shown: Vec<String> = errors.iter().take(20).map(|e| format!("  line {}: {}", e.line, e.reason)).collect();
+    let shown: Vec<String> = errors
+        .iter()
+        .take(20)
+        .map(|e| format!("  line {}: {}", e.line, e.reason))
+        .collect();
     let more = errors.len().saturating_sub(20);
-    let tail = if more > 0 { format!("\n  … and {more} more") } else { String::new() };
+    let tail = if more > 0 {
+        format!("\n  … and {more} more")
+    } else {
+        String::new()
+    };
     format!("{}{tail}", shown.join("\n"))
 }
 
 /// Parses one JSONL line of `department`'s file into its citizen ID and record.
-pub fn parse_line(department: Department, line: &str, as_of: i64) -> Result<(CitizenId, Record), String> {
+pub fn parse_line(
+    department: Department,
+    line: &str,
+    as_of: i64,
+) -> Result<(CitizenId, Record), String> {
     let object: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(line).map_err(|e| format!("not a JSON object: {e}"))?;
     let mut facts = BTreeMap::new();
@@ -69,7 +81,10 @@ pub fn import(
     reader: impl BufRead,
     mut progress: impl FnMut(usize),
 ) -> Result<usize, ImportError> {
-    let as_of = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let as_of = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
     let mut records = Vec::new();
     let mut errors = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -83,10 +98,16 @@ pub fn import(
                 if seen.insert(citizen.clone()) {
                     records.push((citizen.to_string(), record));
                 } else {
-                    errors.push(LineError { line: i + 1, reason: "citizen appears on an earlier line too".into() });
+                    errors.push(LineError {
+                        line: i + 1,
+                        reason: "citizen appears on an earlier line too".into(),
+                    });
                 }
             }
-            Err(reason) => errors.push(LineError { line: i + 1, reason }),
+            Err(reason) => errors.push(LineError {
+                line: i + 1,
+                reason,
+            }),
         }
         if i % 10_000 == 0 {
             progress(i);
@@ -109,22 +130,44 @@ mod tests {
         let registry = EmbeddedRegistry::open(&db, Department::Tax).unwrap();
         let good = r#"{"citizen_id":"11010519491231002X","tax.registered":true}"#;
         let cases = [
-            (r#"{"citizen_id":"110105194912310021","tax.registered":true}"#, "check character"),
+            (
+                r#"{"citizen_id":"110105194912310021","tax.registered":true}"#,
+                "check character",
+            ),
             (r#"{"tax.registered":true}"#, "citizen_id is missing"),
-            (r#"{"citizen_id":"11010519491231002X","ps.identity.gender":"male"}"#, "not an attribute held by tax"),
-            (r#"{"citizen_id":"11010519491231002X","tax.registered":"yes"}"#, "expected bool"),
+            (
+                r#"{"citizen_id":"11010519491231002X","ps.identity.gender":"male"}"#,
+                "not an attribute held by tax",
+            ),
+            (
+                r#"{"citizen_id":"11010519491231002X","tax.registered":"yes"}"#,
+                "expected bool",
+            ),
             ("not json", "not a JSON object"),
         ];
         for (bad, expected) in cases {
             let file = format!("{good}\n{bad}\n");
             let err = import(&registry, Department::Tax, file.as_bytes(), |_| {}).unwrap_err();
-            let ImportError::BadLines(lines) = &err else { panic!("{err}") };
+            let ImportError::BadLines(lines) = &err else {
+                panic!("{err}")
+            };
             assert_eq!(lines.len(), 1, "{bad}");
             assert_eq!(lines[0].line, 2);
-            assert!(lines[0].reason.contains(expected), "{}: {}", bad, lines[0].reason);
-            assert!(registry.is_empty(), "nothing may be imported when a line is bad");
+            assert!(
+                lines[0].reason.contains(expected),
+                "{}: {}",
+                bad,
+                lines[0].reason
+            );
+            assert!(
+                registry.is_empty(),
+                "nothing may be imported when a line is bad"
+            );
         }
-        assert_eq!(import(&registry, Department::Tax, good.as_bytes(), |_| {}).unwrap(), 1);
+        assert_eq!(
+            import(&registry, Department::Tax, good.as_bytes(), |_| {}).unwrap(),
+            1
+        );
         assert_eq!(registry.len(), 1);
     }
 }

@@ -69,7 +69,10 @@ pub enum StartError {
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("server failed: {0}")]
@@ -94,9 +97,16 @@ impl Gateway {
     }
 
     /// As [`Gateway::bind`], with the clock consents are checked against.
-    pub async fn bind_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Gateway, StartError> {
+    pub async fn bind_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Gateway, StartError> {
         config.validate()?;
-        let tls = tls::server_config(&config.tls.ca_cert, &config.tls.server_cert, &config.tls.server_key)?;
+        let tls = tls::server_config(
+            &config.tls.ca_cert,
+            &config.tls.server_cert,
+            &config.tls.server_key,
+        )?;
         let db = store::open(&config.data_dir)?;
         let signer = Signer::load_or_create(&config.data_dir, &format!("civex/{}", config.name))?;
         let mut adapters: Vec<Arc<dyn Adapter>> = Vec::new();
@@ -111,11 +121,25 @@ impl Gateway {
             clock,
             limits: config.limits.clone(),
         });
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| StartError::Bind { addr: config.listen, source })?;
-        let local_addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
-        Ok(Gateway { config, listener, local_addr, state, db, tls })
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        Ok(Gateway {
+            config,
+            listener,
+            local_addr,
+            state,
+            db,
+            tls,
+        })
     }
 
     /// The address actually bound (useful with port 0).
@@ -133,20 +157,31 @@ impl Gateway {
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
         let limits = &self.config.limits;
         let (health, health_service) = tonic_health::server::health_reporter();
-        health.set_serving::<ExchangeServiceServer<Exchange>>().await;
+        health
+            .set_serving::<ExchangeServiceServer<Exchange>>()
+            .await;
         health.set_serving::<ConsentServiceServer<Consents>>().await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(civex_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()?;
         let max = limits.max_message_bytes;
-        let incoming = tls::incoming(self.listener, self.tls, limits.handshake_timeout(), limits.max_connections);
+        let incoming = tls::incoming(
+            self.listener,
+            self.tls,
+            limits.handshake_timeout(),
+            limits.max_connections,
+        );
         tracing::info!(addr = %self.local_addr, "serving");
         let signal = async {
             shutdown.await;
             tracing::info!("shutting down: draining in-flight calls");
-            health.set_not_serving::<ExchangeServiceServer<Exchange>>().await;
-            health.set_not_serving::<ConsentServiceServer<Consents>>().await;
+            health
+                .set_not_serving::<ExchangeServiceServer<Exchange>>()
+                .await;
+            health
+                .set_not_serving::<ConsentServiceServer<Consents>>()
+                .await;
         };
         Server::builder()
             .max_concurrent_streams(limits.max_concurrent_streams)
@@ -156,8 +191,14 @@ impl Gateway {
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(ExchangeServiceServer::new(Exchange::new(self.state.clone())).max_decoding_message_size(max))
-            .add_service(ConsentServiceServer::new(Consents::new(self.state.clone())).max_decoding_message_size(max))
+            .add_service(
+                ExchangeServiceServer::new(Exchange::new(self.state.clone()))
+                    .max_decoding_message_size(max),
+            )
+            .add_service(
+                ConsentServiceServer::new(Consents::new(self.state.clone()))
+                    .max_decoding_message_size(max),
+            )
             .serve_with_incoming_shutdown(incoming, signal)
             .await?;
         self.db.flush_async().await?;

@@ -62,9 +62,6 @@ const SERVER_LIFETIME: Duration = Duration::days(825);
 /// limit, so the development setup rehearses yearly rotation.
 const CLIENT_LIFETIME: Duration = Duration::days(397);
 
-/// Longest accepted agency code. Codes end up in URIs and file names.
-const MAX_CODE_LEN: usize = 64;
-
 /// Everything that can go wrong while making, loading or writing certificates.
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
@@ -123,17 +120,10 @@ pub fn parse_agency_uri(uri: &str) -> Option<&str> {
     validate_agency_code(code).ok().map(|()| code)
 }
 
-/// Checks that `code` is usable both as a URI path segment and as a file name:
-/// 1 to 64 ASCII letters, digits, `-`, `_` or `.`, not starting with `.` (which
-/// also rules out `.` and `..`).
+/// Checks that `code` is a well-formed agency code (see
+/// [`crate::access::is_agency_code`]), which is also safe as a file name.
 pub fn validate_agency_code(code: &str) -> Result<(), PkiError> {
-    let well_formed = !code.is_empty()
-        && code.len() <= MAX_CODE_LEN
-        && !code.starts_with('.')
-        && code
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if well_formed {
+    if crate::access::is_agency_code(code) {
         Ok(())
     } else {
         Err(PkiError::InvalidAgencyCode(code.to_owned()))

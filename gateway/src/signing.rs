@@ -3,7 +3,10 @@
 //! verifier key written beside it as `gateway.vkey`, so anyone can check
 //! consents and checkpoints with standard transparency tooling.
 
-use std::{fs, path::{Path, PathBuf}};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
 
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
@@ -19,7 +22,10 @@ pub const VERIFIER_KEY_FILE: &str = "gateway.vkey";
 #[derive(Debug, thiserror::Error)]
 pub enum SigningError {
     #[error("cannot access {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("malformed key in {path}: {message}")]
     Malformed { path: PathBuf, message: String },
     #[error("malformed verifier key: {0}")]
@@ -53,7 +59,10 @@ impl Signer {
     /// e.g. `civex/qujing-demo`.
     pub fn load_or_create(dir: &Path, name: &str) -> Result<Signer, SigningError> {
         let path = dir.join(SIGNING_KEY_FILE);
-        let io = |source| SigningError::Io { path: path.clone(), source };
+        let io = |source| SigningError::Io {
+            path: path.clone(),
+            source,
+        };
         let signer = match fs::read_to_string(&path) {
             Ok(text) => Signer::parse(text.trim(), &path)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -66,24 +75,42 @@ impl Signer {
             Err(e) => return Err(io(e)),
         };
         let vkey_path = dir.join(VERIFIER_KEY_FILE);
-        fs::write(&vkey_path, format!("{}\n", signer.verifier_key()))
-            .map_err(|source| SigningError::Io { path: vkey_path, source })?;
+        fs::write(&vkey_path, format!("{}\n", signer.verifier_key())).map_err(|source| {
+            SigningError::Io {
+                path: vkey_path,
+                source,
+            }
+        })?;
         Ok(signer)
     }
 
     /// A signer for `key` under `name` (tests and tools).
     pub fn new(key: SigningKey, name: &str) -> Signer {
         let key_hash = key_hash(name, &key.verifying_key());
-        Signer { key, name: name.to_owned(), key_hash }
+        Signer {
+            key,
+            name: name.to_owned(),
+            key_hash,
+        }
     }
 
     fn parse(text: &str, path: &Path) -> Result<Signer, SigningError> {
-        let malformed = |m: &str| SigningError::Malformed { path: path.to_owned(), message: m.to_owned() };
-        let rest = text.strip_prefix("PRIVATE+KEY+").ok_or_else(|| malformed("missing PRIVATE+KEY+ prefix"))?;
-        let (name, hash, key) = split_note_key(rest).ok_or_else(|| malformed("expected <name>+<hash>+<key>"))?;
-        let bytes = B64.decode(key).map_err(|_| malformed("key is not base64"))?;
+        let malformed = |m: &str| SigningError::Malformed {
+            path: path.to_owned(),
+            message: m.to_owned(),
+        };
+        let rest = text
+            .strip_prefix("PRIVATE+KEY+")
+            .ok_or_else(|| malformed("missing PRIVATE+KEY+ prefix"))?;
+        let (name, hash, key) =
+            split_note_key(rest).ok_or_else(|| malformed("expected <name>+<hash>+<key>"))?;
+        let bytes = B64
+            .decode(key)
+            .map_err(|_| malformed("key is not base64"))?;
         let seed: [u8; 32] = match bytes.split_first() {
-            Some((&ALG_ED25519, seed)) => seed.try_into().map_err(|_| malformed("Ed25519 seed must be 32 bytes"))?,
+            Some((&ALG_ED25519, seed)) => seed
+                .try_into()
+                .map_err(|_| malformed("Ed25519 seed must be 32 bytes"))?,
             _ => return Err(malformed("not an Ed25519 key")),
         };
         let signer = Signer::new(SigningKey::from_bytes(&seed), name);
@@ -146,18 +173,26 @@ impl Verifier {
     /// Parses `<name>+<hash>+<base64(0x01 ‖ key)>`, checking the hash.
     pub fn parse(vkey: &str) -> Result<Verifier, SigningError> {
         let bad = |m: &str| SigningError::MalformedVerifier(m.to_owned());
-        let (name, hash, key) = split_note_key(vkey.trim()).ok_or_else(|| bad("expected <name>+<hash>+<key>"))?;
+        let (name, hash, key) =
+            split_note_key(vkey.trim()).ok_or_else(|| bad("expected <name>+<hash>+<key>"))?;
         let bytes = B64.decode(key).map_err(|_| bad("key is not base64"))?;
         let public: [u8; 32] = match bytes.split_first() {
-            Some((&ALG_ED25519, k)) => k.try_into().map_err(|_| bad("Ed25519 key must be 32 bytes"))?,
+            Some((&ALG_ED25519, k)) => k
+                .try_into()
+                .map_err(|_| bad("Ed25519 key must be 32 bytes"))?,
             _ => return Err(bad("not an Ed25519 key")),
         };
-        let key = VerifyingKey::from_bytes(&public).map_err(|_| bad("not a valid Ed25519 point"))?;
+        let key =
+            VerifyingKey::from_bytes(&public).map_err(|_| bad("not a valid Ed25519 point"))?;
         let key_hash = key_hash(name, &key);
         if format!("{key_hash:08x}") != hash {
             return Err(bad("key hash does not match"));
         }
-        Ok(Verifier { name: name.to_owned(), key_hash, key })
+        Ok(Verifier {
+            name: name.to_owned(),
+            key_hash,
+            key,
+        })
     }
 
     /// `<name>+<hash>`: compare with `Consent.key_id`.
@@ -168,7 +203,9 @@ impl Verifier {
     /// Checks an Ed25519 signature over `message`.
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), SigningError> {
         let sig = Signature::from_slice(signature).map_err(|_| SigningError::BadSignature)?;
-        self.key.verify(message, &sig).map_err(|_| SigningError::BadSignature)
+        self.key
+            .verify(message, &sig)
+            .map_err(|_| SigningError::BadSignature)
     }
 }
 
@@ -189,7 +226,10 @@ mod tests {
         verifier.verify(b"consent", &sig).unwrap();
         assert!(verifier.verify(b"consenT", &sig).is_err());
         use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(dir.path().join(SIGNING_KEY_FILE)).unwrap().permissions().mode();
+        let mode = fs::metadata(dir.path().join(SIGNING_KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 

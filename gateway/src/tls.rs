@@ -36,7 +36,10 @@ pub enum TlsError {
     #[error("no PEM {what} in {path}")]
     Pem { what: &'static str, path: PathBuf },
     #[error("invalid CA certificate in {path}: {source}")]
-    Ca { path: PathBuf, source: rustls::Error },
+    Ca {
+        path: PathBuf,
+        source: rustls::Error,
+    },
     #[error("client verifier: {0}")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
     #[error("server certificate or key rejected: {0}")]
@@ -44,22 +47,33 @@ pub enum TlsError {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source })
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Reads every certificate from a PEM file.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem = read(path)?;
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem).filter_map(Result::ok).collect();
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+        .filter_map(Result::ok)
+        .collect();
     if certs.is_empty() {
-        return Err(TlsError::Pem { what: "certificate", path: path.to_owned() });
+        return Err(TlsError::Pem {
+            what: "certificate",
+            path: path.to_owned(),
+        });
     }
     Ok(certs)
 }
 
 /// Reads a private key from a PEM file.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_slice(&read(path)?).map_err(|_| TlsError::Pem { what: "private key", path: path.to_owned() })
+    PrivateKeyDer::from_pem_slice(&read(path)?).map_err(|_| TlsError::Pem {
+        what: "private key",
+        path: path.to_owned(),
+    })
 }
 
 /// The rustls provider civex uses everywhere.
@@ -71,10 +85,14 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 pub fn server_config(ca: &Path, cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     let mut roots = RootCertStore::empty();
     for c in load_certs(ca)? {
-        roots.add(c).map_err(|source| TlsError::Ca { path: ca.to_owned(), source })?;
+        roots.add(c).map_err(|source| TlsError::Ca {
+            path: ca.to_owned(),
+            source,
+        })?;
     }
     let provider = provider();
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build()?;
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build()?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_client_cert_verifier(verifier)
@@ -101,13 +119,21 @@ impl Connected for PeerStream {
 }
 
 impl AsyncRead for PeerStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for PeerStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -147,7 +173,9 @@ pub fn incoming(
     let slots = Arc::new(Semaphore::new(max_connections));
     tokio::spawn(async move {
         loop {
-            let Ok(slot) = slots.clone().acquire_owned().await else { return };
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
             let (tcp, remote) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
@@ -164,7 +192,9 @@ pub fn incoming(
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
-                if let Some(stream) = handshake(acceptor, tcp, remote, handshake_timeout, slot).await {
+                if let Some(stream) =
+                    handshake(acceptor, tcp, remote, handshake_timeout, slot).await
+                {
                     let _ = tx.send(Ok(stream)).await;
                 }
             });
@@ -199,7 +229,15 @@ async fn handshake(
     match identity::agency_of(leaf) {
         Ok((agency, serial)) => {
             tracing::debug!(%remote, %agency, "connection accepted");
-            Some(PeerStream { inner: tls, peer: PeerIdentity { agency, serial, remote }, _slot: slot })
+            Some(PeerStream {
+                inner: tls,
+                peer: PeerIdentity {
+                    agency,
+                    serial,
+                    remote,
+                },
+                _slot: slot,
+            })
         }
         Err(e) => {
             tracing::info!(%remote, cause = %e, "client certificate names no agency");

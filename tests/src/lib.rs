@@ -1,1 +1,237 @@
+//! The end-to-end harness: a real gateway on a free loopback port, with a
+//! PKI minted for the test, synthetic citizens imported into its registries,
+//! a manual clock, and real mTLS gRPC clients.
+//!
+//! # Layout
+//! - [`TestGateway`]: start, connect as any agency, read the department files, stop.
+//! - [`reason`]: the civex reason of a status.
+//!
+//! The tests themselves live in `tests/it/`, one module per area.
 
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use civex_adapters::{Department, EmbeddedRegistry};
+use civex_gateway::{
+    Gateway,
+    client::{self, ClientTls},
+    clock::{ManualClock, timestamp},
+    config::{Config, TlsConfig},
+    demo_data, import,
+    pki::{Ca, ClientSpec, write_private},
+    store,
+};
+use civex_proto::v1::{
+    Consent, GrantConsentRequest, consent_service_client::ConsentServiceClient,
+    exchange_service_client::ExchangeServiceClient,
+};
+use tokio::{sync::oneshot, task::JoinHandle};
+use tonic::transport::Channel;
+
+pub use civex_gateway::error::reason_of;
+
+/// Citizens imported into every test gateway.
+pub const CITIZENS: usize = 300;
+/// Seed of the synthetic data, so every run sees the same citizens.
+pub const SEED: u64 = 7;
+
+/// A gateway serving on loopback for one test.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub ca: Ca,
+    pub clock: ManualClock,
+    pub verifier_key: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestGateway {
+    /// Starts a gateway with the demo agencies and [`CITIZENS`] synthetic citizens.
+    pub async fn start() -> TestGateway {
+        TestGateway::start_with(|_| {}).await
+    }
+
+    /// As [`TestGateway::start`], letting the test adjust the configuration.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestGateway {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ca = Ca::generate("civex test CA").expect("CA");
+        let certs = dir.path().join("certs");
+        std::fs::create_dir_all(&certs).expect("certs dir");
+        let server = ca
+            .issue_server(&["localhost", "127.0.0.1"])
+            .expect("server cert");
+        std::fs::write(certs.join("ca.pem"), ca.cert_pem()).expect("write CA");
+        std::fs::write(certs.join("gateway.pem"), &server.cert_pem).expect("write cert");
+        write_private(&certs.join("gateway.key"), server.key_pem.as_bytes()).expect("write key");
+
+        let data = dir.path().join("data");
+        import_demo_data(&data, &dir.path().join("demo-data"));
+
+        let mut config = Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data,
+            tls: TlsConfig {
+                ca_cert: certs.join("ca.pem"),
+                server_cert: certs.join("gateway.pem"),
+                server_key: certs.join("gateway.key"),
+            },
+            ..Config::default()
+        };
+        adjust(&mut config);
+        let clock = ManualClock::new(SystemTime::now());
+        let gateway = Gateway::bind_with_clock(config, Arc::new(clock.clone()))
+            .await
+            .expect("gateway binds");
+        let addr = gateway.local_addr();
+        let verifier_key = gateway.verifier_key();
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            gateway
+                .serve(async {
+                    let _ = rx.await;
+                })
+                .await
+                .expect("gateway serves");
+        });
+        TestGateway {
+            addr,
+            dir,
+            ca,
+            clock,
+            verifier_key,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// `https://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// Client TLS material for a freshly minted certificate of `spec`.
+    pub fn tls_for(&self, spec: &ClientSpec) -> ClientTls {
+        let issued = self.ca.issue_client(spec).expect("client cert");
+        ClientTls {
+            ca_pem: self.ca.cert_pem().to_owned(),
+            cert_pem: issued.cert_pem,
+            key_pem: issued.key_pem,
+        }
+    }
+
+    /// A connected mTLS channel as `agency`.
+    pub async fn channel(&self, agency: &str) -> Channel {
+        client::connect(&self.endpoint(), &self.tls_for(&ClientSpec::agency(agency)))
+            .await
+            .expect("connects")
+    }
+
+    pub async fn exchange(&self, agency: &str) -> ExchangeServiceClient<Channel> {
+        ExchangeServiceClient::new(self.channel(agency).await)
+    }
+
+    pub async fn consents(&self, agency: &str) -> ConsentServiceClient<Channel> {
+        ConsentServiceClient::new(self.channel(agency).await)
+    }
+
+    /// Registers a consent through `qujing-portal`, valid for a day.
+    pub async fn grant(
+        &self,
+        citizen: &str,
+        grantee: &str,
+        scopes: &[&str],
+        purpose: &str,
+        max_uses: u32,
+    ) -> Consent {
+        self.consents("qujing-portal")
+            .await
+            .grant(GrantConsentRequest {
+                citizen_id: citizen.into(),
+                grantee: grantee.into(),
+                scopes: scopes.iter().map(|s| (*s).into()).collect(),
+                purpose: purpose.into(),
+                not_after: Some(timestamp(self.clock_now() + Duration::from_secs(86_400))),
+                max_uses,
+            })
+            .await
+            .expect("grant")
+            .into_inner()
+    }
+
+    fn clock_now(&self) -> SystemTime {
+        use civex_gateway::clock::Clock;
+        self.clock.now()
+    }
+
+    /// The JSONL records of `department`, as imported.
+    pub fn records(
+        &self,
+        department: Department,
+    ) -> Vec<serde_json::Map<String, serde_json::Value>> {
+        read_records(&self.dir.path().join("demo-data"), department)
+    }
+
+    /// The first citizen whose `department` record satisfies `pred`.
+    pub fn citizen_where(
+        &self,
+        department: Department,
+        pred: impl Fn(&serde_json::Map<String, serde_json::Value>) -> bool,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        self.records(department)
+            .into_iter()
+            .find(|r| pred(r))
+            .expect("a matching citizen in the demo data")
+    }
+
+    /// Stops the gateway and waits until it has drained and flushed.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("gateway task");
+        }
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+fn read_records(
+    dir: &Path,
+    department: Department,
+) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    let text = std::fs::read_to_string(dir.join(format!("{}.jsonl", department.code())))
+        .expect("department file");
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+/// Generates the synthetic citizens into `files` and imports every department into `data`.
+fn import_demo_data(data: &Path, files: &Path) {
+    demo_data::generate(CITIZENS, SEED, files).expect("demo data");
+    let db = store::open(data).expect("store");
+    for department in Department::ALL {
+        let registry = EmbeddedRegistry::open(&db, department).expect("registry");
+        let path: PathBuf = files.join(format!("{}.jsonl", department.code()));
+        let reader = std::io::BufReader::new(std::fs::File::open(&path).expect("file"));
+        import::import(&registry, department, reader, |_| {}).expect("import");
+    }
+    db.flush().expect("flush");
+}
+
+/// The civex reason of a failed call (empty if it carries none).
+pub fn reason(status: &tonic::Status) -> String {
+    reason_of(status).unwrap_or_default()
+}

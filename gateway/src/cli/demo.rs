@@ -4,14 +4,21 @@
 //! in every department (if empty), the demo configuration, and serves with
 //! mTLS on loopback. Run again, it keeps the data, consents and keys it finds.
 
-use std::{net::SocketAddr, path::{Path, PathBuf}};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
 
 use anyhow::Context;
 use civex_adapters::{Department, EmbeddedRegistry};
 use clap::Args;
 
 use super::tools::{import_file, init_certs};
-use crate::{Gateway, config::{Config, TlsConfig}, demo_data, store};
+use crate::{
+    Gateway,
+    config::{Config, TlsConfig},
+    demo_data, store,
+};
 
 #[derive(Debug, Args)]
 pub(super) struct DemoArgs {
@@ -65,14 +72,21 @@ fn prepare_data(args: &DemoArgs, demo_dir: &Path) -> anyhow::Result<Vec<(String,
     let db = store::open(&args.data)?;
     let empty = EmbeddedRegistry::open(&db, Department::PublicSecurity)?.is_empty();
     if empty {
-        println!("generating {} synthetic citizens in {}", args.citizens, demo_dir.display());
+        println!(
+            "generating {} synthetic citizens in {}",
+            args.citizens,
+            demo_dir.display()
+        );
         let samples = demo_data::generate(args.citizens, args.seed, demo_dir)?;
         for department in Department::ALL {
             let file = demo_dir.join(format!("{}.jsonl", department.code()));
             let count = import_file(&db, department, &file)?;
             println!("  imported {count:>6} {department} records");
         }
-        let tsv: String = samples.iter().map(|s| format!("{}\t{}\n", s.citizen_id, s.label)).collect();
+        let tsv: String = samples
+            .iter()
+            .map(|s| format!("{}\t{}\n", s.citizen_id, s.label))
+            .collect();
         std::fs::write(demo_dir.join(SAMPLES_FILE), tsv)?;
     }
     db.flush()?;
@@ -84,14 +98,29 @@ fn prepare_data(args: &DemoArgs, demo_dir: &Path) -> anyhow::Result<Vec<(String,
         .collect())
 }
 
-fn print_banner(gateway: &Gateway, args: &DemoArgs, config_path: &Path, samples: &[(String, String)]) {
+fn print_banner(
+    gateway: &Gateway,
+    args: &DemoArgs,
+    config_path: &Path,
+    samples: &[(String, String)],
+) {
     let addr = gateway.local_addr();
     let endpoint = format!("https://{addr}");
     let certs = args.certs.display();
-    let citizen = samples.first().map(|(id, _)| id.as_str()).unwrap_or("530302199003070011");
+    // The example asks about housing and employment: a home owner shows facts from both.
+    let citizen = samples
+        .iter()
+        .find(|(_, label)| label.starts_with("owns a home"))
+        .or(samples.first())
+        .map(|(id, _)| id.as_str())
+        .unwrap_or("530302199003070011");
     println!();
     println!("civex demo serving on {endpoint}");
-    println!("  data {}  config {}  certs {certs}", args.data.display(), config_path.display());
+    println!(
+        "  data {}  config {}  certs {certs}",
+        args.data.display(),
+        config_path.display()
+    );
     println!("  verifier key {}", gateway.verifier_key());
     println!();
     println!("Sample citizens:");

@@ -1,12 +1,15 @@
 //! Commands that call a running gateway over mTLS: `query`, `consent`, `catalogue`.
 
-use std::{path::PathBuf, time::{Duration, SystemTime}};
+use std::{
+    path::PathBuf,
+    time::{Duration, SystemTime},
+};
 
 use anyhow::Context;
 use civex_proto::v1::{
-    Consent, GetConsentRequest, GrantConsentRequest, ListAttributesRequest, ListConsentsRequest, QueryRequest,
-    RevokeConsentRequest, consent_service_client::ConsentServiceClient, exchange_service_client::ExchangeServiceClient,
-    fact,
+    Consent, GetConsentRequest, GrantConsentRequest, ListAttributesRequest, ListConsentsRequest,
+    QueryRequest, RevokeConsentRequest, consent_service_client::ConsentServiceClient,
+    exchange_service_client::ExchangeServiceClient, fact,
 };
 use clap::{Args, Subcommand};
 use tonic::transport::Channel;
@@ -21,7 +24,11 @@ use crate::{
 /// files for `--agency` under `--certs`.
 #[derive(Debug, Args)]
 pub(super) struct Conn {
-    #[arg(long, default_value = "https://127.0.0.1:50051", env = "CIVEX_ENDPOINT")]
+    #[arg(
+        long,
+        default_value = "https://127.0.0.1:50051",
+        env = "CIVEX_ENDPOINT"
+    )]
     endpoint: String,
     /// Act as this demo agency (selects `<certs>/agencies/<agency>.pem|key`).
     #[arg(long)]
@@ -48,7 +55,9 @@ impl Conn {
             self.cert.as_ref().unwrap_or(&cert),
             self.key.as_ref().unwrap_or(&key),
         )?;
-        client::connect(&self.endpoint, &tls).await.with_context(|| format!("cannot connect to {}", self.endpoint))
+        client::connect(&self.endpoint, &tls)
+            .await
+            .with_context(|| format!("cannot connect to {}", self.endpoint))
     }
 }
 
@@ -164,10 +173,22 @@ fn print_consent(c: &Consent) {
     println!("grantee: {}", c.grantee);
     println!("scopes: {}", c.scopes.join(","));
     println!("purpose: {}", c.purpose);
-    let time = |t: &Option<prost_types::Timestamp>| t.as_ref().map(ToString::to_string).unwrap_or_else(|| "-".into());
+    let time = |t: &Option<prost_types::Timestamp>| {
+        t.as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_else(|| "-".into())
+    };
     println!("not_before: {}", time(&c.not_before));
     println!("not_after: {}", time(&c.not_after));
-    println!("uses: {} of {}", c.uses, if c.max_uses == 0 { "unlimited".to_owned() } else { c.max_uses.to_string() });
+    println!(
+        "uses: {} of {}",
+        c.uses,
+        if c.max_uses == 0 {
+            "unlimited".to_owned()
+        } else {
+            c.max_uses.to_string()
+        }
+    );
     println!("revoked_at: {}", time(&c.revoked_at));
     println!("key_id: {}", c.key_id);
 }
@@ -175,7 +196,15 @@ fn print_consent(c: &Consent) {
 pub(super) async fn consent(command: ConsentCommand) -> anyhow::Result<()> {
     const REGISTRAR: &str = "qujing-portal";
     match command {
-        ConsentCommand::Grant { conn, citizen, grantee, scopes, purpose, days, max_uses } => {
+        ConsentCommand::Grant {
+            conn,
+            citizen,
+            grantee,
+            scopes,
+            purpose,
+            days,
+            max_uses,
+        } => {
             let mut client = ConsentServiceClient::new(conn.channel(REGISTRAR).await?);
             let not_after = SystemTime::now() + Duration::from_secs(days.saturating_mul(86_400));
             let consent = client
@@ -192,10 +221,17 @@ pub(super) async fn consent(command: ConsentCommand) -> anyhow::Result<()> {
                 .into_inner();
             print_consent(&consent);
         }
-        ConsentCommand::Revoke { conn, consent, reason } => {
+        ConsentCommand::Revoke {
+            conn,
+            consent,
+            reason,
+        } => {
             let mut client = ConsentServiceClient::new(conn.channel(REGISTRAR).await?);
             let c = client
-                .revoke(RevokeConsentRequest { consent_id: consent, reason })
+                .revoke(RevokeConsentRequest {
+                    consent_id: consent,
+                    reason,
+                })
                 .await
                 .map_err(rpc_error)?
                 .into_inner();
@@ -203,13 +239,21 @@ pub(super) async fn consent(command: ConsentCommand) -> anyhow::Result<()> {
         }
         ConsentCommand::Get { conn, consent } => {
             let mut client = ConsentServiceClient::new(conn.channel(REGISTRAR).await?);
-            let c = client.get(GetConsentRequest { consent_id: consent }).await.map_err(rpc_error)?.into_inner();
+            let c = client
+                .get(GetConsentRequest {
+                    consent_id: consent,
+                })
+                .await
+                .map_err(rpc_error)?
+                .into_inner();
             print_consent(&c);
         }
         ConsentCommand::List { conn, citizen } => {
             let mut client = ConsentServiceClient::new(conn.channel(REGISTRAR).await?);
             let list = client
-                .list(ListConsentsRequest { citizen_id: citizen })
+                .list(ListConsentsRequest {
+                    citizen_id: citizen,
+                })
                 .await
                 .map_err(rpc_error)?
                 .into_inner();
@@ -224,10 +268,17 @@ pub(super) async fn consent(command: ConsentCommand) -> anyhow::Result<()> {
 
 pub(super) async fn catalogue(a: CatalogueArgs) -> anyhow::Result<()> {
     let mut client = ExchangeServiceClient::new(a.conn.channel("qujing-psb").await?);
-    let c = client.list_attributes(ListAttributesRequest {}).await.map_err(rpc_error)?.into_inner();
+    let c = client
+        .list_attributes(ListAttributesRequest {})
+        .await
+        .map_err(rpc_error)?
+        .into_inner();
     for a in c.attributes {
         let flag = if a.abolished { "  ABOLISHED" } else { "" };
-        println!("{:<36} {:<5} {:<13} {}{flag}", a.name, a.value_type, a.sharing, a.description);
+        println!(
+            "{:<36} {:<5} {:<13} {}{flag}",
+            a.name, a.value_type, a.sharing, a.description
+        );
     }
     println!();
     for p in c.purposes {

@@ -1,6 +1,9 @@
 //! Commands that work on local files: `certs`, `id`, `demo-data`, `import`, `keys`.
 
-use std::{io::BufReader, path::{Path, PathBuf}};
+use std::{
+    io::BufReader,
+    path::{Path, PathBuf},
+};
 
 use anyhow::Context;
 use civex_adapters::{Department, EmbeddedRegistry};
@@ -50,7 +53,10 @@ pub(super) struct ImportArgs {
 pub(super) fn certs(command: CertsCommand) -> anyhow::Result<()> {
     let CertsCommand::Init { dir, force } = command;
     if dir.join("ca.pem").exists() && !force {
-        anyhow::bail!("{} already holds a CA; pass --force to replace it", dir.display());
+        anyhow::bail!(
+            "{} already holds a CA; pass --force to replace it",
+            dir.display()
+        );
     }
     init_certs(&dir)?;
     println!("wrote the development PKI to {}", dir.display());
@@ -106,16 +112,26 @@ pub(super) fn demo_data(args: DemoDataArgs) -> anyhow::Result<()> {
 pub(super) fn import(args: ImportArgs) -> anyhow::Result<()> {
     let db = store::open(&args.data)?;
     let count = import_file(&db, args.department, &args.file)?;
-    println!("imported {count} {} records from {}", args.department, args.file.display());
+    println!(
+        "imported {count} {} records from {}",
+        args.department,
+        args.file.display()
+    );
     Ok(())
 }
 
 /// Imports one department's JSONL file into `db`.
-pub(super) fn import_file(db: &sled::Db, department: Department, file: &Path) -> anyhow::Result<usize> {
+pub(super) fn import_file(
+    db: &sled::Db,
+    department: Department,
+    file: &Path,
+) -> anyhow::Result<usize> {
     let registry = EmbeddedRegistry::open(db, department)?;
-    let reader = BufReader::new(std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?);
-    Ok(importer::import(&registry, department, reader, |_| {})
-        .with_context(|| format!("import of {} refused", file.display()))?)
+    let reader = BufReader::new(
+        std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?,
+    );
+    importer::import(&registry, department, reader, |_| {})
+        .with_context(|| format!("import of {} refused", file.display()))
 }
 
 pub(super) fn keys(data: &Path, name: &str) -> anyhow::Result<()> {

@@ -38,7 +38,10 @@ impl Consents {
         let req = request.into_inner();
         let citizen = CitizenId::parse(&req.citizen_id)?;
         if req.scopes.len() > MAX_SCOPES {
-            return Err(Error::new(Reason::InvalidRequest, format!("at most {MAX_SCOPES} scopes per consent")));
+            return Err(Error::new(
+                Reason::InvalidRequest,
+                format!("at most {MAX_SCOPES} scopes per consent"),
+            ));
         }
         // Scopes are exact attribute names: a citizen consents to named facts.
         let attributes = access::attributes(&req.scopes, MAX_SCOPES)?;
@@ -49,7 +52,10 @@ impl Consents {
         }
         check_label("grantee", &req.grantee)?;
         let grantee = state.directory.agency(&req.grantee).ok_or_else(|| {
-            Error::new(Reason::InvalidRequest, format!("grantee {:?} is not a registered agency", req.grantee))
+            Error::new(
+                Reason::InvalidRequest,
+                format!("grantee {:?} is not a registered agency", req.grantee),
+            )
         })?;
         let now = state.clock.now();
         let not_after = req
@@ -58,7 +64,10 @@ impl Consents {
             .and_then(system_time)
             .ok_or_else(|| Error::new(Reason::InvalidRequest, "not_after is required"))?;
         if not_after <= now || not_after.duration_since(now).unwrap_or_default() > MAX_VALIDITY {
-            return Err(Error::new(Reason::InvalidRequest, "not_after must be in the future and at most five years away"));
+            return Err(Error::new(
+                Reason::InvalidRequest,
+                "not_after must be in the future and at most five years away",
+            ));
         }
         let consent = state.consents.grant(
             NewConsent {
@@ -81,16 +90,26 @@ impl Consents {
 #[tonic::async_trait]
 impl ConsentService for Consents {
     #[tracing::instrument(skip_all, fields(rpc = "Grant"))]
-    async fn grant(&self, request: Request<GrantConsentRequest>) -> Result<Response<Consent>, Status> {
+    async fn grant(
+        &self,
+        request: Request<GrantConsentRequest>,
+    ) -> Result<Response<Consent>, Status> {
         Ok(Response::new(Consents::grant(self, request)?))
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "Revoke"))]
-    async fn revoke(&self, request: Request<RevokeConsentRequest>) -> Result<Response<Consent>, Status> {
+    async fn revoke(
+        &self,
+        request: Request<RevokeConsentRequest>,
+    ) -> Result<Response<Consent>, Status> {
         let registrar = self.state.caller(&request, Role::ConsentRegistrar)?;
         let req = request.into_inner();
         check_label("reason", &req.reason)?;
-        let consent = self.state.consents.revoke(&req.consent_id, self.state.clock.now()).map_err(Error::from)?;
+        let consent = self
+            .state
+            .consents
+            .revoke(&req.consent_id, self.state.clock.now())
+            .map_err(Error::from)?;
         tracing::info!(registrar = %registrar.code, "consent revoked");
         Ok(Response::new(consent))
     }
@@ -98,12 +117,19 @@ impl ConsentService for Consents {
     #[tracing::instrument(skip_all, fields(rpc = "Get"))]
     async fn get(&self, request: Request<GetConsentRequest>) -> Result<Response<Consent>, Status> {
         self.state.caller(&request, Role::ConsentRegistrar)?;
-        let consent = self.state.consents.get(&request.into_inner().consent_id).map_err(Error::from)?;
+        let consent = self
+            .state
+            .consents
+            .get(&request.into_inner().consent_id)
+            .map_err(Error::from)?;
         Ok(Response::new(consent))
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "List"))]
-    async fn list(&self, request: Request<ListConsentsRequest>) -> Result<Response<ListConsentsResponse>, Status> {
+    async fn list(
+        &self,
+        request: Request<ListConsentsRequest>,
+    ) -> Result<Response<ListConsentsResponse>, Status> {
         self.state.caller(&request, Role::ConsentRegistrar)?;
         let citizen = CitizenId::parse(&request.into_inner().citizen_id).map_err(Error::from)?;
         let consents = self.state.consents.list(&citizen).map_err(Error::from)?;

@@ -42,11 +42,21 @@ impl Exchange {
         caller.check_rights(scopes.iter().copied(), purpose.code)?;
         state.consents.use_for(
             &req.consent_id,
-            Use { caller: &caller.code, citizen: &citizen, scopes: &scopes, purpose: purpose.code, now: state.clock.now() },
+            Use {
+                caller: &caller.code,
+                citizen: &citizen,
+                scopes: &scopes,
+                purpose: purpose.code,
+                now: state.clock.now(),
+            },
         )?;
         let facts = state.sources.fetch(citizen.as_str(), &attributes).await?;
         tracing::info!(agency = %caller.code, purpose = purpose.code, attributes = scopes.len(), request_id = %req.request_id, "query answered");
-        Ok(QueryResponse { facts, audit_index: 0, request_id: req.request_id })
+        Ok(QueryResponse {
+            facts,
+            audit_index: 0,
+            request_id: req.request_id,
+        })
     }
 }
 
@@ -79,7 +89,11 @@ pub fn catalogue_message() -> Catalogue {
         predicates: Vec::new(),
         purposes: PURPOSES
             .iter()
-            .map(|p| PurposeInfo { code: p.code.into(), description: p.description.into(), basis: p.basis.into() })
+            .map(|p| PurposeInfo {
+                code: p.code.into(),
+                description: p.description.into(),
+                basis: p.basis.into(),
+            })
             .collect(),
     }
 }
@@ -87,12 +101,18 @@ pub fn catalogue_message() -> Catalogue {
 #[tonic::async_trait]
 impl ExchangeService for Exchange {
     #[tracing::instrument(skip_all, fields(rpc = "Query"))]
-    async fn query(&self, request: Request<QueryRequest>) -> Result<Response<QueryResponse>, Status> {
+    async fn query(
+        &self,
+        request: Request<QueryRequest>,
+    ) -> Result<Response<QueryResponse>, Status> {
         Ok(Response::new(Exchange::query(self, request).await?))
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "ListAttributes"))]
-    async fn list_attributes(&self, request: Request<ListAttributesRequest>) -> Result<Response<Catalogue>, Status> {
+    async fn list_attributes(
+        &self,
+        request: Request<ListAttributesRequest>,
+    ) -> Result<Response<Catalogue>, Status> {
         self.state.caller(&request, Role::Requester)?;
         Ok(Response::new(catalogue_message()))
     }

@@ -1,1 +1,7 @@
+//! End-to-end tests: a real gateway on loopback over mTLS, real clients.
 
+#![allow(clippy::unwrap_used)]
+
+mod consent;
+mod exchange;
+mod tls;

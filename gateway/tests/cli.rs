@@ -1,0 +1,248 @@
+//! The `civex` binary: local tools, and `civex demo` serving the example it prints.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+const CIVEX: &str = env!("CARGO_BIN_EXE_civex");
+
+fn civex(dir: &Path, args: &[&str]) -> Output {
+    Command::new(CIVEX)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("civex runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn id_check_and_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = civex(dir.path(), &["id", "check", "11010519491231002x"]);
+    assert!(ok.status.success());
+    assert!(
+        stdout(&ok)
+            .contains("11010519491231002X: valid (division 110105, born 1949-12-31, female)")
+    );
+
+    let bad = civex(
+        dir.path(),
+        &["id", "check", "11010519491231002X", "110105194912310021"],
+    );
+    assert!(!bad.status.success());
+    assert!(
+        stdout(&bad)
+            .contains("110105194912310021: invalid: citizen ID check character does not match")
+    );
+
+    let up = civex(dir.path(), &["id", "upgrade", "110105491231002"]);
+    assert!(up.status.success());
+    assert_eq!(stdout(&up).trim(), "11010519491231002X");
+}
+
+#[test]
+fn import_is_all_or_nothing_and_names_bad_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = civex(
+        dir.path(),
+        &[
+            "demo-data",
+            "--citizens",
+            "200",
+            "--seed",
+            "3",
+            "--out",
+            "files",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tax = std::fs::read_to_string(dir.path().join("files/tax.jsonl")).unwrap();
+    let mut lines: Vec<&str> = tax.lines().collect();
+    let good = lines.len();
+    lines.insert(
+        3,
+        r#"{"citizen_id":"11010519491231002X","tax.registered":"maybe"}"#,
+    );
+    std::fs::write(dir.path().join("bad.jsonl"), lines.join("\n")).unwrap();
+
+    let refused = civex(dir.path(), &["import", "tax", "bad.jsonl", "--data", "d"]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("line 4: tax.registered: expected bool"),
+        "{err}"
+    );
+
+    let done = civex(
+        dir.path(),
+        &["import", "tax", "files/tax.jsonl", "--data", "d"],
+    );
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(
+        stdout(&done).contains(&format!("imported {good} tax records")),
+        "{}",
+        stdout(&done)
+    );
+}
+
+/// Kills the demo when the test ends, however it ends.
+struct Demo(Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn demo_serves_and_its_printed_example_returns_facts() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new(CIVEX)
+        .args(["demo", "--listen", "127.0.0.1:0", "--citizens", "300"])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut demo = Demo(child);
+    let mut lines = BufReader::new(demo.0.stdout.take().unwrap()).lines();
+    let started = Instant::now();
+    let (mut endpoint, mut grant, mut query) = (None, None, None);
+    while let Some(Ok(line)) = lines.next() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "demo did not start"
+        );
+        if let Some(e) = line.strip_prefix("civex demo serving on ") {
+            endpoint = Some(e.to_owned());
+        }
+        // The example commands span several lines joined by a trailing backslash.
+        let mut command = line.trim().to_owned();
+        while command.ends_with('\\') {
+            command.pop();
+            command.push_str(lines.next().unwrap().unwrap().trim());
+        }
+        if let Some(args) = command.strip_prefix("cargo run --release --bin civex -- ") {
+            let args: Vec<String> = args.split_whitespace().map(str::to_owned).collect();
+            if args[0] == "consent" {
+                grant = Some(args)
+            } else {
+                query = Some(args)
+            }
+        }
+        if line.starts_with("Stop with") {
+            break;
+        }
+    }
+    assert!(endpoint.is_some(), "the demo prints its endpoint");
+    let grant = grant.expect("the demo prints a grant example");
+    let out = Command::new(CIVEX)
+        .args(&grant)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let consent = stdout(&out)
+        .lines()
+        .find_map(|l| l.strip_prefix("consent_id: ").map(str::to_owned))
+        .unwrap();
+
+    let query: Vec<String> = query
+        .expect("the demo prints a query example")
+        .into_iter()
+        .map(|a| {
+            if a.starts_with('<') {
+                consent.clone()
+            } else {
+                a
+            }
+        })
+        .filter(|a| !["printed", "above>"].contains(&a.as_str()))
+        .collect();
+    let out = Command::new(CIVEX)
+        .args(&query)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let facts = stdout(&out);
+    assert!(facts.contains("ps.hukou.division = 53"), "{facts}");
+    assert!(
+        facts.contains("housing.owned_residence.division = "),
+        "{facts}"
+    );
+    drop(demo);
+
+    // Run again on the same directory: the data, consents and keys are kept.
+    let key_before = std::fs::read_to_string(dir.path().join("civex-data/gateway.vkey")).unwrap();
+    let mut again = Demo(
+        Command::new(CIVEX)
+            .args(["demo", "--listen", "127.0.0.1:0"])
+            .current_dir(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let text: Vec<String> = BufReader::new(again.0.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .take_while(|l| !l.starts_with("Stop with"))
+        .collect();
+    assert!(
+        !text.iter().any(|l| l.starts_with("generating")),
+        "data was regenerated: {text:?}"
+    );
+    let endpoint = text
+        .iter()
+        .find_map(|l| l.strip_prefix("civex demo serving on "))
+        .unwrap()
+        .to_owned();
+    let listed = Command::new(CIVEX)
+        .args([
+            "consent",
+            "get",
+            "--endpoint",
+            &endpoint,
+            "--consent",
+            &consent,
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(stdout(&listed).contains("uses: 1 of unlimited"));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("civex-data/gateway.vkey")).unwrap(),
+        key_before
+    );
+}
