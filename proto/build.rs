@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "civex/v1/exchange.proto",
     "civex/v1/consent.proto",
     "civex/v1/source.proto",
+    "civex/v1/audit.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

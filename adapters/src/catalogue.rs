@@ -396,11 +396,7 @@ mod tests {
 
     #[test]
     fn only_household_nature_is_abolished() {
-        let abolished: Vec<_> = ATTRIBUTES
-            .iter()
-            .filter(|a| a.abolished)
-            .map(|a| a.name)
-            .collect();
+        let abolished: Vec<_> = ATTRIBUTES.iter().filter(|a| a.abolished).map(|a| a.name).collect();
         assert_eq!(abolished, [HOUSEHOLD_NATURE]);
         assert!(held_by(PublicSecurity).all(|a| a.name != HOUSEHOLD_NATURE));
     }

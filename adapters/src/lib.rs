@@ -32,34 +32,23 @@ pub trait Adapter: Send + Sync + 'static {
     /// `attributes`, all held by this department, in the same order; an
     /// attribute the department does not hold for this citizen comes back
     /// with `recorded = false`.
-    async fn fetch(
-        &self,
-        citizen_id: &str,
-        attributes: &[&'static Attribute],
-    ) -> Result<Vec<Fact>, AdapterError>;
+    async fn fetch(&self, citizen_id: &str, attributes: &[&'static Attribute]) -> Result<Vec<Fact>, AdapterError>;
 }
 
 /// Why a department's facts could not be had.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AdapterError {
     #[error("{department} registry storage failed: {cause}")]
-    Storage {
-        department: Department,
-        cause: String,
-    },
+    Storage { department: Department, cause: String },
     #[error("{department} source unavailable: {cause}")]
-    Unavailable {
-        department: Department,
-        cause: String,
-    },
+    Unavailable { department: Department, cause: String },
 }
 
 impl AdapterError {
     /// The department that failed.
     pub fn department(&self) -> Department {
         match self {
-            AdapterError::Storage { department, .. }
-            | AdapterError::Unavailable { department, .. } => *department,
+            AdapterError::Storage { department, .. } | AdapterError::Unavailable { department, .. } => *department,
         }
     }
 }

@@ -44,10 +44,7 @@ impl EmbeddedRegistry {
 
     /// Writes all `records` in one atomic batch and flushes it: after an
     /// error or a crash either every record is in or none is.
-    pub fn import(
-        &self,
-        records: impl IntoIterator<Item = (String, Record)>,
-    ) -> Result<usize, AdapterError> {
+    pub fn import(&self, records: impl IntoIterator<Item = (String, Record)>) -> Result<usize, AdapterError> {
         let mut batch = sled::Batch::default();
         let mut count = 0;
         for (citizen_id, record) in records {
@@ -62,14 +59,8 @@ impl EmbeddedRegistry {
 
     /// The record held for `citizen_id`, if any.
     pub fn record(&self, citizen_id: &str) -> Result<Option<Record>, AdapterError> {
-        match self
-            .tree
-            .get(citizen_id.as_bytes())
-            .map_err(|e| self.storage(e))?
-        {
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| self.storage(e)),
+        match self.tree.get(citizen_id.as_bytes()).map_err(|e| self.storage(e))? {
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| self.storage(e)),
             None => Ok(None),
         }
     }
@@ -116,17 +107,9 @@ impl Adapter for EmbeddedRegistry {
         self.department
     }
 
-    async fn fetch(
-        &self,
-        citizen_id: &str,
-        attributes: &[&'static Attribute],
-    ) -> Result<Vec<Fact>, AdapterError> {
+    async fn fetch(&self, citizen_id: &str, attributes: &[&'static Attribute]) -> Result<Vec<Fact>, AdapterError> {
         let record = self.record(citizen_id)?;
-        Ok(facts_from_record(
-            self.department,
-            record.as_ref(),
-            attributes,
-        ))
+        Ok(facts_from_record(self.department, record.as_ref(), attributes))
     }
 }
 
@@ -146,22 +129,14 @@ mod tests {
             as_of: 1_700_000_000,
             facts: [("tax.registered".to_owned(), json!(true))].into(),
         };
-        assert_eq!(
-            registry
-                .import([("53030219900307001X".to_owned(), record)])
-                .unwrap(),
-            1
-        );
+        assert_eq!(registry.import([("53030219900307001X".to_owned(), record)]).unwrap(), 1);
 
         let asked = [
             catalogue::attribute("tax.registered").unwrap(),
             catalogue::attribute("tax.iit.months_paid_last_12").unwrap(),
         ];
         let facts = registry.fetch("53030219900307001X", &asked).await.unwrap();
-        assert_eq!(
-            facts[0].value,
-            Some(civex_proto::v1::fact::Value::BoolValue(true))
-        );
+        assert_eq!(facts[0].value, Some(civex_proto::v1::fact::Value::BoolValue(true)));
         assert!(facts[0].recorded);
         assert!(!facts[1].recorded);
         assert_eq!(facts[1].value, None);

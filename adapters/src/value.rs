@@ -31,10 +31,7 @@ pub fn check_json(ty: ValueType, value: &serde_json::Value) -> Result<(), ValueE
     } else {
         let mut found = value.to_string();
         found.truncate(40);
-        Err(ValueError {
-            expected: ty,
-            found,
-        })
+        Err(ValueError { expected: ty, found })
     }
 }
 
@@ -64,9 +61,7 @@ pub fn from_wire(ty: ValueType, value: &fact::Value) -> Result<serde_json::Value
     let json = match value {
         fact::Value::BoolValue(b) => serde_json::Value::Bool(*b),
         fact::Value::IntValue(i) => serde_json::Value::from(*i),
-        fact::Value::TextValue(s) | fact::Value::DateValue(s) => {
-            serde_json::Value::from(s.as_str())
-        }
+        fact::Value::TextValue(s) | fact::Value::DateValue(s) => serde_json::Value::from(s.as_str()),
     };
     let kind_matches = matches!(
         (ty, value),

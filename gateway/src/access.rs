@@ -143,10 +143,7 @@ pub fn attributes(names: &[String], max: usize) -> Result<Vec<&'static Attribute
     if names.len() > max {
         return Err(Error::new(
             Reason::InvalidRequest,
-            format!(
-                "{} attributes asked, at most {max} per request",
-                names.len()
-            ),
+            format!("{} attributes asked, at most {max} per request", names.len()),
         ));
     }
     let mut resolved: Vec<&'static Attribute> = Vec::with_capacity(names.len());
@@ -154,10 +151,7 @@ pub fn attributes(names: &[String], max: usize) -> Result<Vec<&'static Attribute
         let attribute = catalogue::attribute(name).ok_or_else(|| {
             let mut shown = name.clone();
             shown.truncate(80);
-            Error::new(
-                Reason::UnknownAttribute,
-                format!("unknown attribute {shown:?}"),
-            )
+            Error::new(Reason::UnknownAttribute, format!("unknown attribute {shown:?}"))
         })?;
         if attribute.abolished {
             return Err(abolished(attribute.name));
@@ -207,19 +201,11 @@ pub fn land_rule(scope: &str, purpose: &str) -> Result<(), Error> {
 pub fn validate_right(right: &AccessRight) -> Result<(), Error> {
     let scope = right.scope.as_str();
     let known = match scope.strip_suffix('*') {
-        Some(prefix) => {
-            prefix.ends_with('.')
-                && catalogue::ATTRIBUTES
-                    .iter()
-                    .any(|a| a.name.starts_with(prefix))
-        }
+        Some(prefix) => prefix.ends_with('.') && catalogue::ATTRIBUTES.iter().any(|a| a.name.starts_with(prefix)),
         None => catalogue::attribute(scope).is_some(),
     };
     if !known {
-        return Err(Error::new(
-            Reason::UnknownAttribute,
-            format!("unknown scope {scope:?}"),
-        ));
+        return Err(Error::new(Reason::UnknownAttribute, format!("unknown scope {scope:?}")));
     }
     if catalogue::attribute(scope).is_some_and(|a| a.abolished) {
         return Err(abolished(scope));
@@ -270,11 +256,7 @@ pub struct Agency {
 
 impl Agency {
     /// Refuses with `NO_ACCESS_RIGHT` unless a right covers every scope for `purpose`.
-    pub fn check_rights<'a>(
-        &self,
-        scopes: impl IntoIterator<Item = &'a str>,
-        purpose: &str,
-    ) -> Result<(), Error> {
+    pub fn check_rights<'a>(&self, scopes: impl IntoIterator<Item = &'a str>, purpose: &str) -> Result<(), Error> {
         for scope in scopes {
             land_rule(scope, purpose)?;
             if !self.rights.iter().any(|r| r.covers(scope, purpose)) {
@@ -309,10 +291,7 @@ pub struct Directory {
 
 impl Directory {
     pub fn new(agencies: impl IntoIterator<Item = Agency>) -> Directory {
-        let map = agencies
-            .into_iter()
-            .map(|a| (a.code.clone(), Arc::new(a)))
-            .collect();
+        let map = agencies.into_iter().map(|a| (a.code.clone(), Arc::new(a))).collect();
         Directory {
             agencies: RwLock::new(map),
         }
@@ -327,8 +306,8 @@ impl Directory {
             .cloned()
     }
 
-    /// The calling agency, if it is registered, active and holds `role`.
-    pub fn authorize(&self, code: &str, role: Role) -> Result<Arc<Agency>, Error> {
+    /// The calling agency, if it is registered, active and holds one of `roles`.
+    pub fn authorize(&self, code: &str, roles: &[Role]) -> Result<Arc<Agency>, Error> {
         let agency = self.agency(code).ok_or_else(|| {
             Error::new(
                 Reason::RoleRequired,
@@ -341,10 +320,14 @@ impl Directory {
                 format!("agency {code} is suspended"),
             ));
         }
-        if !agency.roles.contains(&role) {
+        if !roles.iter().any(|r| agency.roles.contains(r)) {
+            let names: Vec<String> = roles.iter().map(Role::to_string).collect();
             return Err(Error::new(
                 Reason::RoleRequired,
-                format!("this call needs role {role}; agency {code} does not hold it"),
+                format!(
+                    "this call needs role {}; agency {code} does not hold it",
+                    names.join(" or ")
+                ),
             ));
         }
         Ok(agency)
@@ -382,11 +365,7 @@ mod tests {
         // (scopes, purpose, allowed)
         let cases: &[(&[&str], &str, bool)] = &[
             (&["tax.registered"], "tax.admin", true),
-            (
-                &["tax.registered", "tax.iit.months_paid_last_12"],
-                "tax.admin",
-                true,
-            ),
+            (&["tax.registered", "tax.iit.months_paid_last_12"], "tax.admin", true),
             (&["tax.registered"], "land.rights", false),
             (&["ps.hukou.division"], "tax.admin", true),
             (&["ps.hukou.collective"], "tax.admin", false),
@@ -408,11 +387,7 @@ mod tests {
         let cases: &[(&str, &[&str], Option<Reason>)] = &[
             ("tax.*", &["tax.admin"], None),
             ("ps.residence.*", &["hukou.settlement"], None),
-            (
-                "tax.nothing",
-                &["tax.admin"],
-                Some(Reason::UnknownAttribute),
-            ),
+            ("tax.nothing", &["tax.admin"], Some(Reason::UnknownAttribute)),
             ("ta*", &["tax.admin"], Some(Reason::UnknownAttribute)),
             ("tax.*", &["tax.evasion"], Some(Reason::UnknownPurpose)),
             ("tax.*", &[], Some(Reason::InvalidRequest)),
@@ -442,24 +417,16 @@ mod tests {
         let ok = attributes(&["tax.registered".into(), "ps.identity.gender".into()], 8).unwrap();
         assert_eq!(ok.len(), 2);
         let reason = |names: &[&str]| {
-            attributes(
-                &names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
-                2,
-            )
-            .unwrap_err()
-            .reason
+            attributes(&names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(), 2)
+                .unwrap_err()
+                .reason
         };
         assert_eq!(reason(&[]), Reason::InvalidRequest);
         assert_eq!(reason(&["tax.nope"]), Reason::UnknownAttribute);
         assert_eq!(reason(&["ps.hukou.nature"]), Reason::AttributeAbolished);
-        assert_eq!(
-            reason(&["tax.registered", "tax.registered"]),
-            Reason::InvalidRequest
-        );
+        assert_eq!(reason(&["tax.registered", "tax.registered"]), Reason::InvalidRequest);
         assert_eq!(reason(&["a", "b", "c"]), Reason::InvalidRequest);
-        let message = attributes(&["ps.hukou.nature".into()], 2)
-            .unwrap_err()
-            .message;
+        let message = attributes(&["ps.hukou.nature".into()], 2).unwrap_err().message;
         assert!(
             message.contains("十") && message.contains("settlement.urban"),
             "{message}"

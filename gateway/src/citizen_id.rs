@@ -52,11 +52,7 @@ pub fn is_province(code: u8) -> bool {
 
 /// The check character for the first seventeen digits.
 pub fn check_character(first17: &[u8]) -> u8 {
-    let sum: u32 = first17
-        .iter()
-        .zip(WEIGHTS)
-        .map(|(d, w)| u32::from(d - b'0') * w)
-        .sum();
+    let sum: u32 = first17.iter().zip(WEIGHTS).map(|(d, w)| u32::from(d - b'0') * w).sum();
     CHECK[(sum % 11) as usize]
 }
 
@@ -81,13 +77,8 @@ impl CitizenId {
                 return Err(CitizenIdError::Length(chars));
             }
         }
-        if let Some(position) = bytes[..17.min(bytes.len())]
-            .iter()
-            .position(|b| !b.is_ascii_digit())
-        {
-            return Err(CitizenIdError::Character {
-                position: position + 1,
-            });
+        if let Some(position) = bytes[..17.min(bytes.len())].iter().position(|b| !b.is_ascii_digit()) {
+            return Err(CitizenIdError::Character { position: position + 1 });
         }
         // 18 characters but more bytes: a non-ASCII character sits at the end.
         if bytes.len() != 18 {
@@ -123,8 +114,7 @@ impl CitizenId {
     ///
     /// Returns `None` unless `division` is six digits of a province-level code and `sequence < 1000`.
     pub fn from_parts(division: &str, birth: Date, sequence: u16) -> Option<CitizenId> {
-        if division.len() != 6 || !division.bytes().all(|b| b.is_ascii_digit()) || sequence >= 1000
-        {
+        if division.len() != 6 || !division.bytes().all(|b| b.is_ascii_digit()) || sequence >= 1000 {
             return None;
         }
         let year = birth.year();
@@ -185,9 +175,7 @@ pub fn upgrade_legacy(input: &str) -> Result<CitizenId, CitizenIdError> {
         return Err(CitizenIdError::Length(input.chars().count()));
     }
     if let Some(position) = bytes.iter().position(|b| !b.is_ascii_digit()) {
-        return Err(CitizenIdError::Character {
-            position: position + 1,
-        });
+        return Err(CitizenIdError::Character { position: position + 1 });
     }
     let mut first17 = Vec::with_capacity(18);
     first17.extend_from_slice(&bytes[..6]);
@@ -207,12 +195,7 @@ impl fmt::Display for CitizenId {
 /// Debug output masks the ID so it cannot leak into logs by accident.
 impl fmt::Debug for CitizenId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "CitizenId({}********{})",
-            &self.as_str()[..6],
-            &self.as_str()[14..]
-        )
+        write!(f, "CitizenId({}********{})", &self.as_str()[..6], &self.as_str()[14..])
     }
 }
 
@@ -239,14 +222,8 @@ mod tests {
             (v[..17].into(), Err(Length(17))),
             (format!("{v}1"), Err(Length(19))),
             (format!(" {}", &v[1..]), Err(Character { position: 1 })),
-            (
-                format!("{}\0{}", &v[..5], &v[6..]),
-                Err(Character { position: 6 }),
-            ),
-            (
-                format!("{}１{}", &v[..3], &v[4..]),
-                Err(Character { position: 4 }),
-            ),
+            (format!("{}\0{}", &v[..5], &v[6..]), Err(Character { position: 6 })),
+            (format!("{}１{}", &v[..3], &v[4..]), Err(Character { position: 4 })),
             (format!("{}Y", &v[..17]), Err(CheckCharacter)),
             (format!("{}Ｘ", &v[..17]), Err(CheckCharacter)),
             ("990302199003070011".into(), Err(Province(99))),
@@ -260,11 +237,7 @@ mod tests {
         for (input, expected) in cases {
             let got = CitizenId::parse_on(&input, TODAY);
             match expected {
-                Ok(normal) => assert_eq!(
-                    got.map(|id| id.to_string()).as_deref(),
-                    Ok(normal),
-                    "{input:?}"
-                ),
+                Ok(normal) => assert_eq!(got.map(|id| id.to_string()).as_deref(), Ok(normal), "{input:?}"),
                 Err(e) => {
                     // The checksum is the last check: a date or province error must win even
                     // when the check character happens to be wrong.
@@ -280,10 +253,7 @@ mod tests {
             upgrade_legacy("110105491231002").unwrap().as_str(),
             "11010519491231002X"
         );
-        assert_eq!(
-            upgrade_legacy("11010549123100"),
-            Err(CitizenIdError::Length(14))
-        );
+        assert_eq!(upgrade_legacy("11010549123100"), Err(CitizenIdError::Length(14)));
     }
 
     #[test]
@@ -293,9 +263,7 @@ mod tests {
     }
 
     fn valid_id() -> impl Strategy<Value = CitizenId> {
-        let provinces = prop::sample::select(vec![
-            11u8, 15, 21, 31, 37, 41, 46, 50, 53, 54, 61, 65, 71, 81, 83,
-        ]);
+        let provinces = prop::sample::select(vec![11u8, 15, 21, 31, 37, 41, 46, 50, 53, 54, 61, 65, 71, 81, 83]);
         (provinces, 0u32..10_000, 0i64..(365 * 100), 0u16..1000).prop_map(|(p, rest, days, seq)| {
             let birth = date!(1926 - 01 - 01) + time::Duration::days(days);
             CitizenId::from_parts(&format!("{p:02}{rest:04}"), birth, seq).unwrap()

@@ -17,8 +17,7 @@ impl ClientTls {
     /// Reads the CA certificate, client certificate and key from PEM files.
     pub fn from_files(ca: &Path, cert: &Path, key: &Path) -> std::io::Result<ClientTls> {
         let read = |p: &Path| {
-            std::fs::read_to_string(p)
-                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))
+            std::fs::read_to_string(p).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))
         };
         Ok(ClientTls {
             ca_pem: read(ca)?,

@@ -18,15 +18,9 @@ use crate::access::{self, AccessRight, Role};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("cannot parse config {path}: {source}")]
-    Parse {
-        path: PathBuf,
-        source: toml::de::Error,
-    },
+    Parse { path: PathBuf, source: toml::de::Error },
     #[error("environment variable {name}: {message}")]
     Env { name: &'static str, message: String },
     #[error("invalid config: {0}")]
@@ -45,6 +39,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub tls: TlsConfig,
     pub limits: Limits,
+    pub audit: AuditConfig,
     /// Agencies and their rights. Agencies are identified by the SAN URI of
     /// their client certificate, `spiffe://civex/agency/<code>`.
     pub agencies: Vec<AgencyConfig>,
@@ -77,6 +72,40 @@ pub struct Limits {
     pub max_attributes: usize,
     /// Deadline for a department's answer, in milliseconds (default 2,000).
     pub adapter_deadline_ms: u64,
+}
+
+/// The audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The key that turns citizen IDs into pseudonyms, in a file of its own
+    /// so it can be kept apart from the store (default `<data_dir>/pseudonym.key`;
+    /// created if absent).
+    pub pseudonym_key: Option<PathBuf>,
+    /// Sign a checkpoint after this many records (default 1,000).
+    pub checkpoint_every: u64,
+    /// ... or after this many milliseconds with new records (default 10,000).
+    pub checkpoint_interval_ms: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            pseudonym_key: None,
+            checkpoint_every: 1_000,
+            checkpoint_interval_ms: 10_000,
+        }
+    }
+}
+
+impl Config {
+    /// Where the pseudonym key lives.
+    pub fn pseudonym_key_path(&self) -> PathBuf {
+        self.audit
+            .pseudonym_key
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("pseudonym.key"))
+    }
 }
 
 /// One agency and what it may do.
@@ -134,6 +163,7 @@ impl Default for Config {
             data_dir: "civex-data".into(),
             tls: TlsConfig::default(),
             limits: Limits::default(),
+            audit: AuditConfig::default(),
             agencies: demo_agencies(),
         }
     }
@@ -175,18 +205,13 @@ impl Config {
     /// Checks what serde cannot: names, codes, rights.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
-        if self.name.is_empty()
-            || !self
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            return invalid(format!(
-                "name {:?} must be letters, digits and '-'",
-                self.name
-            ));
+        if self.name.is_empty() || !self.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return invalid(format!("name {:?} must be letters, digits and '-'", self.name));
         }
         let l = &self.limits;
+        if self.audit.checkpoint_every == 0 || self.audit.checkpoint_interval_ms == 0 {
+            return invalid("audit checkpoint_every and checkpoint_interval_ms must be positive".into());
+        }
         if l.max_connections == 0
             || l.max_concurrent_streams == 0
             || l.max_message_bytes < 1024
@@ -212,9 +237,8 @@ impl Config {
                 ));
             }
             for right in &agency.rights {
-                access::validate_right(right).map_err(|e| {
-                    ConfigError::Invalid(format!("agency {}: {}", agency.code, e.message))
-                })?;
+                access::validate_right(right)
+                    .map_err(|e| ConfigError::Invalid(format!("agency {}: {}", agency.code, e.message)))?;
             }
         }
         Ok(())
@@ -228,13 +252,7 @@ fn right(scope: &str, purposes: &[&str]) -> AccessRight {
     }
 }
 
-fn agency(
-    code: &str,
-    name: &str,
-    department: &str,
-    roles: &[Role],
-    rights: Vec<AccessRight>,
-) -> AgencyConfig {
+fn agency(code: &str, name: &str, department: &str, roles: &[Role], rights: Vec<AccessRight>) -> AgencyConfig {
     AgencyConfig {
         code: code.into(),
         name: name.into(),
@@ -303,10 +321,7 @@ pub fn demo_agencies() -> Vec<AgencyConfig> {
             vec![
                 right("ca.*", &["social_assistance.review"]),
                 right("hrss.employment.registered", &["social_assistance.review"]),
-                right(
-                    "hrss.unemployment.registered",
-                    &["social_assistance.review"],
-                ),
+                right("hrss.unemployment.registered", &["social_assistance.review"]),
                 right("housing.*", &["social_assistance.review"]),
                 right("tax.iit.months_paid_last_12", &["social_assistance.review"]),
                 right("ps.hukou.division", &["social_assistance.review"]),
@@ -359,13 +374,7 @@ pub fn demo_agencies() -> Vec<AgencyConfig> {
             &[Auditor],
             vec![],
         ),
-        agency(
-            "qujing-admin",
-            "civex administration",
-            "other",
-            &[Admin],
-            vec![],
-        ),
+        agency("qujing-admin", "civex administration", "other", &[Admin], vec![]),
     ]
 }
 

@@ -106,6 +106,41 @@ fn at(t: &Option<prost_types::Timestamp>) -> Option<SystemTime> {
     t.as_ref().and_then(system_time)
 }
 
+/// Makes a consent valid from `now`, with a fresh id, signed by the gateway.
+/// It takes effect once [`ConsentStore::insert`]ed.
+pub fn sign(new: NewConsent, signer: &Signer, now: SystemTime) -> Consent {
+    let mut id = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut id);
+    let body = ConsentBody {
+        consent_id: hex::encode(id),
+        citizen_id: new.citizen.to_string(),
+        grantee: new.grantee,
+        scopes: new.scopes,
+        purpose: new.purpose,
+        not_before: Some(timestamp(now)),
+        not_after: Some(timestamp(new.not_after)),
+        max_uses: new.max_uses,
+        registrar: new.registrar,
+        issued_at: Some(timestamp(now)),
+    };
+    let body_bytes = body.encode_to_vec();
+    Consent {
+        signature: signer.sign(&body_bytes).to_vec(),
+        key_id: signer.key_id(),
+        consent_id: body.consent_id,
+        citizen_id: body.citizen_id,
+        grantee: body.grantee,
+        scopes: body.scopes,
+        purpose: body.purpose,
+        not_before: body.not_before,
+        not_after: body.not_after,
+        max_uses: body.max_uses,
+        uses: 0,
+        revoked_at: None,
+        body: body_bytes,
+    }
+}
+
 impl ConsentStore {
     pub fn open(db: &sled::Db) -> sled::Result<ConsentStore> {
         Ok(ConsentStore {
@@ -114,52 +149,16 @@ impl ConsentStore {
         })
     }
 
-    /// Registers and signs a consent, valid from `now`.
-    pub fn grant(
-        &self,
-        new: NewConsent,
-        signer: &Signer,
-        now: SystemTime,
-    ) -> Result<Consent, ConsentError> {
-        let mut id = [0u8; 16];
-        rand::rngs::OsRng.fill_bytes(&mut id);
-        let consent_id = hex::encode(id);
-        let body = ConsentBody {
-            consent_id: consent_id.clone(),
-            citizen_id: new.citizen.to_string(),
-            grantee: new.grantee,
-            scopes: new.scopes,
-            purpose: new.purpose,
-            not_before: Some(timestamp(now)),
-            not_after: Some(timestamp(new.not_after)),
-            max_uses: new.max_uses,
-            registrar: new.registrar,
-            issued_at: Some(timestamp(now)),
-        };
-        let body_bytes = body.encode_to_vec();
-        let consent = Consent {
-            signature: signer.sign(&body_bytes).to_vec(),
-            key_id: signer.key_id(),
-            consent_id: body.consent_id,
-            citizen_id: body.citizen_id,
-            grantee: body.grantee,
-            scopes: body.scopes,
-            purpose: body.purpose,
-            not_before: body.not_before,
-            not_after: body.not_after,
-            max_uses: body.max_uses,
-            uses: 0,
-            revoked_at: None,
-            body: body_bytes,
-        };
+    /// Stores a consent made by [`sign`].
+    pub fn insert(&self, consent: &Consent) -> Result<(), ConsentError> {
         let mut index_key = consent.citizen_id.clone().into_bytes();
-        index_key.extend_from_slice(consent_id.as_bytes());
+        index_key.extend_from_slice(consent.consent_id.as_bytes());
         self.consents
-            .insert(consent_id.as_bytes(), consent.encode_to_vec())
+            .insert(consent.consent_id.as_bytes(), consent.encode_to_vec())
             .map_err(storage)?;
         self.by_citizen.insert(index_key, &[]).map_err(storage)?;
         self.consents.flush().map_err(storage)?;
-        Ok(consent)
+        Ok(())
     }
 
     /// The consent with `id`.
@@ -221,11 +220,7 @@ impl ConsentStore {
                     asked: u.purpose.to_owned(),
                 });
             }
-            if let Some(missing) = u
-                .scopes
-                .iter()
-                .find(|s| !consent.scopes.iter().any(|c| c == *s))
-            {
+            if let Some(missing) = u.scopes.iter().find(|s| !consent.scopes.iter().any(|c| c == *s)) {
                 return Err(ConsentError::Scope((*missing).to_owned()));
             }
             if consent.max_uses != 0 && consent.uses >= consent.max_uses {
@@ -283,6 +278,12 @@ mod tests {
 
     use super::*;
 
+    fn grant(store: &ConsentStore, new: NewConsent, signer: &Signer, now: SystemTime) -> Consent {
+        let consent = sign(new, signer, now);
+        store.insert(&consent).unwrap();
+        consent
+    }
+
     fn setup() -> (tempfile::TempDir, ConsentStore, Signer, CitizenId) {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
@@ -297,21 +298,20 @@ mod tests {
         let (_dir, store, signer, citizen) = setup();
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let other = CitizenId::from_parts("530302", date!(1991 - 03 - 07), 12).unwrap();
-        let consent = store
-            .grant(
-                NewConsent {
-                    citizen: citizen.clone(),
-                    grantee: "qujing-psb".into(),
-                    scopes: vec!["ps.hukou.division".into(), "tax.registered".into()],
-                    purpose: "hukou.settlement".into(),
-                    not_after: t0 + Duration::from_secs(3600),
-                    max_uses: 3,
-                    registrar: "qujing-portal".into(),
-                },
-                &signer,
-                t0,
-            )
-            .unwrap();
+        let consent = grant(
+            &store,
+            NewConsent {
+                citizen: citizen.clone(),
+                grantee: "qujing-psb".into(),
+                scopes: vec!["ps.hukou.division".into(), "tax.registered".into()],
+                purpose: "hukou.settlement".into(),
+                not_after: t0 + Duration::from_secs(3600),
+                max_uses: 3,
+                registrar: "qujing-portal".into(),
+            },
+            &signer,
+            t0,
+        );
         let id = consent.consent_id.as_str();
         let ok = Use {
             caller: "qujing-psb",
@@ -340,10 +340,7 @@ mod tests {
             ),
             (
                 "other citizen",
-                Use {
-                    citizen: &other,
-                    ..ok
-                },
+                Use { citizen: &other, ..ok },
                 Err(Reason::ConsentScope),
             ),
             (
@@ -382,10 +379,7 @@ mod tests {
             ("exhausted", ok, Err(Reason::ConsentExhausted)),
         ];
         for (name, u, expected) in cases {
-            let got = store
-                .use_for(id, u)
-                .map(|c| c.uses)
-                .map_err(|e| Error::from(e).reason);
+            let got = store.use_for(id, u).map(|c| c.uses).map_err(|e| Error::from(e).reason);
             assert_eq!(got, expected, "{name}");
         }
         assert_eq!(
@@ -396,10 +390,7 @@ mod tests {
             Reason::ConsentNotFound
         );
         assert_eq!(
-            store
-                .use_for("", ok)
-                .map_err(|e| Error::from(e).reason)
-                .unwrap_err(),
+            store.use_for("", ok).map_err(|e| Error::from(e).reason).unwrap_err(),
             Reason::ConsentRequired
         );
     }
@@ -408,21 +399,20 @@ mod tests {
     fn revoked_consents_stop_at_once_and_the_signature_covers_the_body() {
         let (_dir, store, signer, citizen) = setup();
         let t0 = SystemTime::now();
-        let consent = store
-            .grant(
-                NewConsent {
-                    citizen: citizen.clone(),
-                    grantee: "g".into(),
-                    scopes: vec!["tax.registered".into()],
-                    purpose: "tax.admin".into(),
-                    not_after: t0 + Duration::from_secs(60),
-                    max_uses: 0,
-                    registrar: "r".into(),
-                },
-                &signer,
-                t0,
-            )
-            .unwrap();
+        let consent = grant(
+            &store,
+            NewConsent {
+                citizen: citizen.clone(),
+                grantee: "g".into(),
+                scopes: vec!["tax.registered".into()],
+                purpose: "tax.admin".into(),
+                not_after: t0 + Duration::from_secs(60),
+                max_uses: 0,
+                registrar: "r".into(),
+            },
+            &signer,
+            t0,
+        );
         let verifier = crate::signing::Verifier::parse(&signer.verifier_key()).unwrap();
         verifier.verify(&consent.body, &consent.signature).unwrap();
         let body = ConsentBody::decode(consent.body.as_slice()).unwrap();

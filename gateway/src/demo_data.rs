@@ -158,10 +158,7 @@ fn sample_kinds(p: &Person, r: &Records) -> [(&'static str, bool); 8] {
             "rural, holds land contract rights",
             is("land.contract_rights.held", true.into()),
         ),
-        (
-            "receives dibao (低保)",
-            is("ca.dibao.receiving", true.into()),
-        ),
+        ("receives dibao (低保)", is("ca.dibao.receiving", true.into())),
         (
             "registered as unemployed",
             is("hrss.unemployment.registered", true.into()),
@@ -206,13 +203,7 @@ fn person(rng: &mut ChaCha8Rng, kind: Kind, seen: &mut HashSet<CitizenId>) -> io
 }
 
 /// Draws where a citizen is registered and lives, and what they do.
-fn facts(
-    rng: &mut ChaCha8Rng,
-    kind: Kind,
-    id: CitizenId,
-    division: &'static str,
-    birth: Date,
-) -> Person {
+fn facts(rng: &mut ChaCha8Rng, kind: Kind, id: CitizenId, division: &'static str, birth: Date) -> Person {
     let age = AGE_YEAR - birth.year();
     let adult = age >= 18;
     let (pupil, migrant) = (kind == Kind::Pupil, kind == Kind::Migrant);
@@ -223,11 +214,7 @@ fn facts(
     };
     let rural = is_qujing(hukou) && (pupil || rng.gen_bool(0.45));
     let stays = !migrant && is_qujing(hukou) && (pupil || rng.gen_bool(0.75));
-    let residence = if stays {
-        hukou
-    } else {
-        other_qujing(rng, hukou)
-    };
+    let residence = if stays { hukou } else { other_qujing(rng, hukou) };
     let permit = residence != hukou && (migrant || rng.gen_bool(0.80));
     let school_odds = if age <= 17 { 0.97 } else { 0.5 };
     let in_school = (6..=22).contains(&age) && (pupil || rng.gen_bool(school_odds));
@@ -257,11 +244,7 @@ fn facts(
 fn ps(rng: &mut ChaCha8Rng, p: &Person) -> Map<String, Value> {
     let mut m = line(p);
     let since = random_date(rng, p.birth, LATEST_EVENT);
-    put(
-        &mut m,
-        "ps.identity.birth_date",
-        date_value(p.id.birth_date()),
-    );
+    put(&mut m, "ps.identity.birth_date", date_value(p.id.birth_date()));
     put(
         &mut m,
         "ps.identity.gender",
@@ -326,16 +309,8 @@ fn hrss(rng: &mut ChaCha8Rng, p: &Person) -> Option<Map<String, Value>> {
         };
         put(&mut m, "hrss.employment.division", place);
     }
-    put(
-        &mut m,
-        "hrss.pension.contribution_years",
-        rng.gen_range(0..=most),
-    );
-    put(
-        &mut m,
-        "hrss.medical.contribution_years",
-        rng.gen_range(0..=most),
-    );
+    put(&mut m, "hrss.pension.contribution_years", rng.gen_range(0..=most));
+    put(&mut m, "hrss.medical.contribution_years", rng.gen_range(0..=most));
     put(
         &mut m,
         "hrss.unemployment.registered",
@@ -352,18 +327,8 @@ fn ca(rng: &mut ChaCha8Rng, p: &Person) -> Option<Map<String, Value>> {
     let table: &[(&'static str, u32)] = match p.age {
         ..=24 => &[("single", 85), ("married", 15)],
         25..=34 => &[("single", 30), ("married", 64), ("divorced", 6)],
-        35..=59 => &[
-            ("single", 5),
-            ("married", 84),
-            ("divorced", 8),
-            ("widowed", 3),
-        ],
-        _ => &[
-            ("single", 3),
-            ("married", 70),
-            ("divorced", 5),
-            ("widowed", 22),
-        ],
+        35..=59 => &[("single", 5), ("married", 84), ("divorced", 8), ("widowed", 3)],
+        _ => &[("single", 3), ("married", 70), ("divorced", 5), ("widowed", 22)],
     };
     let mut m = line(p);
     put(&mut m, "ca.marital_status", weighted(rng, table));
@@ -424,11 +389,7 @@ fn tax(rng: &mut ChaCha8Rng, p: &Person) -> Option<Map<String, Value>> {
     put(&mut m, "tax.registered", p.tax_registered);
     if p.tax_registered {
         let most = if p.employed { 12 } else { 6 };
-        put(
-            &mut m,
-            "tax.iit.months_paid_last_12",
-            rng.gen_range(0..=most),
-        );
+        put(&mut m, "tax.iit.months_paid_last_12", rng.gen_range(0..=most));
     }
     Some(m)
 }
@@ -507,17 +468,9 @@ mod tests {
         generate(300, 8, c.path()).unwrap();
         assert_eq!(samples_a, samples_b);
         for department in Department::ALL {
-            assert_eq!(
-                file(a.path(), department),
-                file(b.path(), department),
-                "{department}"
-            );
+            assert_eq!(file(a.path(), department), file(b.path(), department), "{department}");
         }
-        assert!(
-            Department::ALL
-                .iter()
-                .any(|&d| file(a.path(), d) != file(c.path(), d))
-        );
+        assert!(Department::ALL.iter().any(|&d| file(a.path(), d) != file(c.path(), d)));
     }
 
     /// Checks every line and returns the attribute names seen in each file.
@@ -542,10 +495,7 @@ mod tests {
                 }
                 if department == Department::PublicSecurity {
                     assert_eq!(object["ps.hukou.category"], "resident");
-                    assert_eq!(
-                        object["ps.identity.birth_date"],
-                        date_value(id.birth_date())
-                    );
+                    assert_eq!(object["ps.identity.birth_date"], date_value(id.birth_date()));
                     let gender = if id.is_male() { "male" } else { "female" };
                     assert_eq!(object["ps.identity.gender"], gender);
                 }
@@ -580,11 +530,7 @@ mod tests {
             generate(50, seed, dir.path()).unwrap();
             for (department, seen) in check_files(dir.path(), 50) {
                 for attr in catalogue::held_by(department) {
-                    assert!(
-                        seen.contains(attr.name),
-                        "seed {seed}: {} never written",
-                        attr.name
-                    );
+                    assert!(seen.contains(attr.name), "seed {seed}: {} never written", attr.name);
                 }
             }
         }

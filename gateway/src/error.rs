@@ -89,9 +89,7 @@ impl Reason {
             | Reason::AgencySuspended
             | Reason::CertificateRevoked => Code::PermissionDenied,
             Reason::ConsentNotFound => Code::NotFound,
-            Reason::ConsentExpired | Reason::ConsentRevoked | Reason::ConsentExhausted => {
-                Code::FailedPrecondition
-            }
+            Reason::ConsentExpired | Reason::ConsentRevoked | Reason::ConsentExhausted => Code::FailedPrecondition,
             Reason::RateLimited => Code::ResourceExhausted,
             Reason::SourceUnavailable | Reason::AuditUnavailable => Code::Unavailable,
             Reason::Internal => Code::Internal,
@@ -134,6 +132,23 @@ impl Error {
 impl From<CitizenIdError> for Error {
     fn from(e: CitizenIdError) -> Error {
         Error::new(Reason::InvalidCitizenId, e.to_string())
+    }
+}
+
+impl From<crate::audit::AuditError> for Error {
+    fn from(e: crate::audit::AuditError) -> Error {
+        use crate::audit::AuditError;
+        match e {
+            AuditError::Unavailable(cause) => {
+                tracing::error!(%cause, "audit log unavailable");
+                Error::new(
+                    Reason::AuditUnavailable,
+                    "the audit log cannot be written: no data is released",
+                )
+            }
+            AuditError::Proof(p) => Error::new(Reason::InvalidRequest, p.to_string()),
+            other => Error::internal(other),
+        }
     }
 }
 

@@ -25,9 +25,7 @@ pub struct PeerIdentity {
 pub enum IdentityError {
     #[error("client certificate cannot be parsed")]
     Unparsable,
-    #[error(
-        "client certificate has {0} SAN URIs; exactly one spiffe://civex/agency/<code> is required"
-    )]
+    #[error("client certificate has {0} SAN URIs; exactly one spiffe://civex/agency/<code> is required")]
     UriCount(usize),
     #[error("client certificate SAN URI is not spiffe://civex/agency/<code>")]
     NotAnAgency,
@@ -36,9 +34,7 @@ pub enum IdentityError {
 /// Reads the agency code and serial out of a DER client certificate.
 pub fn agency_of(der: &[u8]) -> Result<(String, String), IdentityError> {
     let (_, cert) = X509Certificate::from_der(der).map_err(|_| IdentityError::Unparsable)?;
-    let san = cert
-        .subject_alternative_name()
-        .map_err(|_| IdentityError::Unparsable)?;
+    let san = cert.subject_alternative_name().map_err(|_| IdentityError::Unparsable)?;
     let uris: Vec<&str> = san
         .map(|ext| {
             ext.value

@@ -44,11 +44,7 @@ fn list(errors: &[LineError]) -> String {
 }
 
 /// Parses one JSONL line of `department`'s file into its citizen ID and record.
-pub fn parse_line(
-    department: Department,
-    line: &str,
-    as_of: i64,
-) -> Result<(CitizenId, Record), String> {
+pub fn parse_line(department: Department, line: &str, as_of: i64) -> Result<(CitizenId, Record), String> {
     let object: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(line).map_err(|e| format!("not a JSON object: {e}"))?;
     let mut facts = BTreeMap::new();
@@ -104,10 +100,7 @@ pub fn import(
                     });
                 }
             }
-            Err(reason) => errors.push(LineError {
-                line: i + 1,
-                reason,
-            }),
+            Err(reason) => errors.push(LineError { line: i + 1, reason }),
         }
         if i % 10_000 == 0 {
             progress(i);
@@ -153,21 +146,10 @@ mod tests {
             };
             assert_eq!(lines.len(), 1, "{bad}");
             assert_eq!(lines[0].line, 2);
-            assert!(
-                lines[0].reason.contains(expected),
-                "{}: {}",
-                bad,
-                lines[0].reason
-            );
-            assert!(
-                registry.is_empty(),
-                "nothing may be imported when a line is bad"
-            );
+            assert!(lines[0].reason.contains(expected), "{}: {}", bad, lines[0].reason);
+            assert!(registry.is_empty(), "nothing may be imported when a line is bad");
         }
-        assert_eq!(
-            import(&registry, Department::Tax, good.as_bytes(), |_| {}).unwrap(),
-            1
-        );
+        assert_eq!(import(&registry, Department::Tax, good.as_bytes(), |_| {}).unwrap(), 1);
         assert_eq!(registry.len(), 1);
     }
 }

@@ -11,6 +11,7 @@
 //! - [`citizen_id`]: GB 11643-1999 citizen ID numbers.
 //! - [`access`]: roles, access rights, purposes, the agency directory.
 //! - [`consent`], [`signing`]: consents in sled, signed with the gateway's Ed25519 key.
+//! - [`audit`]: the tamper-evident audit log every call is recorded in before it is answered.
 //! - [`sources`]: fan-out to the departments' adapters with deadlines.
 //! - [`service`]: the gRPC services; [`error`] maps every refusal to a status.
 //! - [`store`], [`import`], [`demo_data`], [`pki`]: the data directory, JSONL
@@ -19,6 +20,7 @@
 //! - [`cli`]: the `civex` command.
 
 pub mod access;
+pub mod audit;
 pub mod citizen_id;
 pub mod cli;
 pub mod client;
@@ -40,17 +42,20 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use civex_adapters::{Adapter, Department, EmbeddedRegistry};
 use civex_proto::v1::{
-    consent_service_server::ConsentServiceServer, exchange_service_server::ExchangeServiceServer,
+    audit_service_server::AuditServiceServer, consent_service_server::ConsentServiceServer,
+    exchange_service_server::ExchangeServiceServer,
 };
 use tokio::net::TcpListener;
 use tonic::transport::Server;
+use tonic_health::ServingStatus;
 
 use crate::{
     access::{Agency, Directory},
+    audit::{AuditLog, Pseudonymizer, WriterConfig},
     clock::{Clock, SystemClock},
     config::Config,
     consent::ConsentStore,
-    service::{State, consent::Consents, exchange::Exchange},
+    service::{State, audit::Audit, consent::Consents, exchange::Exchange},
     signing::Signer,
     sources::Sources,
 };
@@ -67,12 +72,11 @@ pub enum StartError {
     #[error(transparent)]
     Signing(#[from] signing::SigningError),
     #[error(transparent)]
+    Audit(#[from] audit::AuditError),
+    #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     #[error("reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("server failed: {0}")]
@@ -97,37 +101,47 @@ impl Gateway {
     }
 
     /// As [`Gateway::bind`], with the clock consents are checked against.
-    pub async fn bind_with_clock(
-        config: Config,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Gateway, StartError> {
+    pub async fn bind_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Gateway, StartError> {
         config.validate()?;
-        let tls = tls::server_config(
-            &config.tls.ca_cert,
-            &config.tls.server_cert,
-            &config.tls.server_key,
-        )?;
+        let tls = tls::server_config(&config.tls.ca_cert, &config.tls.server_cert, &config.tls.server_key)?;
         let db = store::open(&config.data_dir)?;
-        let signer = Signer::load_or_create(&config.data_dir, &format!("civex/{}", config.name))?;
+        let signer = Arc::new(Signer::load_or_create(
+            &config.data_dir,
+            &format!("civex/{}", config.name),
+        )?);
+        let pseudonyms = Pseudonymizer::load_or_create(&config.pseudonym_key_path())?;
         let mut adapters: Vec<Arc<dyn Adapter>> = Vec::new();
         for department in Department::ALL {
             adapters.push(Arc::new(EmbeddedRegistry::open(&db, department)?));
         }
+        let consents = ConsentStore::open(&db)?;
+        let writer = WriterConfig {
+            checkpoint_every: config.audit.checkpoint_every,
+            checkpoint_interval: Duration::from_millis(config.audit.checkpoint_interval_ms),
+            durable: true,
+        };
+        let (audit, verified) = AuditLog::open(&db, signer.clone(), clock.clone(), consents.clone(), writer)?;
+        tracing::info!(
+            records = verified.size,
+            checkpoints = verified.checkpoints,
+            "audit log verified"
+        );
         let state = Arc::new(State {
             directory: Directory::new(config.agencies.iter().map(Agency::from)),
-            consents: ConsentStore::open(&db)?,
+            consents,
             sources: Sources::new(adapters, config.limits.adapter_deadline()),
             signer,
             clock,
             limits: config.limits.clone(),
+            audit,
+            pseudonyms,
         });
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.listen,
+                source,
+            })?;
         let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: config.listen,
             source,
@@ -153,14 +167,32 @@ impl Gateway {
     }
 
     /// Serves until `shutdown` resolves, then: health NOT_SERVING → stop
-    /// accepting → drain in-flight calls → flush the store.
+    /// accepting → drain in-flight calls → flush the audit log and write a
+    /// final checkpoint → flush the store.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
         let limits = &self.config.limits;
         let (health, health_service) = tonic_health::server::health_reporter();
-        health
-            .set_serving::<ExchangeServiceServer<Exchange>>()
-            .await;
-        health.set_serving::<ConsentServiceServer<Consents>>().await;
+        // Health follows the audit log: when it cannot be written, nothing is served.
+        let mut audit_ok = self.state.audit.health();
+        let mirror = tokio::spawn({
+            let health = health.clone();
+            async move {
+                loop {
+                    let ok = *audit_ok.borrow_and_update();
+                    let status = if ok {
+                        ServingStatus::Serving
+                    } else {
+                        ServingStatus::NotServing
+                    };
+                    for service in SERVICES {
+                        health.set_service_status(service, status).await;
+                    }
+                    if audit_ok.changed().await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(civex_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -176,13 +208,12 @@ impl Gateway {
         let signal = async {
             shutdown.await;
             tracing::info!("shutting down: draining in-flight calls");
-            health
-                .set_not_serving::<ExchangeServiceServer<Exchange>>()
-                .await;
-            health
-                .set_not_serving::<ConsentServiceServer<Consents>>()
-                .await;
+            mirror.abort();
+            for service in SERVICES {
+                health.set_service_status(service, ServingStatus::NotServing).await;
+            }
         };
+        let state = &self.state;
         Server::builder()
             .max_concurrent_streams(limits.max_concurrent_streams)
             .http2_max_header_list_size(16 * 1024)
@@ -191,21 +222,25 @@ impl Gateway {
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(
-                ExchangeServiceServer::new(Exchange::new(self.state.clone()))
-                    .max_decoding_message_size(max),
-            )
-            .add_service(
-                ConsentServiceServer::new(Consents::new(self.state.clone()))
-                    .max_decoding_message_size(max),
-            )
+            .add_service(ExchangeServiceServer::new(Exchange::new(state.clone())).max_decoding_message_size(max))
+            .add_service(ConsentServiceServer::new(Consents::new(state.clone())).max_decoding_message_size(max))
+            .add_service(AuditServiceServer::new(Audit::new(state.clone())).max_decoding_message_size(max))
             .serve_with_incoming_shutdown(incoming, signal)
             .await?;
+        self.state.audit.close().await;
         self.db.flush_async().await?;
         tracing::info!("stopped");
         Ok(())
     }
 }
+
+/// The services health is reported for: the whole server ("") and each gRPC service.
+const SERVICES: [&str; 4] = [
+    "",
+    "civex.v1.ExchangeService",
+    "civex.v1.ConsentService",
+    "civex.v1.AuditService",
+];
 
 /// Binds and serves `config` until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {

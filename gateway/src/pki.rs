@@ -26,9 +26,8 @@ use std::path::{Path, PathBuf};
 use rand::RngCore;
 use rcgen::string::Ia5String;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData,
-    SanType, SerialNumber,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber,
 };
 use time::{Duration, OffsetDateTime, UtcOffset};
 
@@ -92,9 +91,7 @@ pub enum PkiError {
     KeyMismatch,
     /// An agency code is empty, too long or has characters outside
     /// `[A-Za-z0-9._-]` (codes become URI path segments and file names).
-    #[error(
-        "invalid agency code {0:?}: use 1 to 64 ASCII letters, digits, '-', '_' or '.', not starting with '.'"
-    )]
+    #[error("invalid agency code {0:?}: use 1 to 64 ASCII letters, digits, '-', '_' or '.', not starting with '.'")]
     InvalidAgencyCode(String),
     /// A server certificate was requested without a single name.
     #[error("a server certificate needs at least one DNS name or IP address")]
@@ -177,11 +174,7 @@ pub struct Issued {
 /// Debug output leaves the private key out so it cannot leak into logs.
 impl fmt::Debug for Issued {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let key = if self.key_pem.is_empty() {
-            "<none>"
-        } else {
-            "<elided>"
-        };
+        let key = if self.key_pem.is_empty() { "<none>" } else { "<elided>" };
         f.debug_struct("Issued")
             .field("cert_pem", &self.cert_pem)
             .field("key_pem", &key)
@@ -232,8 +225,7 @@ impl Ca {
     /// to the certificate, because either would only surface later as
     /// certificates that no peer accepts.
     pub fn load(cert_pem: &str, key_pem: &str) -> Result<Ca, PkiError> {
-        let key = KeyPair::from_pem(key_pem)
-            .map_err(|e| PkiError::Pem(format!("CA private key: {e}")))?;
+        let key = KeyPair::from_pem(key_pem).map_err(|e| PkiError::Pem(format!("CA private key: {e}")))?;
 
         let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
             .map_err(|e| PkiError::Pem(format!("CA certificate: {e}")))?;
@@ -291,10 +283,7 @@ impl Ca {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         self.issue_with_new_key(&params, serial)
     }
 
@@ -306,9 +295,7 @@ impl Ca {
         params.subject_alt_names = spec
             .uris
             .iter()
-            .map(|uri| -> Result<SanType, PkiError> {
-                Ok(SanType::URI(Ia5String::try_from(uri.as_str())?))
-            })
+            .map(|uri| -> Result<SanType, PkiError> { Ok(SanType::URI(Ia5String::try_from(uri.as_str())?)) })
             .collect::<Result<Vec<_>, _>>()?;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         self.issue_with_new_key(&params, serial)
@@ -332,15 +319,10 @@ impl Ca {
     /// agency, or a CA certificate, however it words its request.
     ///
     /// The returned [`Issued::key_pem`] is empty: the key stays with the agency.
-    pub fn sign_csr(
-        &self,
-        csr_pem: &str,
-        code: &str,
-        validity_days: u32,
-    ) -> Result<Issued, PkiError> {
+    pub fn sign_csr(&self, csr_pem: &str, code: &str, validity_days: u32) -> Result<Issued, PkiError> {
         validate_agency_code(code)?;
-        let csr = CertificateSigningRequestParams::from_pem(csr_pem)
-            .map_err(|e| PkiError::InvalidCsr(e.to_string()))?;
+        let csr =
+            CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| PkiError::InvalidCsr(e.to_string()))?;
         let now = OffsetDateTime::now_utc();
         if validity_days == 0 {
             // Backdating alone would otherwise make this a certificate that
@@ -358,11 +340,7 @@ impl Ca {
     }
 
     /// Generates a P-256 key and signs `params` for it.
-    fn issue_with_new_key(
-        &self,
-        params: &CertificateParams,
-        serial: String,
-    ) -> Result<Issued, PkiError> {
+    fn issue_with_new_key(&self, params: &CertificateParams, serial: String) -> Result<Issued, PkiError> {
         let key = KeyPair::generate()?;
         let key_pem = key.serialize_pem();
         self.sign(params, &key, key_pem, serial)
@@ -427,10 +405,7 @@ fn set_validity(
     let not_before = whole_seconds_utc(not_before);
     let not_after = whole_seconds_utc(not_after);
     if not_after <= not_before {
-        return Err(PkiError::Validity {
-            not_before,
-            not_after,
-        });
+        return Err(PkiError::Validity { not_before, not_after });
     }
     params.not_before = not_before;
     params.not_after = not_after;
@@ -482,14 +457,8 @@ pub fn init_dir(dir: &Path, agencies: &[&str]) -> Result<(), PkiError> {
 
     for code in agencies {
         let issued = ca.issue_agency(code)?;
-        write_public(
-            &agencies_dir.join(format!("{code}.pem")),
-            issued.cert_pem.as_bytes(),
-        )?;
-        write_private(
-            &agencies_dir.join(format!("{code}.key")),
-            issued.key_pem.as_bytes(),
-        )?;
+        write_public(&agencies_dir.join(format!("{code}.pem")), issued.cert_pem.as_bytes())?;
+        write_private(&agencies_dir.join(format!("{code}.key")), issued.key_pem.as_bytes())?;
     }
     Ok(())
 }
@@ -515,8 +484,7 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
         // `mode` only applies when the file is created; an older key file may
         // have been more permissive.
         use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(fs::Permissions::from_mode(0o600))
-            .map_err(io)?;
+        file.set_permissions(fs::Permissions::from_mode(0o600)).map_err(io)?;
     }
     file.write_all(contents).map_err(io)?;
     Ok(())
@@ -540,10 +508,7 @@ mod tests {
 
     /// DER contents of the first PEM block.
     fn der(pem: &str) -> Vec<u8> {
-        x509_parser::pem::parse_x509_pem(pem.as_bytes())
-            .unwrap()
-            .1
-            .contents
+        x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap().1.contents
     }
 
     fn parse(der: &[u8]) -> X509Certificate<'_> {
@@ -632,10 +597,7 @@ mod tests {
         assert_eq!(hex::encode(leaf.raw_serial()), issued.serial);
         assert_eq!(leaf.validity().not_after.to_datetime(), issued.not_after);
         let key = KeyPair::from_pem(&issued.key_pem).unwrap();
-        assert_eq!(
-            &*leaf.public_key().subject_public_key.data,
-            key.public_key_raw()
-        );
+        assert_eq!(&*leaf.public_key().subject_public_key.data, key.public_key_raw());
     }
 
     #[test]
@@ -683,9 +645,7 @@ mod tests {
         assert_eq!(names.len(), 3);
         assert!(matches!(names[0], GeneralName::DNSName("localhost")));
         assert!(matches!(names[1], GeneralName::IPAddress(ip) if *ip == [127, 0, 0, 1]));
-        assert!(
-            matches!(names[2], GeneralName::IPAddress(ip) if *ip == std::net::Ipv6Addr::LOCALHOST.octets())
-        );
+        assert!(matches!(names[2], GeneralName::IPAddress(ip) if *ip == std::net::Ipv6Addr::LOCALHOST.octets()));
         let eku = leaf.extended_key_usage().unwrap().unwrap().value;
         assert!(eku.server_auth && eku.client_auth);
         assert!(!leaf.is_ca());
@@ -725,10 +685,7 @@ mod tests {
             not_after: now - Duration::days(1),
             ..ClientSpec::agency("x")
         };
-        assert!(matches!(
-            ca.issue_client(&inverted),
-            Err(PkiError::Validity { .. })
-        ));
+        assert!(matches!(ca.issue_client(&inverted), Err(PkiError::Validity { .. })));
     }
 
     #[test]
@@ -753,19 +710,13 @@ mod tests {
         ));
 
         let leaf = ca.issue_agency("gongan").unwrap();
-        assert!(matches!(
-            Ca::load(&leaf.cert_pem, &leaf.key_pem),
-            Err(PkiError::NotCa)
-        ));
+        assert!(matches!(Ca::load(&leaf.cert_pem, &leaf.key_pem), Err(PkiError::NotCa)));
 
         assert!(matches!(
             Ca::load("not a certificate", &ca.key_pem()),
             Err(PkiError::Pem(_))
         ));
-        assert!(matches!(
-            Ca::load(ca.cert_pem(), "not a key"),
-            Err(PkiError::Pem(_))
-        ));
+        assert!(matches!(Ca::load(ca.cert_pem(), "not a key"), Err(PkiError::Pem(_))));
     }
 
     #[test]
@@ -788,26 +739,17 @@ mod tests {
         KeyPair::from_pem(&fs::read_to_string(dir.join("gateway.key")).unwrap()).unwrap();
 
         for code in ["gongan", "minzheng"] {
-            let cert_der =
-                der(&fs::read_to_string(dir.join(format!("agencies/{code}.pem"))).unwrap());
+            let cert_der = der(&fs::read_to_string(dir.join(format!("agencies/{code}.pem"))).unwrap());
             let cert = parse(&cert_der);
             assert_issued_by(&cert, &ca_cert);
             assert_eq!(uris(&cert), vec![agency_uri(code)]);
-            KeyPair::from_pem(
-                &fs::read_to_string(dir.join(format!("agencies/{code}.key"))).unwrap(),
-            )
-            .unwrap();
+            KeyPair::from_pem(&fs::read_to_string(dir.join(format!("agencies/{code}.key"))).unwrap()).unwrap();
         }
 
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            for key in [
-                "ca.key",
-                "gateway.key",
-                "agencies/gongan.key",
-                "agencies/minzheng.key",
-            ] {
+            for key in ["ca.key", "gateway.key", "agencies/gongan.key", "agencies/minzheng.key"] {
                 let mode = fs::metadata(dir.join(key)).unwrap().permissions().mode();
                 assert_eq!(mode & 0o777, 0o600, "{key}");
             }
@@ -835,21 +777,16 @@ mod tests {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         write_private(&path, b"new").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"new");
-        assert_eq!(
-            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     }
 
     /// A CSR for `key` that asks for far more than an agency may have.
     fn greedy_csr(key: &KeyPair) -> rcgen::CertificateSigningRequest {
         let mut params = CertificateParams::new(vec!["evil.example".to_owned()]).unwrap();
-        params.subject_alt_names.push(SanType::URI(
-            Ia5String::try_from(agency_uri("minzheng")).unwrap(),
-        ));
         params
-            .distinguished_name
-            .push(DnType::CommonName, "minzheng");
+            .subject_alt_names
+            .push(SanType::URI(Ia5String::try_from(agency_uri("minzheng")).unwrap()));
+        params.distinguished_name.push(DnType::CommonName, "minzheng");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -875,10 +812,7 @@ mod tests {
         let eku = leaf.extended_key_usage().unwrap().unwrap().value;
         assert!(eku.client_auth && !eku.server_auth);
         assert!(!leaf.key_usage().unwrap().unwrap().value.key_cert_sign());
-        assert_eq!(
-            &*leaf.public_key().subject_public_key.data,
-            key.public_key_raw()
-        );
+        assert_eq!(&*leaf.public_key().subject_public_key.data, key.public_key_raw());
         assert_eq!(hex::encode(leaf.raw_serial()), issued.serial);
 
         let days = (issued.not_after - OffsetDateTime::now_utc()).whole_days();

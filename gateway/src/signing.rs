@@ -22,10 +22,7 @@ pub const VERIFIER_KEY_FILE: &str = "gateway.vkey";
 #[derive(Debug, thiserror::Error)]
 pub enum SigningError {
     #[error("cannot access {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("malformed key in {path}: {message}")]
     Malformed { path: PathBuf, message: String },
     #[error("malformed verifier key: {0}")]
@@ -75,11 +72,9 @@ impl Signer {
             Err(e) => return Err(io(e)),
         };
         let vkey_path = dir.join(VERIFIER_KEY_FILE);
-        fs::write(&vkey_path, format!("{}\n", signer.verifier_key())).map_err(|source| {
-            SigningError::Io {
-                path: vkey_path,
-                source,
-            }
+        fs::write(&vkey_path, format!("{}\n", signer.verifier_key())).map_err(|source| SigningError::Io {
+            path: vkey_path,
+            source,
         })?;
         Ok(signer)
     }
@@ -102,11 +97,8 @@ impl Signer {
         let rest = text
             .strip_prefix("PRIVATE+KEY+")
             .ok_or_else(|| malformed("missing PRIVATE+KEY+ prefix"))?;
-        let (name, hash, key) =
-            split_note_key(rest).ok_or_else(|| malformed("expected <name>+<hash>+<key>"))?;
-        let bytes = B64
-            .decode(key)
-            .map_err(|_| malformed("key is not base64"))?;
+        let (name, hash, key) = split_note_key(rest).ok_or_else(|| malformed("expected <name>+<hash>+<key>"))?;
+        let bytes = B64.decode(key).map_err(|_| malformed("key is not base64"))?;
         let seed: [u8; 32] = match bytes.split_first() {
             Some((&ALG_ED25519, seed)) => seed
                 .try_into()
@@ -173,17 +165,13 @@ impl Verifier {
     /// Parses `<name>+<hash>+<base64(0x01 ‖ key)>`, checking the hash.
     pub fn parse(vkey: &str) -> Result<Verifier, SigningError> {
         let bad = |m: &str| SigningError::MalformedVerifier(m.to_owned());
-        let (name, hash, key) =
-            split_note_key(vkey.trim()).ok_or_else(|| bad("expected <name>+<hash>+<key>"))?;
+        let (name, hash, key) = split_note_key(vkey.trim()).ok_or_else(|| bad("expected <name>+<hash>+<key>"))?;
         let bytes = B64.decode(key).map_err(|_| bad("key is not base64"))?;
         let public: [u8; 32] = match bytes.split_first() {
-            Some((&ALG_ED25519, k)) => k
-                .try_into()
-                .map_err(|_| bad("Ed25519 key must be 32 bytes"))?,
+            Some((&ALG_ED25519, k)) => k.try_into().map_err(|_| bad("Ed25519 key must be 32 bytes"))?,
             _ => return Err(bad("not an Ed25519 key")),
         };
-        let key =
-            VerifyingKey::from_bytes(&public).map_err(|_| bad("not a valid Ed25519 point"))?;
+        let key = VerifyingKey::from_bytes(&public).map_err(|_| bad("not a valid Ed25519 point"))?;
         let key_hash = key_hash(name, &key);
         if format!("{key_hash:08x}") != hash {
             return Err(bad("key hash does not match"));
@@ -203,9 +191,7 @@ impl Verifier {
     /// Checks an Ed25519 signature over `message`.
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), SigningError> {
         let sig = Signature::from_slice(signature).map_err(|_| SigningError::BadSignature)?;
-        self.key
-            .verify(message, &sig)
-            .map_err(|_| SigningError::BadSignature)
+        self.key.verify(message, &sig).map_err(|_| SigningError::BadSignature)
     }
 }
 

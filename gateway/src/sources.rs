@@ -16,21 +16,14 @@ pub struct Sources {
 }
 
 impl Sources {
-    pub fn new(
-        adapters: impl IntoIterator<Item = Arc<dyn Adapter>>,
-        deadline: Duration,
-    ) -> Sources {
+    pub fn new(adapters: impl IntoIterator<Item = Arc<dyn Adapter>>, deadline: Duration) -> Sources {
         let adapters = adapters.into_iter().map(|a| (a.department(), a)).collect();
         Sources { adapters, deadline }
     }
 
     /// Facts for every attribute, in the order asked; all or an error (no
     /// partial answers). Departments are asked concurrently, each within the deadline.
-    pub async fn fetch(
-        &self,
-        citizen_id: &str,
-        attributes: &[&'static Attribute],
-    ) -> Result<Vec<Fact>, Error> {
+    pub async fn fetch(&self, citizen_id: &str, attributes: &[&'static Attribute]) -> Result<Vec<Fact>, Error> {
         let mut by_department: Vec<(Department, Vec<&'static Attribute>)> = Vec::new();
         for a in attributes {
             match by_department.iter_mut().find(|(d, _)| *d == a.department) {
@@ -72,9 +65,6 @@ impl Sources {
         {
             facts.insert(asked.name, fact);
         }
-        Ok(attributes
-            .iter()
-            .filter_map(|a| facts.remove(a.name))
-            .collect())
+        Ok(attributes.iter().filter_map(|a| facts.remove(a.name)).collect())
     }
 }

@@ -12,10 +12,7 @@ pub const DB_DIR: &str = "db";
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot create data directory {path}: {source}")]
-    Create {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Create { path: PathBuf, source: std::io::Error },
     #[error("cannot open store {path} (is another civex using this data directory?): {source}")]
     Open { path: PathBuf, source: sled::Error },
 }
@@ -34,14 +31,8 @@ pub fn open(dir: &Path) -> Result<sled::Db, StoreError> {
     let path = dir.join(DB_DIR);
     let started = Instant::now();
     loop {
-        match sled::Config::new()
-            .path(&path)
-            .cache_capacity(256 * 1024 * 1024)
-            .open()
-        {
-            Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::Other && started.elapsed() < LOCK_WAIT =>
-            {
+        match sled::Config::new().path(&path).cache_capacity(256 * 1024 * 1024).open() {
+            Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::Other && started.elapsed() < LOCK_WAIT => {
                 std::thread::sleep(Duration::from_millis(20));
             }
             result => return result.map_err(|source| StoreError::Open { path, source }),

@@ -36,10 +36,7 @@ pub enum TlsError {
     #[error("no PEM {what} in {path}")]
     Pem { what: &'static str, path: PathBuf },
     #[error("invalid CA certificate in {path}: {source}")]
-    Ca {
-        path: PathBuf,
-        source: rustls::Error,
-    },
+    Ca { path: PathBuf, source: rustls::Error },
     #[error("client verifier: {0}")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
     #[error("server certificate or key rejected: {0}")]
@@ -56,9 +53,7 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
 /// Reads every certificate from a PEM file.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem = read(path)?;
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
-        .filter_map(Result::ok)
-        .collect();
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem).filter_map(Result::ok).collect();
     if certs.is_empty() {
         return Err(TlsError::Pem {
             what: "certificate",
@@ -91,8 +86,7 @@ pub fn server_config(ca: &Path, cert: &Path, key: &Path) -> Result<Arc<ServerCon
         })?;
     }
     let provider = provider();
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build()?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build()?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_client_cert_verifier(verifier)
@@ -119,21 +113,13 @@ impl Connected for PeerStream {
 }
 
 impl AsyncRead for PeerStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for PeerStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -192,9 +178,7 @@ pub fn incoming(
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
-                if let Some(stream) =
-                    handshake(acceptor, tcp, remote, handshake_timeout, slot).await
-                {
+                if let Some(stream) = handshake(acceptor, tcp, remote, handshake_timeout, slot).await {
                     let _ = tx.send(Ok(stream)).await;
                 }
             });
@@ -231,11 +215,7 @@ async fn handshake(
             tracing::debug!(%remote, %agency, "connection accepted");
             Some(PeerStream {
                 inner: tls,
-                peer: PeerIdentity {
-                    agency,
-                    serial,
-                    remote,
-                },
+                peer: PeerIdentity { agency, serial, remote },
                 _slot: slot,
             })
         }

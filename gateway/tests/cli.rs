@@ -28,20 +28,11 @@ fn id_check_and_upgrade() {
     let dir = tempfile::tempdir().unwrap();
     let ok = civex(dir.path(), &["id", "check", "11010519491231002x"]);
     assert!(ok.status.success());
-    assert!(
-        stdout(&ok)
-            .contains("11010519491231002X: valid (division 110105, born 1949-12-31, female)")
-    );
+    assert!(stdout(&ok).contains("11010519491231002X: valid (division 110105, born 1949-12-31, female)"));
 
-    let bad = civex(
-        dir.path(),
-        &["id", "check", "11010519491231002X", "110105194912310021"],
-    );
+    let bad = civex(dir.path(), &["id", "check", "11010519491231002X", "110105194912310021"]);
     assert!(!bad.status.success());
-    assert!(
-        stdout(&bad)
-            .contains("110105194912310021: invalid: citizen ID check character does not match")
-    );
+    assert!(stdout(&bad).contains("110105194912310021: invalid: citizen ID check character does not match"));
 
     let up = civex(dir.path(), &["id", "upgrade", "110105491231002"]);
     assert!(up.status.success());
@@ -53,47 +44,22 @@ fn import_is_all_or_nothing_and_names_bad_lines() {
     let dir = tempfile::tempdir().unwrap();
     let out = civex(
         dir.path(),
-        &[
-            "demo-data",
-            "--citizens",
-            "200",
-            "--seed",
-            "3",
-            "--out",
-            "files",
-        ],
+        &["demo-data", "--citizens", "200", "--seed", "3", "--out", "files"],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let tax = std::fs::read_to_string(dir.path().join("files/tax.jsonl")).unwrap();
     let mut lines: Vec<&str> = tax.lines().collect();
     let good = lines.len();
-    lines.insert(
-        3,
-        r#"{"citizen_id":"11010519491231002X","tax.registered":"maybe"}"#,
-    );
+    lines.insert(3, r#"{"citizen_id":"11010519491231002X","tax.registered":"maybe"}"#);
     std::fs::write(dir.path().join("bad.jsonl"), lines.join("\n")).unwrap();
 
     let refused = civex(dir.path(), &["import", "tax", "bad.jsonl", "--data", "d"]);
     assert!(!refused.status.success());
     let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        err.contains("line 4: tax.registered: expected bool"),
-        "{err}"
-    );
+    assert!(err.contains("line 4: tax.registered: expected bool"), "{err}");
 
-    let done = civex(
-        dir.path(),
-        &["import", "tax", "files/tax.jsonl", "--data", "d"],
-    );
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
+    let done = civex(dir.path(), &["import", "tax", "files/tax.jsonl", "--data", "d"]);
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
     assert!(
         stdout(&done).contains(&format!("imported {good} tax records")),
         "{}",
@@ -126,10 +92,7 @@ fn demo_serves_and_its_printed_example_returns_facts() {
     let started = Instant::now();
     let (mut endpoint, mut grant, mut query) = (None, None, None);
     while let Some(Ok(line)) = lines.next() {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "demo did not start"
-        );
+        assert!(started.elapsed() < Duration::from_secs(120), "demo did not start");
         if let Some(e) = line.strip_prefix("civex demo serving on ") {
             endpoint = Some(e.to_owned());
         }
@@ -158,11 +121,7 @@ fn demo_serves_and_its_printed_example_returns_facts() {
         .current_dir(dir.path())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let consent = stdout(&out)
         .lines()
         .find_map(|l| l.strip_prefix("consent_id: ").map(str::to_owned))
@@ -171,13 +130,7 @@ fn demo_serves_and_its_printed_example_returns_facts() {
     let query: Vec<String> = query
         .expect("the demo prints a query example")
         .into_iter()
-        .map(|a| {
-            if a.starts_with('<') {
-                consent.clone()
-            } else {
-                a
-            }
-        })
+        .map(|a| if a.starts_with('<') { consent.clone() } else { a })
         .filter(|a| !["printed", "above>"].contains(&a.as_str()))
         .collect();
     let out = Command::new(CIVEX)
@@ -185,17 +138,10 @@ fn demo_serves_and_its_printed_example_returns_facts() {
         .current_dir(dir.path())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let facts = stdout(&out);
     assert!(facts.contains("ps.hukou.division = 53"), "{facts}");
-    assert!(
-        facts.contains("housing.owned_residence.division = "),
-        "{facts}"
-    );
+    assert!(facts.contains("housing.owned_residence.division = "), "{facts}");
     drop(demo);
 
     // Run again on the same directory: the data, consents and keys are kept.
@@ -224,22 +170,11 @@ fn demo_serves_and_its_printed_example_returns_facts() {
         .unwrap()
         .to_owned();
     let listed = Command::new(CIVEX)
-        .args([
-            "consent",
-            "get",
-            "--endpoint",
-            &endpoint,
-            "--consent",
-            &consent,
-        ])
+        .args(["consent", "get", "--endpoint", &endpoint, "--consent", &consent])
         .current_dir(dir.path())
         .output()
         .unwrap();
-    assert!(
-        listed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&listed.stderr)
-    );
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
     assert!(stdout(&listed).contains("uses: 1 of unlimited"));
     assert_eq!(
         std::fs::read_to_string(dir.path().join("civex-data/gateway.vkey")).unwrap(),

@@ -8,6 +8,7 @@
 //! - `civex/v1/exchange.proto`: `ExchangeService` (requesters).
 //! - `civex/v1/consent.proto`: `ConsentService` (consent registrars).
 //! - `civex/v1/source.proto`: `DepartmentSourceService` (departments' own systems).
+//! - `civex/v1/audit.proto`: `AuditService` (auditors) and the audit record.
 
 /// Generated messages and services of package `civex.v1`.
 #[allow(unreachable_pub, clippy::all)]
@@ -16,5 +17,4 @@ pub mod v1 {
 }
 
 /// Encoded `FileDescriptorSet` of every civex proto, for gRPC server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/civex_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/civex_descriptor.bin"));

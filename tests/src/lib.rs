@@ -62,9 +62,7 @@ impl TestGateway {
         let ca = Ca::generate("civex test CA").expect("CA");
         let certs = dir.path().join("certs");
         std::fs::create_dir_all(&certs).expect("certs dir");
-        let server = ca
-            .issue_server(&["localhost", "127.0.0.1"])
-            .expect("server cert");
+        let server = ca.issue_server(&["localhost", "127.0.0.1"]).expect("server cert");
         std::fs::write(certs.join("ca.pem"), ca.cert_pem()).expect("write CA");
         std::fs::write(certs.join("gateway.pem"), &server.cert_pem).expect("write cert");
         write_private(&certs.join("gateway.key"), server.key_pem.as_bytes()).expect("write key");
@@ -140,14 +138,7 @@ impl TestGateway {
     }
 
     /// Registers a consent through `qujing-portal`, valid for a day.
-    pub async fn grant(
-        &self,
-        citizen: &str,
-        grantee: &str,
-        scopes: &[&str],
-        purpose: &str,
-        max_uses: u32,
-    ) -> Consent {
+    pub async fn grant(&self, citizen: &str, grantee: &str, scopes: &[&str], purpose: &str, max_uses: u32) -> Consent {
         self.consents("qujing-portal")
             .await
             .grant(GrantConsentRequest {
@@ -169,10 +160,7 @@ impl TestGateway {
     }
 
     /// The JSONL records of `department`, as imported.
-    pub fn records(
-        &self,
-        department: Department,
-    ) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    pub fn records(&self, department: Department) -> Vec<serde_json::Map<String, serde_json::Value>> {
         read_records(&self.dir.path().join("demo-data"), department)
     }
 
@@ -207,12 +195,8 @@ impl Drop for TestGateway {
     }
 }
 
-fn read_records(
-    dir: &Path,
-    department: Department,
-) -> Vec<serde_json::Map<String, serde_json::Value>> {
-    let text = std::fs::read_to_string(dir.join(format!("{}.jsonl", department.code())))
-        .expect("department file");
+fn read_records(dir: &Path, department: Department) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    let text = std::fs::read_to_string(dir.join(format!("{}.jsonl", department.code()))).expect("department file");
     text.lines()
         .map(|l| serde_json::from_str(l).expect("JSON line"))
         .collect()

@@ -98,12 +98,7 @@ fn prepare_data(args: &DemoArgs, demo_dir: &Path) -> anyhow::Result<Vec<(String,
         .collect())
 }
 
-fn print_banner(
-    gateway: &Gateway,
-    args: &DemoArgs,
-    config_path: &Path,
-    samples: &[(String, String)],
-) {
+fn print_banner(gateway: &Gateway, args: &DemoArgs, config_path: &Path, samples: &[(String, String)]) {
     let addr = gateway.local_addr();
     let endpoint = format!("https://{addr}");
     let certs = args.certs.display();

@@ -7,9 +7,9 @@ use std::{
 
 use anyhow::Context;
 use civex_proto::v1::{
-    Consent, GetConsentRequest, GrantConsentRequest, ListAttributesRequest, ListConsentsRequest,
-    QueryRequest, RevokeConsentRequest, consent_service_client::ConsentServiceClient,
-    exchange_service_client::ExchangeServiceClient, fact,
+    Consent, GetConsentRequest, GrantConsentRequest, ListAttributesRequest, ListConsentsRequest, QueryRequest,
+    RevokeConsentRequest, consent_service_client::ConsentServiceClient, exchange_service_client::ExchangeServiceClient,
+    fact,
 };
 use clap::{Args, Subcommand};
 use tonic::transport::Channel;
@@ -24,11 +24,7 @@ use crate::{
 /// files for `--agency` under `--certs`.
 #[derive(Debug, Args)]
 pub(super) struct Conn {
-    #[arg(
-        long,
-        default_value = "https://127.0.0.1:50051",
-        env = "CIVEX_ENDPOINT"
-    )]
+    #[arg(long, default_value = "https://127.0.0.1:50051", env = "CIVEX_ENDPOINT")]
     endpoint: String,
     /// Act as this demo agency (selects `<certs>/agencies/<agency>.pem|key`).
     #[arg(long)]
@@ -173,11 +169,7 @@ fn print_consent(c: &Consent) {
     println!("grantee: {}", c.grantee);
     println!("scopes: {}", c.scopes.join(","));
     println!("purpose: {}", c.purpose);
-    let time = |t: &Option<prost_types::Timestamp>| {
-        t.as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_else(|| "-".into())
-    };
+    let time = |t: &Option<prost_types::Timestamp>| t.as_ref().map(ToString::to_string).unwrap_or_else(|| "-".into());
     println!("not_before: {}", time(&c.not_before));
     println!("not_after: {}", time(&c.not_after));
     println!(
@@ -221,11 +213,7 @@ pub(super) async fn consent(command: ConsentCommand) -> anyhow::Result<()> {
                 .into_inner();
             print_consent(&consent);
         }
-        ConsentCommand::Revoke {
-            conn,
-            consent,
-            reason,
-        } => {
+        ConsentCommand::Revoke { conn, consent, reason } => {
             let mut client = ConsentServiceClient::new(conn.channel(REGISTRAR).await?);
             let c = client
                 .revoke(RevokeConsentRequest {
@@ -240,9 +228,7 @@ pub(super) async fn consent(command: ConsentCommand) -> anyhow::Result<()> {
         ConsentCommand::Get { conn, consent } => {
             let mut client = ConsentServiceClient::new(conn.channel(REGISTRAR).await?);
             let c = client
-                .get(GetConsentRequest {
-                    consent_id: consent,
-                })
+                .get(GetConsentRequest { consent_id: consent })
                 .await
                 .map_err(rpc_error)?
                 .into_inner();
@@ -251,9 +237,7 @@ pub(super) async fn consent(command: ConsentCommand) -> anyhow::Result<()> {
         ConsentCommand::List { conn, citizen } => {
             let mut client = ConsentServiceClient::new(conn.channel(REGISTRAR).await?);
             let list = client
-                .list(ListConsentsRequest {
-                    citizen_id: citizen,
-                })
+                .list(ListConsentsRequest { citizen_id: citizen })
                 .await
                 .map_err(rpc_error)?
                 .into_inner();

@@ -53,10 +53,7 @@ pub(super) struct ImportArgs {
 pub(super) fn certs(command: CertsCommand) -> anyhow::Result<()> {
     let CertsCommand::Init { dir, force } = command;
     if dir.join("ca.pem").exists() && !force {
-        anyhow::bail!(
-            "{} already holds a CA; pass --force to replace it",
-            dir.display()
-        );
+        anyhow::bail!("{} already holds a CA; pass --force to replace it", dir.display());
     }
     init_certs(&dir)?;
     println!("wrote the development PKI to {}", dir.display());
@@ -121,15 +118,9 @@ pub(super) fn import(args: ImportArgs) -> anyhow::Result<()> {
 }
 
 /// Imports one department's JSONL file into `db`.
-pub(super) fn import_file(
-    db: &sled::Db,
-    department: Department,
-    file: &Path,
-) -> anyhow::Result<usize> {
+pub(super) fn import_file(db: &sled::Db, department: Department, file: &Path) -> anyhow::Result<usize> {
     let registry = EmbeddedRegistry::open(db, department)?;
-    let reader = BufReader::new(
-        std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?,
-    );
+    let reader = BufReader::new(std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?);
     importer::import(&registry, department, reader, |_| {})
         .with_context(|| format!("import of {} refused", file.display()))
 }

@@ -4,17 +4,17 @@
 use std::{sync::Arc, time::Duration};
 
 use civex_proto::v1::{
-    Consent, GetConsentRequest, GrantConsentRequest, ListConsentsRequest, ListConsentsResponse,
-    RevokeConsentRequest, consent_service_server::ConsentService,
+    Consent, GetConsentRequest, GrantConsentRequest, ListConsentsRequest, ListConsentsResponse, RevokeConsentRequest,
+    consent_service_server::ConsentService,
 };
 use tonic::{Request, Response, Status};
 
-use super::{State, exchange::check_label};
+use super::{Call, State, exchange::check_label};
 use crate::{
     access::{self, Role},
     citizen_id::CitizenId,
     clock::system_time,
-    consent::NewConsent,
+    consent::{self, NewConsent},
     error::{Error, Reason},
 };
 
@@ -32,23 +32,21 @@ impl Consents {
         Consents { state }
     }
 
-    fn grant(&self, request: Request<GrantConsentRequest>) -> Result<Consent, Error> {
+    /// Validates a grant and makes the signed consent; it is stored only
+    /// after its audit record is durable.
+    fn prepare_grant(&self, request: Request<GrantConsentRequest>, call: &mut Call) -> Result<Consent, Error> {
         let state = &self.state;
-        let registrar = state.caller(&request, Role::ConsentRegistrar)?;
+        call.scopes(&request.get_ref().scopes);
+        call.purpose(&request.get_ref().purpose);
+        let registrar = state.caller(&request, &[Role::ConsentRegistrar])?;
         let req = request.into_inner();
         let citizen = CitizenId::parse(&req.citizen_id)?;
-        if req.scopes.len() > MAX_SCOPES {
-            return Err(Error::new(
-                Reason::InvalidRequest,
-                format!("at most {MAX_SCOPES} scopes per consent"),
-            ));
-        }
+        call.citizen(state, &citizen);
         // Scopes are exact attribute names: a citizen consents to named facts.
         let attributes = access::attributes(&req.scopes, MAX_SCOPES)?;
         let purpose = access::purpose(&req.purpose)?;
         for a in &attributes {
-            access::land_rule(a.name, purpose.code)
-                .map_err(|e| Error::new(Reason::InvalidRequest, e.message))?;
+            access::land_rule(a.name, purpose.code).map_err(|e| Error::new(Reason::InvalidRequest, e.message))?;
         }
         check_label("grantee", &req.grantee)?;
         let grantee = state.directory.agency(&req.grantee).ok_or_else(|| {
@@ -69,7 +67,7 @@ impl Consents {
                 "not_after must be in the future and at most five years away",
             ));
         }
-        let consent = state.consents.grant(
+        let consent = consent::sign(
             NewConsent {
                 citizen,
                 grantee: grantee.code.clone(),
@@ -81,58 +79,78 @@ impl Consents {
             },
             &state.signer,
             now,
-        )?;
-        tracing::info!(registrar = %registrar.code, grantee = %consent.grantee, purpose = %consent.purpose, "consent granted");
+        );
+        call.consent(&consent.consent_id);
         Ok(consent)
+    }
+
+    fn revoke(&self, request: Request<RevokeConsentRequest>, call: &mut Call) -> Result<Consent, Error> {
+        call.consent(&request.get_ref().consent_id);
+        self.state.caller(&request, &[Role::ConsentRegistrar])?;
+        let req = request.into_inner();
+        check_label("reason", &req.reason)?;
+        let consent = self.state.consents.get(&req.consent_id)?;
+        self.cite(call, &consent);
+        Ok(self.state.consents.revoke(&req.consent_id, self.state.clock.now())?)
+    }
+
+    fn get(&self, request: Request<GetConsentRequest>, call: &mut Call) -> Result<Consent, Error> {
+        call.consent(&request.get_ref().consent_id);
+        self.state.caller(&request, &[Role::ConsentRegistrar])?;
+        let consent = self.state.consents.get(&request.into_inner().consent_id)?;
+        self.cite(call, &consent);
+        Ok(consent)
+    }
+
+    fn list(&self, request: Request<ListConsentsRequest>, call: &mut Call) -> Result<ListConsentsResponse, Error> {
+        self.state.caller(&request, &[Role::ConsentRegistrar])?;
+        let citizen = CitizenId::parse(&request.into_inner().citizen_id)?;
+        call.citizen(&self.state, &citizen);
+        Ok(ListConsentsResponse {
+            consents: self.state.consents.list(&citizen)?,
+        })
+    }
+
+    /// Records whose consent a call touched.
+    fn cite(&self, call: &mut Call, consent: &Consent) {
+        // Invariant: stored consents were validated when granted.
+        if let Ok(citizen) = CitizenId::parse(&consent.citizen_id) {
+            call.citizen(&self.state, &citizen);
+        }
+        call.scopes(&consent.scopes);
+        call.purpose(&consent.purpose);
     }
 }
 
 #[tonic::async_trait]
 impl ConsentService for Consents {
     #[tracing::instrument(skip_all, fields(rpc = "Grant"))]
-    async fn grant(
-        &self,
-        request: Request<GrantConsentRequest>,
-    ) -> Result<Response<Consent>, Status> {
-        Ok(Response::new(Consents::grant(self, request)?))
+    async fn grant(&self, request: Request<GrantConsentRequest>) -> Result<Response<Consent>, Status> {
+        let mut call = self.state.begin(&request, "ConsentService/Grant");
+        let result = self.prepare_grant(request, &mut call);
+        let (consent, _) = self.state.finish(call, result).await?;
+        self.state.consents.insert(&consent).map_err(Error::from)?;
+        Ok(Response::new(consent))
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "Revoke"))]
-    async fn revoke(
-        &self,
-        request: Request<RevokeConsentRequest>,
-    ) -> Result<Response<Consent>, Status> {
-        let registrar = self.state.caller(&request, Role::ConsentRegistrar)?;
-        let req = request.into_inner();
-        check_label("reason", &req.reason)?;
-        let consent = self
-            .state
-            .consents
-            .revoke(&req.consent_id, self.state.clock.now())
-            .map_err(Error::from)?;
-        tracing::info!(registrar = %registrar.code, "consent revoked");
-        Ok(Response::new(consent))
+    async fn revoke(&self, request: Request<RevokeConsentRequest>) -> Result<Response<Consent>, Status> {
+        let mut call = self.state.begin(&request, "ConsentService/Revoke");
+        let result = Consents::revoke(self, request, &mut call);
+        Ok(Response::new(self.state.finish(call, result).await?.0))
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "Get"))]
     async fn get(&self, request: Request<GetConsentRequest>) -> Result<Response<Consent>, Status> {
-        self.state.caller(&request, Role::ConsentRegistrar)?;
-        let consent = self
-            .state
-            .consents
-            .get(&request.into_inner().consent_id)
-            .map_err(Error::from)?;
-        Ok(Response::new(consent))
+        let mut call = self.state.begin(&request, "ConsentService/Get");
+        let result = Consents::get(self, request, &mut call);
+        Ok(Response::new(self.state.finish(call, result).await?.0))
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "List"))]
-    async fn list(
-        &self,
-        request: Request<ListConsentsRequest>,
-    ) -> Result<Response<ListConsentsResponse>, Status> {
-        self.state.caller(&request, Role::ConsentRegistrar)?;
-        let citizen = CitizenId::parse(&request.into_inner().citizen_id).map_err(Error::from)?;
-        let consents = self.state.consents.list(&citizen).map_err(Error::from)?;
-        Ok(Response::new(ListConsentsResponse { consents }))
+    async fn list(&self, request: Request<ListConsentsRequest>) -> Result<Response<ListConsentsResponse>, Status> {
+        let mut call = self.state.begin(&request, "ConsentService/List");
+        let result = Consents::list(self, request, &mut call);
+        Ok(Response::new(self.state.finish(call, result).await?.0))
     }
 }

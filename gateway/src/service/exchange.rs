@@ -9,7 +9,7 @@ use civex_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use super::State;
+use super::{Call, State};
 use crate::{
     access::{self, PURPOSES, Role},
     citizen_id::CitizenId,
@@ -17,7 +17,7 @@ use crate::{
     error::{Error, Reason},
 };
 
-/// Longest `request_id` or `operator` accepted, in bytes.
+/// Longest caller label (`request_id`, `operator`, `reason`), in bytes.
 const MAX_LABEL: usize = 128;
 
 pub struct Exchange {
@@ -29,11 +29,19 @@ impl Exchange {
         Exchange { state }
     }
 
-    async fn query(&self, request: Request<QueryRequest>) -> Result<QueryResponse, Error> {
+    async fn query(&self, request: Request<QueryRequest>, call: &mut Call) -> Result<QueryResponse, Error> {
         let state = &self.state;
-        let caller = state.caller(&request, Role::Requester)?;
+        {
+            let req = request.get_ref();
+            call.labels(&req.operator, &req.request_id);
+            call.scopes(&req.attributes);
+            call.purpose(&req.purpose);
+            call.consent(&req.consent_id);
+        }
+        let caller = state.caller(&request, &[Role::Requester])?;
         let req = request.into_inner();
         let citizen = CitizenId::parse(&req.citizen_id)?;
+        call.citizen(state, &citizen);
         let attributes = access::attributes(&req.attributes, state.limits.max_attributes)?;
         let purpose = access::purpose(&req.purpose)?;
         check_label("request_id", &req.request_id)?;
@@ -50,8 +58,8 @@ impl Exchange {
                 now: state.clock.now(),
             },
         )?;
+        call.uses_consent(&req.consent_id);
         let facts = state.sources.fetch(citizen.as_str(), &attributes).await?;
-        tracing::info!(agency = %caller.code, purpose = purpose.code, attributes = scopes.len(), request_id = %req.request_id, "query answered");
         Ok(QueryResponse {
             facts,
             audit_index: 0,
@@ -101,19 +109,22 @@ pub fn catalogue_message() -> Catalogue {
 #[tonic::async_trait]
 impl ExchangeService for Exchange {
     #[tracing::instrument(skip_all, fields(rpc = "Query"))]
-    async fn query(
-        &self,
-        request: Request<QueryRequest>,
-    ) -> Result<Response<QueryResponse>, Status> {
-        Ok(Response::new(Exchange::query(self, request).await?))
+    async fn query(&self, request: Request<QueryRequest>) -> Result<Response<QueryResponse>, Status> {
+        let mut call = self.state.begin(&request, "ExchangeService/Query");
+        let result = Exchange::query(self, request, &mut call).await;
+        let (mut response, appended) = self.state.finish(call, result).await?;
+        response.audit_index = appended.index;
+        Ok(Response::new(response))
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "ListAttributes"))]
-    async fn list_attributes(
-        &self,
-        request: Request<ListAttributesRequest>,
-    ) -> Result<Response<Catalogue>, Status> {
-        self.state.caller(&request, Role::Requester)?;
-        Ok(Response::new(catalogue_message()))
+    async fn list_attributes(&self, request: Request<ListAttributesRequest>) -> Result<Response<Catalogue>, Status> {
+        let call = self.state.begin(&request, "ExchangeService/ListAttributes");
+        let result = self
+            .state
+            .caller(&request, &[Role::Requester])
+            .map(|_| catalogue_message());
+        let (catalogue, _) = self.state.finish(call, result).await?;
+        Ok(Response::new(catalogue))
     }
 }

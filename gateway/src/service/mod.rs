@@ -1,20 +1,26 @@
 //! The gRPC services. Each handler follows the request path of DESIGN §2:
 //! peer identity → agency (active?) → role → validate → access rights →
-//! consent → adapters → response.
+//! consent → adapters, then appends the call's audit record and answers only
+//! once that record is durable. A refusal is recorded like an answer.
 //!
 //! # Layout
 //! - [`exchange`]: `ExchangeService` (requesters).
 //! - [`consent`]: `ConsentService` (consent registrars).
+//! - [`audit`]: `AuditService` (auditors).
 
+pub mod audit;
 pub mod consent;
 pub mod exchange;
 
 use std::sync::Arc;
 
-use tonic::Request;
+use civex_proto::v1::{AuditRecord, Decision};
+use tonic::{Request, Status};
 
 use crate::{
     access::{Agency, Directory, Role},
+    audit::{Appended, AuditLog, Pseudonymizer},
+    citizen_id::CitizenId,
     clock::Clock,
     config::Limits,
     consent::ConsentStore,
@@ -29,21 +35,123 @@ pub struct State {
     pub directory: Directory,
     pub consents: ConsentStore,
     pub sources: Sources,
-    pub signer: Signer,
+    pub signer: Arc<Signer>,
     pub clock: Arc<dyn Clock>,
     pub limits: Limits,
+    pub audit: AuditLog,
+    pub pseudonyms: Pseudonymizer,
+}
+
+/// Longest caller-supplied text kept in an audit record, in characters.
+const MAX_LOGGED: usize = 128;
+/// Most scopes kept in one audit record.
+const MAX_LOGGED_SCOPES: usize = 64;
+
+/// Caller text as it may enter the log: bounded, without control characters.
+fn logged(s: &str) -> String {
+    s.chars()
+        .take(MAX_LOGGED)
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .collect()
+}
+
+/// The audit record of one call, filled in as the call proceeds.
+pub struct Call {
+    record: AuditRecord,
+    consent_use: Option<String>,
+    checkpoint: bool,
+}
+
+impl Call {
+    /// Records the citizen, by pseudonym only.
+    pub fn citizen(&mut self, state: &State, id: &CitizenId) {
+        self.record.citizen_ref = state.pseudonyms.citizen_ref(id.as_str());
+    }
+
+    pub fn scopes(&mut self, scopes: &[String]) {
+        self.record.scopes = scopes.iter().take(MAX_LOGGED_SCOPES).map(|s| logged(s)).collect();
+    }
+
+    pub fn purpose(&mut self, purpose: &str) {
+        self.record.purpose = logged(purpose);
+    }
+
+    pub fn consent(&mut self, consent_id: &str) {
+        self.record.consent_id = logged(consent_id);
+    }
+
+    /// The agency's own labels: the official at the counter and its request id.
+    pub fn labels(&mut self, operator: &str, request_id: &str) {
+        self.record.operator = logged(operator);
+        self.record.request_id = logged(request_id);
+    }
+
+    /// This call used `consent_id`: the log re-checks it in log order.
+    pub fn uses_consent(&mut self, consent_id: &str) {
+        self.consent_use = Some(consent_id.to_owned());
+    }
+
+    /// Sign a checkpoint that includes this call's record.
+    pub fn with_checkpoint(&mut self) {
+        self.checkpoint = true;
+    }
 }
 
 impl State {
+    /// Starts the audit record of a call to `action` (e.g. `ExchangeService/Query`).
+    pub fn begin<T>(&self, request: &Request<T>, action: &'static str) -> Call {
+        let agency = request
+            .extensions()
+            .get::<PeerIdentity>()
+            .map(|p| p.agency.clone())
+            .unwrap_or_default();
+        Call {
+            record: AuditRecord {
+                agency,
+                action: action.to_owned(),
+                ..Default::default()
+            },
+            consent_use: None,
+            checkpoint: false,
+        }
+    }
+
     /// The calling agency, from the connection's verified certificate only,
-    /// if it is active and holds `role`.
-    pub fn caller<T>(&self, request: &Request<T>, role: Role) -> Result<Arc<Agency>, Error> {
+    /// if it is active and holds one of `roles`.
+    pub fn caller<T>(&self, request: &Request<T>, roles: &[Role]) -> Result<Arc<Agency>, Error> {
         // Invariant: every connection comes through `tls::incoming`, which
         // attaches the identity; a request without one never passed mTLS.
         let peer = request
             .extensions()
             .get::<PeerIdentity>()
             .ok_or_else(|| Error::new(Reason::RoleRequired, "no verified client certificate"))?;
-        self.directory.authorize(&peer.agency, role)
+        self.directory.authorize(&peer.agency, roles)
+    }
+
+    /// Records the call's outcome and waits until the record is durable;
+    /// only then may the result leave. If the record cannot be written, the
+    /// caller gets `AUDIT_UNAVAILABLE` and nothing else.
+    pub async fn finish<R>(&self, call: Call, result: Result<R, Error>) -> Result<(R, Appended), Status> {
+        let mut record = call.record;
+        let consent_use = match &result {
+            Ok(_) => {
+                record.decision = Decision::Allow as i32;
+                call.consent_use
+            }
+            Err(e) => {
+                record.decision = Decision::Deny as i32;
+                record.reason = e.reason.as_str().to_owned();
+                None
+            }
+        };
+        let appended = self
+            .audit
+            .append(record, consent_use, call.checkpoint)
+            .await
+            .map_err(Error::from)?;
+        if let Some(reason) = appended.overruled {
+            return Err(Error::new(reason, "the consent was withdrawn before this use was recorded").into());
+        }
+        Ok((result?, appended))
     }
 }

@@ -6,8 +6,7 @@ use std::{collections::HashMap, time::Duration};
 use civex_adapters::Department;
 use civex_gateway::{clock::timestamp, signing::Verifier};
 use civex_proto::v1::{
-    ConsentBody, GetConsentRequest, GrantConsentRequest, ListConsentsRequest, QueryRequest,
-    RevokeConsentRequest,
+    ConsentBody, GetConsentRequest, GrantConsentRequest, ListConsentsRequest, QueryRequest, RevokeConsentRequest,
 };
 use civex_tests::{TestGateway, reason};
 use prost::Message;
@@ -35,13 +34,7 @@ async fn consents_are_signed_listed_and_revoked_at_once() {
     let gw = TestGateway::start().await;
     let id = first_citizen(&gw);
     let consent = gw
-        .grant(
-            &id,
-            "qujing-psb",
-            &["ps.hukou.division"],
-            "hukou.settlement",
-            0,
-        )
+        .grant(&id, "qujing-psb", &["ps.hukou.division"], "hukou.settlement", 0)
         .await;
 
     let verifier = Verifier::parse(&gw.verifier_key).unwrap();
@@ -57,12 +50,7 @@ async fn consents_are_signed_listed_and_revoked_at_once() {
             body.grantee.as_str(),
             body.registrar.as_str()
         ),
-        (
-            consent.consent_id.as_str(),
-            id.as_str(),
-            "qujing-psb",
-            "qujing-portal"
-        )
+        (consent.consent_id.as_str(), id.as_str(), "qujing-psb", "qujing-portal")
     );
     assert_eq!(body.scopes, consent.scopes);
     assert_eq!(
@@ -81,9 +69,7 @@ async fn consents_are_signed_listed_and_revoked_at_once() {
         .into_inner();
     assert_eq!(got, consent);
     let listed = portal
-        .list(ListConsentsRequest {
-            citizen_id: id.clone(),
-        })
+        .list(ListConsentsRequest { citizen_id: id.clone() })
         .await
         .unwrap()
         .into_inner();
@@ -102,10 +88,7 @@ async fn consents_are_signed_listed_and_revoked_at_once() {
         .unwrap()
         .into_inner();
     assert!(revoked.revoked_at.is_some());
-    let status = psb
-        .query(query(&id, &consent.consent_id))
-        .await
-        .unwrap_err();
+    let status = psb.query(query(&id, &consent.consent_id)).await.unwrap_err();
     assert_eq!(
         (status.code(), reason(&status).as_str()),
         (Code::FailedPrecondition, "CONSENT_REVOKED")
@@ -137,13 +120,7 @@ async fn expiry_takes_effect_at_not_after() {
     let gw = TestGateway::start().await;
     let id = first_citizen(&gw);
     let consent = gw
-        .grant(
-            &id,
-            "qujing-psb",
-            &["ps.hukou.division"],
-            "hukou.settlement",
-            0,
-        )
+        .grant(&id, "qujing-psb", &["ps.hukou.division"], "hukou.settlement", 0)
         .await;
     let mut psb = gw.exchange("qujing-psb").await;
     gw.clock.advance(Duration::from_secs(86_399));
@@ -151,10 +128,7 @@ async fn expiry_takes_effect_at_not_after() {
         .await
         .expect("valid one second before not_after");
     gw.clock.advance(Duration::from_secs(1));
-    let status = psb
-        .query(query(&id, &consent.consent_id))
-        .await
-        .unwrap_err();
+    let status = psb.query(query(&id, &consent.consent_id)).await.unwrap_err();
     assert_eq!(reason(&status), "CONSENT_EXPIRED");
 }
 
@@ -163,13 +137,7 @@ async fn max_uses_is_never_exceeded_under_concurrency() {
     let gw = TestGateway::start().await;
     let id = first_citizen(&gw);
     let consent = gw
-        .grant(
-            &id,
-            "qujing-psb",
-            &["ps.hukou.division"],
-            "hukou.settlement",
-            7,
-        )
+        .grant(&id, "qujing-psb", &["ps.hukou.division"], "hukou.settlement", 7)
         .await;
     let psb = gw.exchange("qujing-psb").await;
     let calls = (0..50).map(|_| {
@@ -209,15 +177,10 @@ async fn grants_are_validated() {
         grantee: "qujing-psb".into(),
         scopes: vec!["ps.hukou.division".into()],
         purpose: "hukou.settlement".into(),
-        not_after: Some(timestamp(
-            std::time::SystemTime::now() + Duration::from_secs(3600),
-        )),
+        not_after: Some(timestamp(std::time::SystemTime::now() + Duration::from_secs(3600))),
         max_uses: 0,
     };
-    portal
-        .grant(ok.clone())
-        .await
-        .expect("the control grant is accepted");
+    portal.grant(ok.clone()).await.expect("the control grant is accepted");
     let with = |f: &dyn Fn(&mut GrantConsentRequest)| {
         let mut g = ok.clone();
         f(&mut g);

@@ -37,23 +37,13 @@ async fn a_consented_query_returns_exactly_the_department_facts() {
         .map(|a| a.name)
         .collect();
     let ps = gw.records(Department::PublicSecurity);
-    let others: Vec<_> = Department::ALL[1..]
-        .iter()
-        .map(|d| (*d, gw.records(*d)))
-        .collect();
+    let others: Vec<_> = Department::ALL[1..].iter().map(|d| (*d, gw.records(*d))).collect();
     let mut exchange = gw.exchange("qujing-psb").await;
     for person in ps.iter().step_by(37) {
         let id = person["citizen_id"].as_str().unwrap();
-        let consent = gw
-            .grant(id, "qujing-psb", &names, "residence_permit.issue", 0)
-            .await;
+        let consent = gw.grant(id, "qujing-psb", &names, "residence_permit.issue", 0).await;
         let response = exchange
-            .query(query(
-                id,
-                &names,
-                "residence_permit.issue",
-                &consent.consent_id,
-            ))
+            .query(query(id, &names, "residence_permit.issue", &consent.consent_id))
             .await
             .unwrap()
             .into_inner();
@@ -66,10 +56,7 @@ async fn a_consented_query_returns_exactly_the_department_facts() {
             let record = if attribute.department == Department::PublicSecurity {
                 Some(person)
             } else {
-                let (_, records) = others
-                    .iter()
-                    .find(|(d, _)| *d == attribute.department)
-                    .unwrap();
+                let (_, records) = others.iter().find(|(d, _)| *d == attribute.department).unwrap();
                 records.iter().find(|r| r["citizen_id"] == id)
             };
             let expected = record.and_then(|r| r.get(*name)).cloned();
@@ -90,27 +77,16 @@ async fn every_refusal_has_its_reason_and_code() {
         .unwrap()
         .to_owned();
     let scopes = ["tax.registered", "tax.iit.months_paid_last_12"];
-    let consent = gw
-        .grant(&id, "qujing-tax", &scopes, "tax.admin", 0)
-        .await
-        .consent_id;
+    let consent = gw.grant(&id, "qujing-tax", &scopes, "tax.admin", 0).await.consent_id;
     let psb_consent = gw
-        .grant(
-            &id,
-            "qujing-psb",
-            &["tax.registered"],
-            "hukou.settlement",
-            0,
-        )
+        .grant(&id, "qujing-psb", &["tax.registered"], "hukou.settlement", 0)
         .await
         .consent_id;
     let mut tax = gw.exchange("qujing-tax").await;
     let mut portal = gw.exchange("qujing-portal").await;
 
     let ok = query(&id, &["tax.registered"], "tax.admin", &consent);
-    tax.query(ok.clone())
-        .await
-        .expect("the control query is allowed");
+    tax.query(ok.clone()).await.expect("the control query is allowed");
 
     let with = |f: &dyn Fn(&mut QueryRequest)| {
         let mut q = ok.clone();
@@ -198,12 +174,7 @@ async fn every_refusal_has_its_reason_and_code() {
         ),
         (
             "scope not consented",
-            with(&|q| {
-                q.attributes = vec![
-                    "tax.registered".into(),
-                    "tax.iit.months_paid_last_12".into(),
-                ]
-            }),
+            with(&|q| q.attributes = vec!["tax.registered".into(), "tax.iit.months_paid_last_12".into()]),
             Code::Ok,
             "",
         ),
@@ -228,12 +199,7 @@ async fn every_refusal_has_its_reason_and_code() {
         .await
         .consent_id;
     let status = tax
-        .query(query(
-            &id,
-            &["tax.iit.months_paid_last_12"],
-            "tax.admin",
-            &narrow,
-        ))
+        .query(query(&id, &["tax.iit.months_paid_last_12"], "tax.admin", &narrow))
         .await
         .unwrap_err();
     assert_eq!(
@@ -270,24 +236,13 @@ async fn every_refusal_has_its_reason_and_code() {
         .await
         .unwrap();
     let psb_purpose = gw
-        .grant(
-            &id,
-            "qujing-psb",
-            &["tax.registered"],
-            "residence_permit.issue",
-            0,
-        )
+        .grant(&id, "qujing-psb", &["tax.registered"], "residence_permit.issue", 0)
         .await
         .consent_id;
     let status = gw
         .exchange("qujing-psb")
         .await
-        .query(query(
-            &id,
-            &["tax.registered"],
-            "hukou.settlement",
-            &psb_purpose,
-        ))
+        .query(query(&id, &["tax.registered"], "hukou.settlement", &psb_purpose))
         .await
         .unwrap_err();
     assert_eq!(

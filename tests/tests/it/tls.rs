@@ -7,9 +7,7 @@ use civex_gateway::{
     client::{self, ClientTls},
     pki::{Ca, ClientSpec, agency_uri},
 };
-use civex_proto::v1::{
-    GrantConsentRequest, ListAttributesRequest, exchange_service_client::ExchangeServiceClient,
-};
+use civex_proto::v1::{GrantConsentRequest, ListAttributesRequest, exchange_service_client::ExchangeServiceClient};
 use civex_tests::{TestGateway, reason};
 use time::OffsetDateTime;
 use tonic::{Code, Request};
@@ -112,9 +110,7 @@ async fn identity_headers_in_metadata_are_ignored() {
         .insert("x-agency", "qujing-portal".parse().unwrap());
     request.metadata_mut().insert(
         "x-forwarded-client-cert",
-        format!("URI={}", agency_uri("qujing-portal"))
-            .parse()
-            .unwrap(),
+        format!("URI={}", agency_uri("qujing-portal")).parse().unwrap(),
     );
     let status = consents.grant(request).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
@@ -127,10 +123,7 @@ async fn a_silent_client_does_not_hold_up_others() {
     // Open TCP and never send a ClientHello.
     let silent = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     let mut exchange = gw.exchange("qujing-tax").await;
-    exchange
-        .list_attributes(ListAttributesRequest {})
-        .await
-        .unwrap();
+    exchange.list_attributes(ListAttributesRequest {}).await.unwrap();
     // After the handshake deadline the gateway hangs up on the silent client.
     let mut buf = [0u8; 1];
     silent.readable().await.unwrap();
@@ -138,9 +131,7 @@ async fn a_silent_client_does_not_hold_up_others() {
         loop {
             match silent.try_read(&mut buf) {
                 Ok(n) => return n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    silent.readable().await.unwrap()
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => silent.readable().await.unwrap(),
                 Err(_) => return 0,
             }
         }
