@@ -26,7 +26,7 @@ use civex_gateway::{
     store,
 };
 use civex_proto::v1::{
-    Consent, GrantConsentRequest, consent_service_client::ConsentServiceClient,
+    Consent, GrantConsentRequest, audit_service_client::AuditServiceClient, consent_service_client::ConsentServiceClient,
     exchange_service_client::ExchangeServiceClient,
 };
 use tokio::{sync::oneshot, task::JoinHandle};
@@ -46,6 +46,7 @@ pub struct TestGateway {
     pub ca: Ca,
     pub clock: ManualClock,
     pub verifier_key: String,
+    pub config: Config,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -82,9 +83,11 @@ impl TestGateway {
         };
         adjust(&mut config);
         let clock = ManualClock::new(SystemTime::now());
-        let gateway = Gateway::bind_with_clock(config, Arc::new(clock.clone()))
-            .await
-            .expect("gateway binds");
+        TestGateway::serve(config, dir, ca, clock).await
+    }
+
+    async fn serve(config: Config, dir: tempfile::TempDir, ca: Ca, clock: ManualClock) -> TestGateway {
+        let gateway = Gateway::bind_with_clock(config.clone(), Arc::new(clock.clone())).await.expect("gateway binds");
         let addr = gateway.local_addr();
         let verifier_key = gateway.verifier_key();
         let (tx, rx) = oneshot::channel();
@@ -96,14 +99,24 @@ impl TestGateway {
                 .await
                 .expect("gateway serves");
         });
-        TestGateway {
-            addr,
-            dir,
-            ca,
-            clock,
-            verifier_key,
-            shutdown: Some(tx),
-            task: Some(task),
+        TestGateway { addr, dir, ca, clock, verifier_key, config, shutdown: Some(tx), task: Some(task) }
+    }
+
+    /// Stops the gateway gracefully and starts it again on the same data
+    /// directory, certificates and clock.
+    pub async fn restart(mut self) -> TestGateway {
+        self.shutdown_and_wait().await;
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        let ca = std::mem::replace(&mut self.ca, Ca::generate("discarded").expect("CA"));
+        TestGateway::serve(self.config.clone(), dir, ca, self.clock.clone()).await
+    }
+
+    async fn shutdown_and_wait(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("gateway task");
         }
     }
 
@@ -178,12 +191,11 @@ impl TestGateway {
 
     /// Stops the gateway and waits until it has drained and flushed.
     pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.expect("gateway task");
-        }
+        self.shutdown_and_wait().await;
+    }
+
+    pub async fn audit(&self, agency: &str) -> AuditServiceClient<Channel> {
+        AuditServiceClient::new(self.channel(agency).await)
     }
 }
 
