@@ -120,7 +120,13 @@ impl Gateway {
             checkpoint_interval: Duration::from_millis(config.audit.checkpoint_interval_ms),
             durable: true,
         };
-        let (audit, verified) = AuditLog::open(&db, signer.clone(), clock.clone(), consents.clone(), writer)?;
+        let (audit, verified) = AuditLog::open(
+            &config.data_dir,
+            signer.clone(),
+            clock.clone(),
+            consents.clone(),
+            writer,
+        )?;
         tracing::info!(
             records = verified.size,
             checkpoints = verified.checkpoints,

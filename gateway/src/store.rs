@@ -1,5 +1,7 @@
-//! The data directory: one sled database holding agencies' consents and the
-//! embedded department registries, beside the gateway's signing key.
+//! The data directory: a sled database (`db/`) holding consents and the
+//! embedded department registries, the audit log's own sled database
+//! (`audit/`, so it can be flushed and reopened on its own), and the
+//! gateway's signing key.
 
 use std::{
     path::{Path, PathBuf},
@@ -24,11 +26,16 @@ const LOCK_WAIT: Duration = Duration::from_secs(3);
 
 /// Opens (creating if needed) the store of the data directory `dir`.
 pub fn open(dir: &Path) -> Result<sled::Db, StoreError> {
+    open_at(dir, DB_DIR)
+}
+
+/// Opens (creating if needed) the sled database `name` inside `dir`.
+pub fn open_at(dir: &Path, name: &str) -> Result<sled::Db, StoreError> {
     std::fs::create_dir_all(dir).map_err(|source| StoreError::Create {
         path: dir.to_owned(),
         source,
     })?;
-    let path = dir.join(DB_DIR);
+    let path = dir.join(name);
     let started = Instant::now();
     loop {
         match sled::Config::new().path(&path).cache_capacity(256 * 1024 * 1024).open() {

@@ -9,6 +9,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use civex_gateway::audit::log::record_key;
+use civex_proto::v1::AuditRecord;
+use prost::Message;
+
 const CIVEX: &str = env!("CARGO_BIN_EXE_civex");
 
 fn civex(dir: &Path, args: &[&str]) -> Output {
@@ -65,6 +69,13 @@ fn import_is_all_or_nothing_and_names_bad_lines() {
         "{}",
         stdout(&done)
     );
+}
+
+/// Edits the audit tree of a stopped gateway's data directory.
+fn tamper(data: &Path, edit: impl FnOnce(&sled::Tree)) {
+    let (db, tree) = civex_gateway::audit::open_store(data).unwrap();
+    edit(&tree);
+    db.flush().unwrap();
 }
 
 /// Kills the demo when the test ends, however it ends.
@@ -146,7 +157,7 @@ fn demo_serves_and_its_printed_example_returns_facts() {
 
     // Run again on the same directory: the data, consents and keys are kept.
     let key_before = std::fs::read_to_string(dir.path().join("civex-data/gateway.vkey")).unwrap();
-    let mut again = Demo(
+    let mut second = Demo(
         Command::new(CIVEX)
             .args(["demo", "--listen", "127.0.0.1:0"])
             .current_dir(dir.path())
@@ -155,7 +166,7 @@ fn demo_serves_and_its_printed_example_returns_facts() {
             .spawn()
             .unwrap(),
     );
-    let text: Vec<String> = BufReader::new(again.0.stdout.take().unwrap())
+    let text: Vec<String> = BufReader::new(second.0.stdout.take().unwrap())
         .lines()
         .map_while(Result::ok)
         .take_while(|l| !l.starts_with("Stop with"))
@@ -180,4 +191,59 @@ fn demo_serves_and_its_printed_example_returns_facts() {
         std::fs::read_to_string(dir.path().join("civex-data/gateway.vkey")).unwrap(),
         key_before
     );
+
+    // The audit commands against the running gateway.
+    let audit = |args: &[&str]| {
+        let mut all = vec!["audit"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--endpoint", &endpoint]);
+        let out = civex(dir.path(), &all);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout(&out)
+    };
+    let found = audit(&["search", "--action", "ExchangeService/Query"]);
+    assert!(
+        found.contains("ExchangeService/Query") && found.contains("ALLOW"),
+        "{found}"
+    );
+    assert!(audit(&["checkpoint"]).starts_with("civex/qujing-demo\n"));
+    let verified = audit(&["verify", "--vkey", "civex-data/gateway.vkey"]);
+    assert!(verified.contains("audit log OK"), "{verified}");
+    let twice = audit(&["verify", "--vkey", "civex-data/gateway.vkey"]);
+    assert!(twice.contains("consistent with the saved checkpoint"), "{twice}");
+
+    // A graceful stop writes a final checkpoint; the stopped store verifies offline.
+    let status = Command::new("kill")
+        .args(["-TERM", &second.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(second.0.wait().unwrap().success(), "SIGTERM exits 0");
+    let ok = civex(dir.path(), &["audit", "verify", "--data", "civex-data"]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(stdout(&ok).contains("audit log OK"));
+
+    // Alter one record in the store: verify names its index and fails.
+    tamper(&dir.path().join("civex-data"), |tree| {
+        let key = record_key(3);
+        let mut record = AuditRecord::decode(tree.get(key).unwrap().unwrap().as_ref()).unwrap();
+        record.agency = "someone-else".into();
+        tree.insert(key, record.encode_to_vec()).unwrap();
+    });
+    let bad = civex(dir.path(), &["audit", "verify", "--data", "civex-data"]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("record 3 was altered"), "{err}");
+
+    // Delete another: verify names the gap.
+    tamper(&dir.path().join("civex-data"), |tree| {
+        tree.remove(record_key(1)).unwrap();
+    });
+    let gone = civex(dir.path(), &["audit", "verify", "--data", "civex-data"]);
+    let err = String::from_utf8_lossy(&gone.stderr);
+    assert!(!gone.status.success() && err.contains("record 1 is missing"), "{err}");
 }

@@ -26,8 +26,8 @@ use civex_gateway::{
     store,
 };
 use civex_proto::v1::{
-    Consent, GrantConsentRequest, audit_service_client::AuditServiceClient, consent_service_client::ConsentServiceClient,
-    exchange_service_client::ExchangeServiceClient,
+    Consent, GrantConsentRequest, audit_service_client::AuditServiceClient,
+    consent_service_client::ConsentServiceClient, exchange_service_client::ExchangeServiceClient,
 };
 use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::transport::Channel;
@@ -87,7 +87,9 @@ impl TestGateway {
     }
 
     async fn serve(config: Config, dir: tempfile::TempDir, ca: Ca, clock: ManualClock) -> TestGateway {
-        let gateway = Gateway::bind_with_clock(config.clone(), Arc::new(clock.clone())).await.expect("gateway binds");
+        let gateway = Gateway::bind_with_clock(config.clone(), Arc::new(clock.clone()))
+            .await
+            .expect("gateway binds");
         let addr = gateway.local_addr();
         let verifier_key = gateway.verifier_key();
         let (tx, rx) = oneshot::channel();
@@ -99,7 +101,16 @@ impl TestGateway {
                 .await
                 .expect("gateway serves");
         });
-        TestGateway { addr, dir, ca, clock, verifier_key, config, shutdown: Some(tx), task: Some(task) }
+        TestGateway {
+            addr,
+            dir,
+            ca,
+            clock,
+            verifier_key,
+            config,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
     }
 
     /// Stops the gateway gracefully and starts it again on the same data

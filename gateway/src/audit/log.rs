@@ -19,8 +19,9 @@
 
 use std::{
     collections::HashMap,
+    path::PathBuf,
     sync::{
-        Arc,
+        Arc, RwLock,
         atomic::{AtomicU64, Ordering},
         mpsc,
     },
@@ -44,8 +45,9 @@ use crate::{
 };
 
 pub(crate) const SIZE_KEY: &[u8] = b"msize";
+const PROBE_KEY: &[u8] = b"mprobe";
 
-pub(crate) fn record_key(index: u64) -> [u8; 9] {
+pub fn record_key(index: u64) -> [u8; 9] {
     let mut k = [b'r'; 9];
     k[1..].copy_from_slice(&index.to_be_bytes());
     k
@@ -241,10 +243,16 @@ pub struct WriterConfig {
 }
 
 /// The single writer: takes every waiting record, appends them in one batch,
-/// flushes once, then answers them all (group commit).
+/// flushes once, then answers them all (group commit). After a failed write
+/// it drops its store and reopens it from disk before writing again, so what
+/// it builds on is exactly what is durable.
 pub(crate) struct Writer {
-    pub(crate) db: sled::Db,
-    pub(crate) tree: sled::Tree,
+    pub(crate) dir: PathBuf,
+    pub(crate) verifier: Verifier,
+    /// `None` after a failed write, until the store is reopened.
+    pub(crate) store: Option<(sled::Db, sled::Tree)>,
+    /// The tree readers use; emptied while the store is broken.
+    pub(crate) shared: Arc<RwLock<Option<sled::Tree>>>,
     pub(crate) frontier: Frontier,
     pub(crate) committed: Arc<AtomicU64>,
     pub(crate) last_time: SystemTime,
@@ -258,14 +266,25 @@ pub(crate) struct Writer {
 }
 
 const MAX_BATCH: usize = 4096;
+/// How often a broken store is retried when no call arrives.
+const RETRY: Duration = Duration::from_secs(1);
 
 impl Writer {
     pub(crate) fn run(mut self, rx: mpsc::Receiver<Msg>) {
         loop {
-            let first = match rx.recv_timeout(self.config.checkpoint_interval) {
+            let wait = if self.store.is_none() {
+                RETRY.min(self.config.checkpoint_interval)
+            } else {
+                self.config.checkpoint_interval
+            };
+            let first = match rx.recv_timeout(wait) {
                 Ok(m) => m,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    self.commit(Vec::new(), false);
+                    if self.store.is_none() {
+                        self.recover();
+                    } else {
+                        self.commit(Vec::new(), false);
+                    }
                     continue;
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
@@ -292,7 +311,69 @@ impl Writer {
         }
     }
 
+    /// Reopens a broken store and proves it writable; health follows.
+    fn recover(&mut self) {
+        match self.reopen().and_then(|()| self.probe()) {
+            Ok(()) => {
+                tracing::info!("audit log writable again");
+                self.healthy.send_if_modified(|h| !std::mem::replace(h, true));
+            }
+            Err(e) => {
+                tracing::warn!(cause = %e, "audit log still cannot be written");
+                self.break_store();
+            }
+        }
+    }
+
+    fn reopen(&mut self) -> Result<(), AuditError> {
+        if self.store.is_some() {
+            return Ok(());
+        }
+        let opened = super::load(&self.dir, &self.verifier)?;
+        self.frontier = opened.verified.frontier.clone();
+        self.committed.store(opened.verified.size, Ordering::Release);
+        self.last_time = self.last_time.max(opened.last_time);
+        self.denials = opened.denials;
+        *self.shared.write().unwrap_or_else(|p| p.into_inner()) = Some(opened.tree.clone());
+        self.store = Some((opened.db, opened.tree));
+        Ok(())
+    }
+
+    /// A small durable write, to tell a store that reads from one that writes.
+    fn probe(&self) -> Result<(), AuditError> {
+        let (db, tree) = self
+            .store
+            .as_ref()
+            .ok_or_else(|| AuditError::Unavailable("store is closed".into()))?;
+        let stamp = self
+            .clock
+            .now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos() as u64;
+        tree.insert(PROBE_KEY, &stamp.to_be_bytes())
+            .map_err(AuditError::unavailable)?;
+        db.flush().map_err(AuditError::unavailable)?;
+        Ok(())
+    }
+
+    /// Drops the store after a failure: sled does not recover from an IO
+    /// error in place, and what was not flushed must not be built on.
+    fn break_store(&mut self) {
+        *self.shared.write().unwrap_or_else(|p| p.into_inner()) = None;
+        self.store = None;
+        self.healthy.send_if_modified(|h| std::mem::replace(h, false));
+    }
+
     fn commit(&mut self, batch: Vec<Pending>, force_checkpoint: bool) {
+        if let Err(e) = self.reopen() {
+            tracing::error!(cause = %e, "audit log cannot be reopened");
+            self.break_store();
+            for p in batch {
+                let _ = p.reply.send(Err(AuditError::Unavailable(e.to_string())));
+            }
+            return;
+        }
         let before = (self.frontier.clone(), self.last_time, self.denials.clone());
         let mut writes = sled::Batch::default();
         let mut landed = Vec::with_capacity(batch.len());
@@ -309,7 +390,7 @@ impl Writer {
             let index = self.frontier.size();
             let leaf = p.record.encode_to_vec();
             self.frontier.push(merkle::leaf_hash(&leaf), |level, i, hash| {
-                writes.insert(&node_key(level, i), hash)
+                writes.insert(&node_key(level, i), hash.as_slice())
             });
             writes.insert(&record_key(index), leaf);
             let mut index_key = |mut prefix: Vec<u8>| {
@@ -343,13 +424,16 @@ impl Writer {
         if let Some(cp) = &checkpoint {
             writes.insert(&checkpoint_key(size), cp.note.as_bytes());
         }
-        let written = self.tree.apply_batch(writes).and_then(|()| {
-            if self.config.durable {
-                self.db.flush().map(drop)
-            } else {
-                Ok(())
-            }
-        });
+        let written = match &self.store {
+            Some((db, tree)) => tree.apply_batch(writes).and_then(|()| {
+                if self.config.durable {
+                    db.flush().map(drop)
+                } else {
+                    Ok(())
+                }
+            }),
+            None => Err(sled::Error::Unsupported("the store is closed".into())),
+        };
         match written {
             Ok(()) => {
                 self.committed.store(size, Ordering::Release);
@@ -369,7 +453,7 @@ impl Writer {
             Err(e) => {
                 tracing::error!(cause = %e, "audit log write failed: refusing every call until it works again");
                 (self.frontier, self.last_time, self.denials) = before;
-                self.healthy.send_if_modified(|h| std::mem::replace(h, false));
+                self.break_store();
                 for (reply, ..) in landed {
                     let _ = reply.send(Err(AuditError::Unavailable(e.to_string())));
                 }

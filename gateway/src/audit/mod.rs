@@ -18,7 +18,7 @@ pub mod search;
 use std::{
     path::{Path, PathBuf},
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, RwLock,
         atomic::{AtomicU64, Ordering},
         mpsc,
     },
@@ -66,6 +66,10 @@ impl AuditError {
     pub(crate) fn storage(e: impl std::fmt::Display) -> AuditError {
         AuditError::Storage(e.to_string())
     }
+
+    pub(crate) fn unavailable(e: impl std::fmt::Display) -> AuditError {
+        AuditError::Unavailable(e.to_string())
+    }
 }
 
 /// Turns citizen IDs into pseudonyms: HMAC-SHA-256 under a secret key.
@@ -109,10 +113,48 @@ impl Pseudonymizer {
     }
 }
 
+/// The audit log's own sled database inside the data directory.
+pub const DB_DIR: &str = "audit";
+
+/// Opens the audit store of the data directory `data_dir`.
+pub fn open_store(data_dir: &Path) -> Result<(sled::Db, sled::Tree), AuditError> {
+    let db = crate::store::open_at(data_dir, DB_DIR).map_err(AuditError::unavailable)?;
+    let tree = db.open_tree(TREE).map_err(AuditError::unavailable)?;
+    Ok((db, tree))
+}
+
+/// A store opened and verified from disk.
+pub(crate) struct Loaded {
+    pub(crate) db: sled::Db,
+    pub(crate) tree: sled::Tree,
+    pub(crate) verified: Verified,
+    pub(crate) denials: std::collections::HashMap<Vec<u8>, u64>,
+    pub(crate) last_time: std::time::SystemTime,
+}
+
+/// Opens the store and recomputes the whole tree from its records, refusing
+/// it if it does not match every signed checkpoint.
+pub(crate) fn load(data_dir: &Path, verifier: &Verifier) -> Result<Loaded, AuditError> {
+    let (db, tree) = open_store(data_dir)?;
+    let verified = verify_store(&tree, verifier)?;
+    let last_time = match verified.size {
+        0 => std::time::UNIX_EPOCH,
+        n => log::record_time(&tree, n - 1)?.unwrap_or(std::time::UNIX_EPOCH),
+    };
+    let denials = log::load_denials(&tree).map_err(AuditError::storage)?;
+    Ok(Loaded {
+        db,
+        tree,
+        verified,
+        denials,
+        last_time,
+    })
+}
+
 /// The audit log: appends through the writer thread, reads straight from the store.
 pub struct AuditLog {
     tx: Mutex<Option<mpsc::Sender<Msg>>>,
-    tree: sled::Tree,
+    tree: Arc<RwLock<Option<sled::Tree>>>,
     committed: Arc<AtomicU64>,
     healthy: watch::Receiver<bool>,
     verifier: Verifier,
@@ -120,32 +162,31 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Opens the log in `db`, recomputing the whole tree from its records and
-    /// refusing to start if it does not match the last signed checkpoint.
+    /// Opens the log in `data_dir`, recomputing the whole tree from its
+    /// records and refusing to start if it does not match the last signed checkpoint.
     pub fn open(
-        db: &sled::Db,
+        data_dir: &Path,
         signer: Arc<Signer>,
         clock: Arc<dyn Clock>,
         consents: ConsentStore,
         config: WriterConfig,
     ) -> Result<(AuditLog, Verified), AuditError> {
-        let tree = db.open_tree(TREE).map_err(AuditError::storage)?;
         let verifier = Verifier::parse(&signer.verifier_key()).map_err(|e| AuditError::Corrupt(e.to_string()))?;
-        let verified = verify_store(&tree, &verifier)?;
+        let loaded = load(data_dir, &verifier)?;
+        let verified = loaded.verified.clone();
         let committed = Arc::new(AtomicU64::new(verified.size));
-        let last_time = match verified.size {
-            0 => std::time::UNIX_EPOCH,
-            n => log::record_time(&tree, n - 1)?.unwrap_or(std::time::UNIX_EPOCH),
-        };
+        let shared = Arc::new(RwLock::new(Some(loaded.tree.clone())));
         let (healthy_tx, healthy) = watch::channel(true);
         let writer = Writer {
-            db: db.clone(),
-            tree: tree.clone(),
+            dir: data_dir.to_owned(),
+            verifier: verifier.clone(),
+            store: Some((loaded.db, loaded.tree)),
+            shared: shared.clone(),
             frontier: verified.frontier.clone(),
             committed: committed.clone(),
-            last_time,
+            last_time: loaded.last_time,
             last_checkpoint: (verified.latest.as_ref().map_or(0, |c| c.size), Instant::now()),
-            denials: log::load_denials(&tree).map_err(AuditError::storage)?,
+            denials: loaded.denials,
             signer,
             clock,
             consents,
@@ -159,7 +200,7 @@ impl AuditLog {
             .map_err(|e| AuditError::Unavailable(e.to_string()))?;
         let log = AuditLog {
             tx: Mutex::new(Some(tx)),
-            tree,
+            tree: shared,
             committed,
             healthy,
             verifier,
@@ -224,8 +265,10 @@ impl AuditLog {
         &self.verifier
     }
 
-    pub(crate) fn tree(&self) -> &sled::Tree {
-        &self.tree
+    /// The store, unless it is broken and being reopened.
+    pub(crate) fn tree(&self) -> Result<sled::Tree, AuditError> {
+        let tree = self.tree.read().unwrap_or_else(|p| p.into_inner()).clone();
+        tree.ok_or_else(|| AuditError::Unavailable("the audit store is being reopened".into()))
     }
 
     /// The stored leaf bytes at `index`, if durable.
@@ -234,32 +277,34 @@ impl AuditLog {
             return Ok(None);
         }
         Ok(self
-            .tree
+            .tree()?
             .get(log::record_key(index))
             .map_err(AuditError::storage)?
             .map(|v| v.to_vec()))
     }
 
-    fn node(&self) -> impl FnMut(u32, u64) -> Result<Hash, AuditError> + '_ {
-        |level, index| log::stored_node(&self.tree, level, index)
+    /// Stored node lookups for the Merkle functions.
+    fn nodes(&self) -> Result<impl FnMut(u32, u64) -> Result<Hash, AuditError>, AuditError> {
+        let tree = self.tree()?;
+        Ok(move |level, index| log::stored_node(&tree, level, index))
     }
 
     /// The root of the tree at `size` (at most the durable size).
     pub fn root(&self, size: u64) -> Result<Hash, AuditError> {
         self.check_size(size)?;
-        merkle::root(&mut self.node(), size)
+        merkle::root(&mut self.nodes()?, size)
     }
 
     /// An inclusion proof for `index` in the tree of `size`.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, AuditError> {
         self.check_size(size)?;
-        Ok(merkle::inclusion_proof(&mut self.node(), index, size)??)
+        Ok(merkle::inclusion_proof(&mut self.nodes()?, index, size)??)
     }
 
     /// A consistency proof between the trees of `first` and `second` leaves.
     pub fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, AuditError> {
         self.check_size(second)?;
-        Ok(merkle::consistency_proof(&mut self.node(), first, second)??)
+        Ok(merkle::consistency_proof(&mut self.nodes()?, first, second)??)
     }
 
     fn check_size(&self, size: u64) -> Result<(), AuditError> {
@@ -275,7 +320,7 @@ impl AuditLog {
 
     /// Refused requests per agency and reason.
     pub fn report(&self) -> Result<Vec<(String, String, u64)>, AuditError> {
-        let mut rows = log::denial_rows(&self.tree).map_err(AuditError::storage)?;
+        let mut rows = log::denial_rows(&self.tree()?).map_err(AuditError::storage)?;
         rows.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| (&a.0, &a.1).cmp(&(&b.0, &b.1))));
         Ok(rows)
     }

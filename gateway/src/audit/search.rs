@@ -73,7 +73,7 @@ impl AuditLog {
         let size = self.size();
         let start = after.map_or(0, |a| a.saturating_add(1));
         let page_size = page_size.clamp(1, MAX_PAGE);
-        let tree = self.tree();
+        let tree = self.tree()?;
         let indices: Box<dyn Iterator<Item = Result<u64, AuditError>>> = if let Some(prefix) = index_prefix(filter) {
             let mut from = prefix.clone();
             from.extend_from_slice(&start.to_be_bytes());
@@ -124,10 +124,11 @@ impl AuditLog {
     /// The first index whose record time is at or after `t` (binary search:
     /// record times never go backwards).
     fn first_at_or_after(&self, t: SystemTime) -> Result<u64, AuditError> {
+        let tree = self.tree()?;
         let (mut lo, mut hi) = (0, self.size());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            match log::record_time(self.tree(), mid)? {
+            match log::record_time(&tree, mid)? {
                 Some(time) if time < t => lo = mid + 1,
                 _ => hi = mid,
             }

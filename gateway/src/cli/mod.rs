@@ -6,7 +6,9 @@
 //! - [`demo`]: `civex demo`, a gateway with embedded defaults on a fresh checkout.
 //! - [`tools`]: commands that work on local files.
 //! - [`remote`]: commands that call a running gateway over mTLS.
+//! - [`audit`]: `civex audit verify|search|history|checkpoint|report`.
 
+mod audit;
 mod demo;
 mod remote;
 mod tools;
@@ -62,6 +64,9 @@ enum Command {
     Consent(remote::ConsentCommand),
     /// List the attribute catalogue and purposes (ExchangeService.ListAttributes).
     Catalogue(remote::CatalogueArgs),
+    /// Verify, search and report on the audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -100,6 +105,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Query(a) => remote::query(a).await,
         Command::Consent(c) => remote::consent(c).await,
         Command::Catalogue(a) => remote::catalogue(a).await,
+        Command::Audit(c) => audit::run(c).await,
     }
 }
 

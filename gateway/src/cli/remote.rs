@@ -43,7 +43,19 @@ pub(super) struct Conn {
 }
 
 impl Conn {
-    async fn channel(&self, default_agency: &str) -> anyhow::Result<Channel> {
+    /// A connection to `endpoint` as `agency` (or the command's default) with the demo files under `certs`.
+    pub(super) fn new(endpoint: &str, agency: Option<String>, certs: PathBuf) -> Conn {
+        Conn {
+            endpoint: endpoint.to_owned(),
+            agency,
+            certs,
+            ca: None,
+            cert: None,
+            key: None,
+        }
+    }
+
+    pub(super) async fn channel(&self, default_agency: &str) -> anyhow::Result<Channel> {
         let agency = self.agency.as_deref().unwrap_or(default_agency);
         let (ca, cert, key) = ClientTls::demo_paths(&self.certs, agency);
         let tls = ClientTls::from_files(
@@ -132,7 +144,7 @@ pub(super) struct CatalogueArgs {
 }
 
 /// Turns a status into an error that names the code and civex reason.
-fn rpc_error(status: tonic::Status) -> anyhow::Error {
+pub(super) fn rpc_error(status: tonic::Status) -> anyhow::Error {
     let reason = reason_of(&status).unwrap_or_default();
     anyhow::anyhow!("{:?} {reason}: {}", status.code(), status.message())
 }

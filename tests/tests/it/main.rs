@@ -4,4 +4,5 @@
 
 mod consent;
 mod exchange;
+mod faults;
 mod tls;
