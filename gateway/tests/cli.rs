@@ -238,6 +238,13 @@ fn demo_serves_and_its_printed_example_returns_facts() {
     assert!(!bad.status.success());
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("record 3 was altered"), "{err}");
+    // ... and the gateway refuses to serve from the altered store.
+    let refused = civex(dir.path(), &["serve", "--config", "civex-data/civex.toml"]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("record 3 was altered"),
+        "{err}"
+    );
 
     // Delete another: verify names the gap.
     tamper(&dir.path().join("civex-data"), |tree| {
