@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "civex/v1/consent.proto",
     "civex/v1/source.proto",
     "civex/v1/audit.proto",
+    "civex/v1/admin.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

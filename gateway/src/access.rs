@@ -237,20 +237,32 @@ pub fn is_department_code(code: &str) -> bool {
 }
 
 /// Whether an agency may currently act.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
     Active,
     Suspended,
 }
 
+/// Calls per second an agency may make and the burst above that; 0 means
+/// the gateway's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
 /// An agency as the gateway knows it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Agency {
     pub code: String,
     pub name: String,
     pub department: String,
     pub roles: Vec<Role>,
     pub rights: Vec<AccessRight>,
+    #[serde(default)]
+    pub rate: RateLimit,
     pub status: Status,
 }
 
@@ -268,6 +280,34 @@ impl Agency {
         }
         Ok(())
     }
+
+    /// Checks everything about an agency that an administrator may set.
+    pub fn validate(&self) -> Result<(), Error> {
+        let invalid = |m: String| Err(Error::new(Reason::InvalidRequest, m));
+        if !is_agency_code(&self.code) {
+            return invalid(format!("agency code {:?} must be 1-64 of a-z, 0-9 and '-'", self.code));
+        }
+        if self.name.trim().is_empty() || self.name.len() > 256 || self.name.chars().any(char::is_control) {
+            return invalid("agency name must be 1-256 bytes of printable text".into());
+        }
+        if !is_department_code(&self.department) {
+            return invalid(format!("unknown department {:?}", self.department));
+        }
+        if self.roles.is_empty() {
+            return invalid("an agency needs at least one role".into());
+        }
+        if self.rights.len() > 256 {
+            return invalid("at most 256 access rights per agency".into());
+        }
+        for right in &self.rights {
+            validate_right(right)?;
+        }
+        let RateLimit { per_second, burst } = self.rate;
+        if per_second > 100_000 || burst > 100_000 || (per_second == 0 && burst != 0) {
+            return invalid("rate: per_second and burst at most 100000, and a burst needs a rate".into());
+        }
+        Ok(())
+    }
 }
 
 impl From<&AgencyConfig> for Agency {
@@ -278,23 +318,46 @@ impl From<&AgencyConfig> for Agency {
             department: c.department.clone(),
             roles: c.roles.clone(),
             rights: c.rights.clone(),
+            rate: c.rate,
             status: Status::Active,
         }
     }
 }
 
-/// The agencies the gateway serves, looked up on every call.
-#[derive(Debug, Default)]
+/// The agencies the gateway serves: persisted in sled, cached in memory,
+/// looked up on every call, so a change takes effect on the next call.
+#[derive(Debug)]
 pub struct Directory {
+    tree: sled::Tree,
     agencies: RwLock<HashMap<String, Arc<Agency>>>,
 }
 
+fn stored(e: impl fmt::Display) -> Error {
+    Error::internal(format!("agency store: {e}"))
+}
+
 impl Directory {
-    pub fn new(agencies: impl IntoIterator<Item = Agency>) -> Directory {
-        let map = agencies.into_iter().map(|a| (a.code.clone(), Arc::new(a))).collect();
-        Directory {
-            agencies: RwLock::new(map),
+    /// Opens the agency store of `db`; at first start (an empty store) it is
+    /// seeded with `seed`, and from then on the store is the source of truth.
+    pub fn open(db: &sled::Db, seed: impl IntoIterator<Item = Agency>) -> Result<Directory, Error> {
+        let tree = db.open_tree("agencies").map_err(stored)?;
+        if tree.is_empty() {
+            for agency in seed {
+                tree.insert(agency.code.as_bytes(), serde_json::to_vec(&agency).map_err(stored)?)
+                    .map_err(stored)?;
+            }
+            tree.flush().map_err(stored)?;
         }
+        let mut agencies = HashMap::new();
+        for item in tree.iter() {
+            let (_, v) = item.map_err(stored)?;
+            let agency: Agency = serde_json::from_slice(&v).map_err(stored)?;
+            agencies.insert(agency.code.clone(), Arc::new(agency));
+        }
+        Ok(Directory {
+            tree,
+            agencies: RwLock::new(agencies),
+        })
     }
 
     /// The agency with `code`, if registered.
@@ -304,6 +367,43 @@ impl Directory {
             .unwrap_or_else(|p| p.into_inner())
             .get(code)
             .cloned()
+    }
+
+    /// Every agency, by code.
+    pub fn list(&self) -> Vec<Arc<Agency>> {
+        let mut all: Vec<_> = self
+            .agencies
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| a.code.cmp(&b.code));
+        all
+    }
+
+    /// Changes (or, with `create`, registers) an agency: validated, written
+    /// through to the store and flushed before it takes effect.
+    pub fn update(
+        &self,
+        code: &str,
+        create: impl FnOnce() -> Option<Agency>,
+        change: impl FnOnce(&mut Agency) -> Result<(), Error>,
+    ) -> Result<Arc<Agency>, Error> {
+        let mut agencies = self.agencies.write().unwrap_or_else(|p| p.into_inner());
+        let mut agency = match agencies.get(code) {
+            Some(a) => Agency::clone(a),
+            None => create().ok_or_else(|| Error::new(Reason::InvalidRequest, format!("no agency {code:?}")))?,
+        };
+        change(&mut agency)?;
+        agency.validate()?;
+        self.tree
+            .insert(agency.code.as_bytes(), serde_json::to_vec(&agency).map_err(stored)?)
+            .map_err(stored)?;
+        self.tree.flush().map_err(stored)?;
+        let agency = Arc::new(agency);
+        agencies.insert(agency.code.clone(), agency.clone());
+        Ok(agency)
     }
 
     /// The calling agency, if it is registered, active and holds one of `roles`.
@@ -351,6 +451,7 @@ mod tests {
                     purposes: p.iter().map(|x| (*x).into()).collect(),
                 })
                 .collect(),
+            rate: RateLimit::default(),
             status: Status::Active,
         }
     }

@@ -12,7 +12,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::access::{self, AccessRight, Role};
+use crate::access::{self, AccessRight, RateLimit, Role};
 
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +54,14 @@ pub struct TlsConfig {
     /// The gateway's server certificate and key.
     pub server_cert: PathBuf,
     pub server_key: PathBuf,
+    /// The CA's private key. With it the gateway issues agency certificates
+    /// from CSRs and signs its own CRL; without it, it can only refuse
+    /// revoked serials (default `certs/ca.key` for the demo).
+    pub ca_key: Option<PathBuf>,
+    /// Validity of issued agency certificates, in days (default 397).
+    pub certificate_days: u32,
+    /// Validity of each signed CRL, in days; it is re-signed at half of it (default 7).
+    pub crl_days: u32,
 }
 
 /// Bounds on what one caller can make the gateway hold.
@@ -72,6 +80,8 @@ pub struct Limits {
     pub max_attributes: usize,
     /// Deadline for a department's answer, in milliseconds (default 2,000).
     pub adapter_deadline_ms: u64,
+    /// Quota of agencies without a rate of their own (default 1,000/s, burst 2,000; 0 = unlimited).
+    pub default_rate: RateLimit,
 }
 
 /// The audit log.
@@ -120,6 +130,9 @@ pub struct AgencyConfig {
     pub roles: Vec<Role>,
     #[serde(default)]
     pub rights: Vec<AccessRight>,
+    /// Calls per second and burst; unset means `limits.default_rate`.
+    #[serde(default)]
+    pub rate: RateLimit,
 }
 
 impl Default for TlsConfig {
@@ -128,6 +141,9 @@ impl Default for TlsConfig {
             ca_cert: "certs/ca.pem".into(),
             server_cert: "certs/gateway.pem".into(),
             server_key: "certs/gateway.key".into(),
+            ca_key: Some("certs/ca.key".into()),
+            certificate_days: 397,
+            crl_days: 7,
         }
     }
 }
@@ -141,6 +157,10 @@ impl Default for Limits {
             max_message_bytes: 64 * 1024,
             max_attributes: 64,
             adapter_deadline_ms: 2_000,
+            default_rate: RateLimit {
+                per_second: 1_000,
+                burst: 2_000,
+            },
         }
     }
 }
@@ -209,6 +229,9 @@ impl Config {
             return invalid(format!("name {:?} must be letters, digits and '-'", self.name));
         }
         let l = &self.limits;
+        if self.tls.certificate_days == 0 || self.tls.crl_days == 0 {
+            return invalid("tls certificate_days and crl_days must be positive".into());
+        }
         if self.audit.checkpoint_every == 0 || self.audit.checkpoint_interval_ms == 0 {
             return invalid("audit checkpoint_every and checkpoint_interval_ms must be positive".into());
         }
@@ -259,6 +282,7 @@ fn agency(code: &str, name: &str, department: &str, roles: &[Role], rights: Vec<
         department: department.into(),
         roles: roles.to_vec(),
         rights,
+        rate: RateLimit::default(),
     }
 }
 

@@ -12,6 +12,7 @@
 //! - [`access`]: roles, access rights, purposes, the agency directory.
 //! - [`consent`], [`signing`]: consents in sled, signed with the gateway's Ed25519 key.
 //! - [`audit`]: the tamper-evident audit log every call is recorded in before it is answered.
+//! - [`authority`], [`limits`]: certificates from CSRs, revocation and CRL; per-agency quotas.
 //! - [`sources`]: fan-out to the departments' adapters with deadlines.
 //! - [`service`]: the gRPC services; [`error`] maps every refusal to a status.
 //! - [`store`], [`import`], [`demo_data`], [`pki`]: the data directory, JSONL
@@ -21,6 +22,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod authority;
 pub mod citizen_id;
 pub mod cli;
 pub mod client;
@@ -31,6 +33,7 @@ pub mod demo_data;
 pub mod error;
 pub mod identity;
 pub mod import;
+pub mod limits;
 pub mod pki;
 pub mod service;
 pub mod signing;
@@ -42,8 +45,8 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use civex_adapters::{Adapter, Department, EmbeddedRegistry};
 use civex_proto::v1::{
-    audit_service_server::AuditServiceServer, consent_service_server::ConsentServiceServer,
-    exchange_service_server::ExchangeServiceServer,
+    admin_service_server::AdminServiceServer, audit_service_server::AuditServiceServer,
+    consent_service_server::ConsentServiceServer, exchange_service_server::ExchangeServiceServer,
 };
 use tokio::net::TcpListener;
 use tonic::transport::Server;
@@ -52,9 +55,13 @@ use tonic_health::ServingStatus;
 use crate::{
     access::{Agency, Directory},
     audit::{AuditLog, Pseudonymizer, WriterConfig},
+    authority::Authority,
     clock::{Clock, SystemClock},
     config::Config,
     consent::ConsentStore,
+    limits::RateLimiters,
+    pki::Ca,
+    service::admin::Admin,
     service::{State, audit::Audit, consent::Consents, exchange::Exchange},
     signing::Signer,
     sources::Sources,
@@ -77,6 +84,10 @@ pub enum StartError {
     Tls(#[from] tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot load the CA: {0}")]
+    Ca(pki::PkiError),
+    #[error("cannot open the agency or revocation store: {0}")]
+    Authority(error::Error),
     #[error("reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("server failed: {0}")]
@@ -91,6 +102,39 @@ pub struct Gateway {
     state: Arc<State>,
     db: sled::Db,
     tls: Arc<rustls::ServerConfig>,
+    tls_handles: tls::TlsHandles,
+}
+
+/// Reloads what may change under a running gateway.
+#[derive(Debug, Clone)]
+pub struct Reloader {
+    tls: tls::TlsHandles,
+}
+
+impl Reloader {
+    /// Re-reads the gateway's certificate and key; new handshakes use them.
+    pub fn reload(&self) -> Result<(), tls::TlsError> {
+        self.tls.cert.reload()?;
+        tracing::info!("server certificate reloaded");
+        Ok(())
+    }
+}
+
+/// Loads the CA (certificate and key) if the config names its key; the key
+/// file must not be readable by group or others.
+fn load_ca(config: &Config) -> Result<Option<Ca>, StartError> {
+    let Some(key_path) = &config.tls.ca_key else {
+        return Ok(None);
+    };
+    tls::check_private(key_path)?;
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).map_err(|source| tls::TlsError::Read {
+            path: p.to_owned(),
+            source,
+        })
+    };
+    let ca = Ca::load(&read(&config.tls.ca_cert)?, &read(key_path)?).map_err(StartError::Ca)?;
+    Ok(Some(ca))
 }
 
 impl Gateway {
@@ -103,7 +147,13 @@ impl Gateway {
     /// As [`Gateway::bind`], with the clock consents are checked against.
     pub async fn bind_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Gateway, StartError> {
         config.validate()?;
-        let tls = tls::server_config(&config.tls.ca_cert, &config.tls.server_cert, &config.tls.server_key)?;
+        let ca = load_ca(&config)?;
+        let (tls, tls_handles) = tls::server_config(
+            &config.tls.ca_cert,
+            &config.tls.server_cert,
+            &config.tls.server_key,
+            None,
+        )?;
         let db = store::open(&config.data_dir)?;
         let signer = Arc::new(Signer::load_or_create(
             &config.data_dir,
@@ -132,8 +182,17 @@ impl Gateway {
             checkpoints = verified.checkpoints,
             "audit log verified"
         );
+        let authority = Authority::open(
+            &db,
+            ca,
+            tls_handles.verifier.clone(),
+            &config.data_dir,
+            config.tls.certificate_days,
+            config.tls.crl_days,
+        )
+        .map_err(StartError::Authority)?;
         let state = Arc::new(State {
-            directory: Directory::new(config.agencies.iter().map(Agency::from)),
+            directory: Directory::open(&db, config.agencies.iter().map(Agency::from)).map_err(StartError::Authority)?,
             consents,
             sources: Sources::new(adapters, config.limits.adapter_deadline()),
             signer,
@@ -141,6 +200,8 @@ impl Gateway {
             limits: config.limits.clone(),
             audit,
             pseudonyms,
+            authority,
+            limiters: RateLimiters::new(config.limits.default_rate),
         });
         let listener = TcpListener::bind(config.listen)
             .await
@@ -159,7 +220,15 @@ impl Gateway {
             state,
             db,
             tls,
+            tls_handles,
         })
+    }
+
+    /// What a SIGHUP reloads: the server certificate and key files.
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            tls: self.tls_handles.clone(),
+        }
     }
 
     /// The address actually bound (useful with port 0).
@@ -199,6 +268,19 @@ impl Gateway {
                 }
             }
         });
+        // Re-sign the CRL at half its validity, so the verifier never holds an expired one.
+        let crl_refresh = tokio::spawn({
+            let state = self.state.clone();
+            async move {
+                let period = state.authority.crl_validity() / 2;
+                loop {
+                    tokio::time::sleep(period).await;
+                    if let Err(e) = state.authority.publish_crl() {
+                        tracing::error!(cause = %e, "cannot re-sign the CRL");
+                    }
+                }
+            }
+        });
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(civex_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -215,6 +297,7 @@ impl Gateway {
             shutdown.await;
             tracing::info!("shutting down: draining in-flight calls");
             mirror.abort();
+            crl_refresh.abort();
             for service in SERVICES {
                 health.set_service_status(service, ServingStatus::NotServing).await;
             }
@@ -231,6 +314,7 @@ impl Gateway {
             .add_service(ExchangeServiceServer::new(Exchange::new(state.clone())).max_decoding_message_size(max))
             .add_service(ConsentServiceServer::new(Consents::new(state.clone())).max_decoding_message_size(max))
             .add_service(AuditServiceServer::new(Audit::new(state.clone())).max_decoding_message_size(max))
+            .add_service(AdminServiceServer::new(Admin::new(state.clone())).max_decoding_message_size(max))
             .serve_with_incoming_shutdown(incoming, signal)
             .await?;
         self.state.audit.close().await;
@@ -241,11 +325,12 @@ impl Gateway {
 }
 
 /// The services health is reported for: the whole server ("") and each gRPC service.
-const SERVICES: [&str; 4] = [
+const SERVICES: [&str; 5] = [
     "",
     "civex.v1.ExchangeService",
     "civex.v1.ConsentService",
     "civex.v1.AuditService",
+    "civex.v1.AdminService",
 ];
 
 /// Binds and serves `config` until `shutdown` resolves.

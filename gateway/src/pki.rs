@@ -61,6 +61,18 @@ const SERVER_LIFETIME: Duration = Duration::days(825);
 /// limit, so the development setup rehearses yearly rotation.
 const CLIENT_LIFETIME: Duration = Duration::days(397);
 
+/// Makes an agency's key pair and a PKCS#10 certificate signing request for
+/// it, as the agency does on its own side: `(csr_pem, key_pem)`.
+pub fn make_csr(code: &str) -> Result<(String, String), PkiError> {
+    validate_agency_code(code)?;
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = subject(code);
+    params.subject_alt_names = vec![SanType::URI(agency_uri(code).try_into()?)];
+    let csr = params.serialize_request(&key)?;
+    Ok((csr.pem()?, key.serialize_pem()))
+}
+
 /// Everything that can go wrong while making, loading or writing certificates.
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
@@ -305,6 +317,39 @@ impl Ca {
     pub fn issue_agency(&self, code: &str) -> Result<Issued, PkiError> {
         validate_agency_code(code)?;
         self.issue_client(&ClientSpec::agency(code))
+    }
+
+    /// Signs a certificate revocation list of `revoked` serials (lower-case
+    /// hex, with their revocation times), valid from now for `validity`.
+    /// `number` must grow with every new list.
+    pub fn crl(
+        &self,
+        revoked: &[(String, OffsetDateTime)],
+        number: u64,
+        validity: Duration,
+    ) -> Result<Vec<u8>, PkiError> {
+        let now = whole_seconds_utc(OffsetDateTime::now_utc());
+        let revoked_certs = revoked
+            .iter()
+            .map(|(serial, at)| {
+                let bytes = hex::decode(serial).map_err(|_| PkiError::Pem(format!("serial {serial:?} is not hex")))?;
+                Ok(rcgen::RevokedCertParams {
+                    serial_number: SerialNumber::from(bytes),
+                    revocation_time: *at,
+                    reason_code: Some(rcgen::RevocationReason::CessationOfOperation),
+                    invalidity_date: None,
+                })
+            })
+            .collect::<Result<Vec<_>, PkiError>>()?;
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: now - CLOCK_SKEW,
+            next_update: now + validity,
+            crl_number: SerialNumber::from(number.to_be_bytes().to_vec()),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        Ok(params.signed_by(&self.issuer)?.der().to_vec())
     }
 
     /// Signs a PEM certificate signing request for agency `code`, valid from a

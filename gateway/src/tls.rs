@@ -7,15 +7,20 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, RwLock},
     task::{Context, Poll},
     time::Duration,
 };
 
 use rustls::{
-    RootCertStore, ServerConfig,
-    pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
-    server::WebPkiClientVerifier,
+    DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
+    client::danger::HandshakeSignatureValid,
+    pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime, pem::PemObject},
+    server::{
+        ClientHello, ResolvesServerCert, WebPkiClientVerifier,
+        danger::{ClientCertVerified, ClientCertVerifier},
+    },
+    sign::CertifiedKey,
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
@@ -41,6 +46,8 @@ pub enum TlsError {
     Verifier(#[from] rustls::server::VerifierBuilderError),
     #[error("server certificate or key rejected: {0}")]
     Rustls(#[from] rustls::Error),
+    #[error("private key {path} is readable by group or others (mode {mode:o}); chmod 600 it")]
+    KeyPermissions { path: PathBuf, mode: u32 },
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
@@ -76,23 +83,187 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// A server config that requires a client certificate chaining to `ca` and speaks HTTP/2.
-pub fn server_config(ca: &Path, cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
-    let mut roots = RootCertStore::empty();
-    for c in load_certs(ca)? {
-        roots.add(c).map_err(|source| TlsError::Ca {
-            path: ca.to_owned(),
-            source,
-        })?;
+/// The client-certificate verifier: webpki against the civex CA and its
+/// CRL (expiry enforced), swapped whole when a new CRL arrives, so a revoked
+/// certificate fails its next handshake without a restart.
+#[derive(Debug)]
+pub struct ClientVerifier {
+    roots: Arc<RootCertStore>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    hints: Vec<DistinguishedName>,
+    inner: RwLock<Arc<dyn ClientCertVerifier>>,
+}
+
+impl ClientVerifier {
+    fn new(ca: &Path, crl: Option<Vec<u8>>) -> Result<ClientVerifier, TlsError> {
+        let mut roots = RootCertStore::empty();
+        for c in load_certs(ca)? {
+            roots.add(c).map_err(|source| TlsError::Ca {
+                path: ca.to_owned(),
+                source,
+            })?;
+        }
+        let roots = Arc::new(roots);
+        let provider = provider();
+        let inner = Self::build(&roots, &provider, crl)?;
+        let hints = inner.root_hint_subjects().to_vec();
+        Ok(ClientVerifier {
+            roots,
+            provider,
+            hints,
+            inner: RwLock::new(inner),
+        })
     }
-    let provider = provider();
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build()?;
-    let mut config = ServerConfig::builder_with_provider(provider)
+
+    fn build(
+        roots: &Arc<RootCertStore>,
+        provider: &Arc<rustls::crypto::CryptoProvider>,
+        crl: Option<Vec<u8>>,
+    ) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+        let mut builder = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone());
+        if let Some(crl) = crl {
+            builder = builder
+                .with_crls([CertificateRevocationListDer::from(crl)])
+                .enforce_revocation_expiration();
+        }
+        Ok(builder.build()?)
+    }
+
+    /// Uses `crl` (DER) from the next handshake on.
+    pub fn set_crl(&self, crl: Vec<u8>) -> Result<(), TlsError> {
+        let inner = Self::build(&self.roots, &self.provider, Some(crl))?;
+        *self.inner.write().unwrap_or_else(|p| p.into_inner()) = inner;
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<dyn ClientCertVerifier> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl ClientCertVerifier for ClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &self.hints
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.current().verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current().verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current().verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.current().supported_verify_schemes()
+    }
+}
+
+/// The gateway's own certificate, replaceable without a restart.
+#[derive(Debug)]
+pub struct ServerCert {
+    cert: PathBuf,
+    key: PathBuf,
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ServerCert {
+    fn load(cert: &Path, key: &Path) -> Result<ServerCert, TlsError> {
+        let current = RwLock::new(Arc::new(Self::read(cert, key)?));
+        Ok(ServerCert {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            current,
+        })
+    }
+
+    fn read(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
+        check_private(key)?;
+        let signing = provider().key_provider.load_private_key(load_key(key)?)?;
+        Ok(CertifiedKey::new(load_certs(cert)?, signing))
+    }
+
+    /// Re-reads the certificate and key files; new handshakes use them.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let fresh = Arc::new(Self::read(&self.cert, &self.key)?);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
+    }
+}
+
+impl ResolvesServerCert for ServerCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.read().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+}
+
+/// Refuses a private key file that group or others may read.
+pub fn check_private(path: &Path) -> Result<(), TlsError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|source| TlsError::Read {
+            path: path.to_owned(),
+            source,
+        })?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(TlsError::KeyPermissions {
+            path: path.to_owned(),
+            mode: mode & 0o777,
+        });
+    }
+    Ok(())
+}
+
+/// What can be changed under a running server.
+#[derive(Debug, Clone)]
+pub struct TlsHandles {
+    pub verifier: Arc<ClientVerifier>,
+    pub cert: Arc<ServerCert>,
+}
+
+/// A server config that requires a client certificate chaining to `ca`
+/// (and not revoked by `crl`, if given) and speaks HTTP/2.
+pub fn server_config(
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    crl: Option<Vec<u8>>,
+) -> Result<(Arc<ServerConfig>, TlsHandles), TlsError> {
+    let verifier = Arc::new(ClientVerifier::new(ca, crl)?);
+    let server_cert = Arc::new(ServerCert::load(cert, key)?);
+    let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(load_certs(cert)?, load_key(key)?)?;
+        .with_client_cert_verifier(verifier.clone())
+        .with_cert_resolver(server_cert.clone());
     config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(Arc::new(config))
+    Ok((
+        Arc::new(config),
+        TlsHandles {
+            verifier,
+            cert: server_cert,
+        },
+    ))
 }
 
 /// An accepted, verified connection, with the agency it belongs to. It

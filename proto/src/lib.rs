@@ -9,6 +9,7 @@
 //! - `civex/v1/consent.proto`: `ConsentService` (consent registrars).
 //! - `civex/v1/source.proto`: `DepartmentSourceService` (departments' own systems).
 //! - `civex/v1/audit.proto`: `AuditService` (auditors) and the audit record.
+//! - `civex/v1/admin.proto`: `AdminService` (administrators).
 
 /// Generated messages and services of package `civex.v1`.
 #[allow(unreachable_pub, clippy::all)]

@@ -67,6 +67,7 @@ impl TestGateway {
         std::fs::write(certs.join("ca.pem"), ca.cert_pem()).expect("write CA");
         std::fs::write(certs.join("gateway.pem"), &server.cert_pem).expect("write cert");
         write_private(&certs.join("gateway.key"), server.key_pem.as_bytes()).expect("write key");
+        write_private(&certs.join("ca.key"), ca.key_pem().as_bytes()).expect("write CA key");
 
         let data = dir.path().join("data");
         import_demo_data(&data, &dir.path().join("demo-data"));
@@ -78,6 +79,8 @@ impl TestGateway {
                 ca_cert: certs.join("ca.pem"),
                 server_cert: certs.join("gateway.pem"),
                 server_key: certs.join("gateway.key"),
+                ca_key: Some(certs.join("ca.key")),
+                ..TlsConfig::default()
             },
             ..Config::default()
         };

@@ -63,6 +63,7 @@ pub fn entry(index: u64, leaf: Vec<u8>) -> Result<AuditEntry, AuditError> {
         decision: r.decision,
         reason: r.reason,
         request_id: r.request_id,
+        subject: r.subject,
         leaf,
     })
 }

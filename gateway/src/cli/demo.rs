@@ -53,6 +53,8 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
             ca_cert: args.certs.join("ca.pem"),
             server_cert: args.certs.join("gateway.pem"),
             server_key: args.certs.join("gateway.key"),
+            ca_key: Some(args.certs.join("ca.key")),
+            ..TlsConfig::default()
         },
         ..Config::default()
     };

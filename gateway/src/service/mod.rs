@@ -7,7 +7,9 @@
 //! - [`exchange`]: `ExchangeService` (requesters).
 //! - [`consent`]: `ConsentService` (consent registrars).
 //! - [`audit`]: `AuditService` (auditors).
+//! - [`admin`]: `AdminService` (administrators).
 
+pub mod admin;
 pub mod audit;
 pub mod consent;
 pub mod exchange;
@@ -20,12 +22,14 @@ use tonic::{Request, Status};
 use crate::{
     access::{Agency, Directory, Role},
     audit::{Appended, AuditLog, Pseudonymizer},
+    authority::Authority,
     citizen_id::CitizenId,
     clock::Clock,
     config::Limits,
     consent::ConsentStore,
     error::{Error, Reason},
     identity::PeerIdentity,
+    limits::RateLimiters,
     signing::Signer,
     sources::Sources,
 };
@@ -40,6 +44,8 @@ pub struct State {
     pub limits: Limits,
     pub audit: AuditLog,
     pub pseudonyms: Pseudonymizer,
+    pub authority: Authority,
+    pub limiters: RateLimiters,
 }
 
 /// Longest caller-supplied text kept in an audit record, in characters.
@@ -91,6 +97,11 @@ impl Call {
         self.consent_use = Some(consent_id.to_owned());
     }
 
+    /// What an administrative call acted on.
+    pub fn subject(&mut self, subject: &str) {
+        self.record.subject = logged(subject);
+    }
+
     /// Sign a checkpoint that includes this call's record.
     pub fn with_checkpoint(&mut self) {
         self.checkpoint = true;
@@ -117,7 +128,9 @@ impl State {
     }
 
     /// The calling agency, from the connection's verified certificate only,
-    /// if it is active and holds one of `roles`.
+    /// if its certificate is not revoked, it is active, holds one of `roles`
+    /// and is within its quota. Checked on every call, so a revocation or
+    /// suspension also cuts off connections that are already open.
     pub fn caller<T>(&self, request: &Request<T>, roles: &[Role]) -> Result<Arc<Agency>, Error> {
         // Invariant: every connection comes through `tls::incoming`, which
         // attaches the identity; a request without one never passed mTLS.
@@ -125,7 +138,15 @@ impl State {
             .extensions()
             .get::<PeerIdentity>()
             .ok_or_else(|| Error::new(Reason::RoleRequired, "no verified client certificate"))?;
-        self.directory.authorize(&peer.agency, roles)
+        if self.authority.is_revoked(&peer.serial) {
+            return Err(Error::new(
+                Reason::CertificateRevoked,
+                format!("certificate {} of agency {} is revoked", peer.serial, peer.agency),
+            ));
+        }
+        let agency = self.directory.authorize(&peer.agency, roles)?;
+        self.limiters.check(&agency)?;
+        Ok(agency)
     }
 
     /// Records the call's outcome and waits until the record is durable;

@@ -1,0 +1,276 @@
+//! `AdminService`: onboard, restrict, throttle and cut off agencies, without
+//! a restart (role `admin`). Every change is written through and audited.
+
+use std::sync::Arc;
+
+use civex_proto::v1::{
+    self as pb, AgencyRef, IssueCertificateRequest, IssuedCertificate, ListAgenciesRequest, ListAgenciesResponse,
+    RevokeCertificateRequest, RevokeCertificateResponse, SetAccessRightsRequest, admin_service_server::AdminService,
+};
+use tonic::{Request, Response, Status};
+
+use super::{Call, State, exchange::check_label};
+use crate::{
+    access::{AccessRight, Agency, RateLimit, Role, Status as AgencyStatus},
+    clock::timestamp,
+    error::{Error, Reason},
+};
+
+/// Largest CSR accepted, in bytes.
+const MAX_CSR: usize = 16 * 1024;
+
+pub struct Admin {
+    state: Arc<State>,
+}
+
+fn role_from(r: i32) -> Result<Role, Error> {
+    match pb::Role::try_from(r) {
+        Ok(pb::Role::Requester) => Ok(Role::Requester),
+        Ok(pb::Role::ConsentRegistrar) => Ok(Role::ConsentRegistrar),
+        Ok(pb::Role::Auditor) => Ok(Role::Auditor),
+        Ok(pb::Role::Admin) => Ok(Role::Admin),
+        _ => Err(Error::new(Reason::InvalidRequest, format!("unknown role {r}"))),
+    }
+}
+
+fn role_to(r: Role) -> i32 {
+    (match r {
+        Role::Requester => pb::Role::Requester,
+        Role::ConsentRegistrar => pb::Role::ConsentRegistrar,
+        Role::Auditor => pb::Role::Auditor,
+        Role::Admin => pb::Role::Admin,
+    }) as i32
+}
+
+fn rights_from(rights: Vec<pb::AccessRight>) -> Vec<AccessRight> {
+    rights
+        .into_iter()
+        .map(|r| AccessRight {
+            scope: r.scope,
+            purposes: r.purposes,
+        })
+        .collect()
+}
+
+fn rate_from(rate: Option<pb::RateLimit>) -> Option<RateLimit> {
+    rate.map(|r| RateLimit {
+        per_second: r.per_second,
+        burst: r.burst,
+    })
+}
+
+/// The wire form of an agency.
+pub fn agency_message(a: &Agency) -> pb::Agency {
+    pb::Agency {
+        code: a.code.clone(),
+        name: a.name.clone(),
+        department: a.department.clone(),
+        roles: a.roles.iter().map(|r| role_to(*r)).collect(),
+        rights: a
+            .rights
+            .iter()
+            .map(|r| pb::AccessRight {
+                scope: r.scope.clone(),
+                purposes: r.purposes.clone(),
+            })
+            .collect(),
+        rate: Some(pb::RateLimit {
+            per_second: a.rate.per_second,
+            burst: a.rate.burst,
+        }),
+        status: (match a.status {
+            AgencyStatus::Active => pb::AgencyStatus::Active,
+            AgencyStatus::Suspended => pb::AgencyStatus::Suspended,
+        }) as i32,
+    }
+}
+
+impl Admin {
+    pub fn new(state: Arc<State>) -> Admin {
+        Admin { state }
+    }
+
+    fn register(&self, request: Request<pb::Agency>, call: &mut Call) -> Result<pb::Agency, Error> {
+        call.subject(&request.get_ref().code);
+        self.state.caller(&request, &[Role::Admin])?;
+        let req = request.into_inner();
+        let roles = req.roles.iter().map(|r| role_from(*r)).collect::<Result<Vec<_>, _>>()?;
+        let fresh = Agency {
+            code: req.code.clone(),
+            name: req.name,
+            department: req.department,
+            roles,
+            rights: rights_from(req.rights),
+            rate: rate_from(req.rate).unwrap_or_default(),
+            status: AgencyStatus::Active,
+        };
+        let template = fresh.clone();
+        let agency = self.state.directory.update(
+            &req.code,
+            || Some(template),
+            |existing| {
+                // Registering again updates everything but the status.
+                *existing = Agency {
+                    status: existing.status,
+                    ..fresh
+                };
+                Ok(())
+            },
+        )?;
+        Ok(agency_message(&agency))
+    }
+
+    fn set_status(
+        &self,
+        request: Request<AgencyRef>,
+        call: &mut Call,
+        status: AgencyStatus,
+    ) -> Result<pb::Agency, Error> {
+        call.subject(&request.get_ref().code);
+        self.state.caller(&request, &[Role::Admin])?;
+        let req = request.into_inner();
+        check_label("reason", &req.reason)?;
+        let agency = self.state.directory.update(
+            &req.code,
+            || None,
+            |a| {
+                a.status = status;
+                Ok(())
+            },
+        )?;
+        tracing::info!(agency = %agency.code, ?status, reason = %req.reason, "agency status changed");
+        Ok(agency_message(&agency))
+    }
+
+    fn set_rights(&self, request: Request<SetAccessRightsRequest>, call: &mut Call) -> Result<pb::Agency, Error> {
+        call.subject(&request.get_ref().agency_code);
+        self.state.caller(&request, &[Role::Admin])?;
+        let req = request.into_inner();
+        let rights = rights_from(req.rights);
+        call.scopes(&rights.iter().map(|r| r.scope.clone()).collect::<Vec<_>>());
+        let rate = rate_from(req.rate);
+        let agency = self.state.directory.update(
+            &req.agency_code,
+            || None,
+            |a| {
+                a.rights = rights;
+                if let Some(rate) = rate {
+                    a.rate = rate;
+                }
+                Ok(())
+            },
+        )?;
+        Ok(agency_message(&agency))
+    }
+
+    fn issue(&self, request: Request<IssueCertificateRequest>, call: &mut Call) -> Result<IssuedCertificate, Error> {
+        call.subject(&request.get_ref().agency_code);
+        self.state.caller(&request, &[Role::Admin])?;
+        let req = request.into_inner();
+        if req.csr_pem.len() > MAX_CSR {
+            return Err(Error::new(
+                Reason::InvalidRequest,
+                format!("CSR larger than {MAX_CSR} bytes"),
+            ));
+        }
+        let agency = self.state.directory.agency(&req.agency_code).ok_or_else(|| {
+            Error::new(
+                Reason::InvalidRequest,
+                format!("no agency {:?}: register it first", req.agency_code),
+            )
+        })?;
+        let issued = self.state.authority.issue(&agency.code, &req.csr_pem)?;
+        call.subject(&format!("{} {}", agency.code, issued.serial));
+        Ok(IssuedCertificate {
+            cert_pem: issued.cert_pem,
+            chain_pem: self.state.authority.ca_pem()?,
+            serial: issued.serial,
+            not_after: Some(timestamp(issued.not_after.into())),
+        })
+    }
+
+    fn revoke(
+        &self,
+        request: Request<RevokeCertificateRequest>,
+        call: &mut Call,
+    ) -> Result<RevokeCertificateResponse, Error> {
+        call.subject(&request.get_ref().serial);
+        self.state.caller(&request, &[Role::Admin])?;
+        let req = request.into_inner();
+        check_label("reason", &req.reason)?;
+        let at = self.state.authority.revoke(&req.serial, &req.reason)?;
+        Ok(RevokeCertificateResponse {
+            serial: req.serial,
+            revoked_at: Some(timestamp(at.into())),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl AdminService for Admin {
+    #[tracing::instrument(skip_all, fields(rpc = "RegisterAgency"))]
+    async fn register_agency(&self, request: Request<pb::Agency>) -> Result<Response<pb::Agency>, Status> {
+        let mut call = self.state.begin(&request, "AdminService/RegisterAgency");
+        let result = self.register(request, &mut call);
+        Ok(Response::new(self.state.finish(call, result).await?.0))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "ListAgencies"))]
+    async fn list_agencies(
+        &self,
+        request: Request<ListAgenciesRequest>,
+    ) -> Result<Response<ListAgenciesResponse>, Status> {
+        let call = self.state.begin(&request, "AdminService/ListAgencies");
+        let result = self
+            .state
+            .caller(&request, &[Role::Admin])
+            .map(|_| ListAgenciesResponse {
+                agencies: self.state.directory.list().iter().map(|a| agency_message(a)).collect(),
+            });
+        Ok(Response::new(self.state.finish(call, result).await?.0))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "SuspendAgency"))]
+    async fn suspend_agency(&self, request: Request<AgencyRef>) -> Result<Response<pb::Agency>, Status> {
+        let mut call = self.state.begin(&request, "AdminService/SuspendAgency");
+        let result = self.set_status(request, &mut call, AgencyStatus::Suspended);
+        Ok(Response::new(self.state.finish(call, result).await?.0))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "ReinstateAgency"))]
+    async fn reinstate_agency(&self, request: Request<AgencyRef>) -> Result<Response<pb::Agency>, Status> {
+        let mut call = self.state.begin(&request, "AdminService/ReinstateAgency");
+        let result = self.set_status(request, &mut call, AgencyStatus::Active);
+        Ok(Response::new(self.state.finish(call, result).await?.0))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "SetAccessRights"))]
+    async fn set_access_rights(
+        &self,
+        request: Request<SetAccessRightsRequest>,
+    ) -> Result<Response<pb::Agency>, Status> {
+        let mut call = self.state.begin(&request, "AdminService/SetAccessRights");
+        let result = self.set_rights(request, &mut call);
+        Ok(Response::new(self.state.finish(call, result).await?.0))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "IssueCertificate"))]
+    async fn issue_certificate(
+        &self,
+        request: Request<IssueCertificateRequest>,
+    ) -> Result<Response<IssuedCertificate>, Status> {
+        let mut call = self.state.begin(&request, "AdminService/IssueCertificate");
+        let result = self.issue(request, &mut call);
+        Ok(Response::new(self.state.finish(call, result).await?.0))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "RevokeCertificate"))]
+    async fn revoke_certificate(
+        &self,
+        request: Request<RevokeCertificateRequest>,
+    ) -> Result<Response<RevokeCertificateResponse>, Status> {
+        let mut call = self.state.begin(&request, "AdminService/RevokeCertificate");
+        let result = self.revoke(request, &mut call);
+        Ok(Response::new(self.state.finish(call, result).await?.0))
+    }
+}
