@@ -26,7 +26,7 @@ use civex_gateway::{
     store,
 };
 use civex_proto::v1::{
-    Consent, GrantConsentRequest, audit_service_client::AuditServiceClient,
+    Consent, GrantConsentRequest, admin_service_client::AdminServiceClient, audit_service_client::AuditServiceClient,
     consent_service_client::ConsentServiceClient, exchange_service_client::ExchangeServiceClient,
 };
 use tokio::{sync::oneshot, task::JoinHandle};
@@ -47,6 +47,8 @@ pub struct TestGateway {
     pub clock: ManualClock,
     pub verifier_key: String,
     pub config: Config,
+    /// Reloads the gateway's certificate, as SIGHUP does for `civex serve`.
+    pub reloader: civex_gateway::Reloader,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -95,6 +97,7 @@ impl TestGateway {
             .expect("gateway binds");
         let addr = gateway.local_addr();
         let verifier_key = gateway.verifier_key();
+        let reloader = gateway.reloader();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(async move {
             gateway
@@ -111,6 +114,7 @@ impl TestGateway {
             clock,
             verifier_key,
             config,
+            reloader,
             shutdown: Some(tx),
             task: Some(task),
         }
@@ -206,6 +210,10 @@ impl TestGateway {
     /// Stops the gateway and waits until it has drained and flushed.
     pub async fn stop(mut self) {
         self.shutdown_and_wait().await;
+    }
+
+    pub async fn admin(&self, agency: &str) -> AdminServiceClient<Channel> {
+        AdminServiceClient::new(self.channel(agency).await)
     }
 
     pub async fn audit(&self, agency: &str) -> AuditServiceClient<Channel> {
