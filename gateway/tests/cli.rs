@@ -88,12 +88,13 @@ impl Drop for Demo {
     }
 }
 
-#[test]
-fn demo_serves_and_its_printed_example_returns_facts() {
-    let dir = tempfile::tempdir().unwrap();
+/// Starts `civex demo` in `dir` on a free port; returns it, its endpoint and
+/// the banner it printed (continuation lines joined).
+fn start_demo(dir: &Path, args: &[&str]) -> (Demo, String, Vec<String>) {
     let child = Command::new(CIVEX)
-        .args(["demo", "--listen", "127.0.0.1:0", "--citizens", "300"])
-        .current_dir(dir.path())
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .current_dir(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -101,19 +102,35 @@ fn demo_serves_and_its_printed_example_returns_facts() {
     let mut demo = Demo(child);
     let mut lines = BufReader::new(demo.0.stdout.take().unwrap()).lines();
     let started = Instant::now();
-    let (mut endpoint, mut grant, mut query) = (None, None, None);
+    let mut banner = Vec::new();
     while let Some(Ok(line)) = lines.next() {
         assert!(started.elapsed() < Duration::from_secs(120), "demo did not start");
-        if let Some(e) = line.strip_prefix("civex demo serving on ") {
-            endpoint = Some(e.to_owned());
-        }
         // The example commands span several lines joined by a trailing backslash.
-        let mut command = line.trim().to_owned();
-        while command.ends_with('\\') {
-            command.pop();
-            command.push_str(lines.next().unwrap().unwrap().trim());
+        let mut line = line.trim().to_owned();
+        while line.ends_with('\\') {
+            line.pop();
+            line.push_str(lines.next().unwrap().unwrap().trim());
         }
-        if let Some(args) = command.strip_prefix("cargo run --release --bin civex -- ") {
+        let done = line.starts_with("Stop with");
+        banner.push(line);
+        if done {
+            break;
+        }
+    }
+    let endpoint = banner
+        .iter()
+        .find_map(|l| l.strip_prefix("civex demo serving on "))
+        .expect("the demo prints its endpoint");
+    (demo, endpoint.to_owned(), banner)
+}
+
+#[test]
+fn demo_serves_and_its_printed_example_returns_facts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (demo, _, banner) = start_demo(dir.path(), &["--citizens", "300"]);
+    let (mut grant, mut query) = (None, None);
+    for line in &banner {
+        if let Some(args) = line.strip_prefix("cargo run --release --bin civex -- ") {
             let args: Vec<String> = args.split_whitespace().map(str::to_owned).collect();
             if args[0] == "consent" {
                 grant = Some(args)
@@ -121,11 +138,7 @@ fn demo_serves_and_its_printed_example_returns_facts() {
                 query = Some(args)
             }
         }
-        if line.starts_with("Stop with") {
-            break;
-        }
     }
-    assert!(endpoint.is_some(), "the demo prints its endpoint");
     let grant = grant.expect("the demo prints a grant example");
     let out = Command::new(CIVEX)
         .args(&grant)
@@ -157,29 +170,11 @@ fn demo_serves_and_its_printed_example_returns_facts() {
 
     // Run again on the same directory: the data, consents and keys are kept.
     let key_before = std::fs::read_to_string(dir.path().join("civex-data/gateway.vkey")).unwrap();
-    let mut second = Demo(
-        Command::new(CIVEX)
-            .args(["demo", "--listen", "127.0.0.1:0"])
-            .current_dir(dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let text: Vec<String> = BufReader::new(second.0.stdout.take().unwrap())
-        .lines()
-        .map_while(Result::ok)
-        .take_while(|l| !l.starts_with("Stop with"))
-        .collect();
+    let (mut second, endpoint, text) = start_demo(dir.path(), &[]);
     assert!(
         !text.iter().any(|l| l.starts_with("generating")),
         "data was regenerated: {text:?}"
     );
-    let endpoint = text
-        .iter()
-        .find_map(|l| l.strip_prefix("civex demo serving on "))
-        .unwrap()
-        .to_owned();
     let listed = Command::new(CIVEX)
         .args(["consent", "get", "--endpoint", &endpoint, "--consent", &consent])
         .current_dir(dir.path())
@@ -253,4 +248,128 @@ fn demo_serves_and_its_printed_example_returns_facts() {
     let gone = civex(dir.path(), &["audit", "verify", "--data", "civex-data"]);
     let err = String::from_utf8_lossy(&gone.stderr);
     assert!(!gone.status.success() && err.contains("record 1 is missing"), "{err}");
+}
+
+#[test]
+fn an_administrator_onboards_and_cuts_off_an_agency_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (demo, endpoint, banner) = start_demo(dir.path(), &["--citizens", "300"]);
+    let run = |args: &[&str]| {
+        let out = Command::new(CIVEX)
+            .args(args)
+            .args(["--endpoint", &endpoint])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            stdout(&out),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let ok = |args: &[&str]| {
+        let (success, out, err) = run(args);
+        assert!(success, "{args:?}: {err}");
+        out
+    };
+    // The agency's side: a key that never leaves it, and a CSR.
+    let csr = civex(
+        dir.path(),
+        &["certs", "csr", "--agency", "qujing-newagency", "--dir", "new"],
+    );
+    assert!(csr.status.success());
+    let added = ok(&[
+        "agency",
+        "add",
+        "--code",
+        "qujing-newagency",
+        "--name",
+        "New agency",
+        "--department",
+        "housing",
+        "--role",
+        "requester",
+        "--right",
+        "housing.*=housing.guarantee",
+        "--rate",
+        "50/100",
+    ]);
+    assert!(
+        added.contains("qujing-newagency") && added.contains("right housing.* for housing.guarantee"),
+        "{added}"
+    );
+    let issued = ok(&[
+        "agency",
+        "issue-cert",
+        "qujing-newagency",
+        "--csr",
+        "new/qujing-newagency.csr",
+        "--out",
+        "new/qujing-newagency.pem",
+    ]);
+    let serial = issued
+        .split("serial ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(ok(&["agency", "list"]).contains("qujing-newagency"));
+
+    let citizen = banner
+        .iter()
+        .find(|l| l.contains("owns a home"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap();
+    let granted = ok(&[
+        "consent",
+        "grant",
+        "--citizen",
+        citizen,
+        "--grantee",
+        "qujing-newagency",
+        "--purpose",
+        "housing.guarantee",
+        "--scope",
+        "housing.owned_residence.division",
+    ]);
+    let consent = granted
+        .lines()
+        .find_map(|l| l.strip_prefix("consent_id: "))
+        .unwrap()
+        .to_owned();
+    let query = [
+        "query",
+        "--cert",
+        "new/qujing-newagency.pem",
+        "--key",
+        "new/qujing-newagency.key",
+        "--citizen",
+        citizen,
+        "--purpose",
+        "housing.guarantee",
+        "--consent",
+        &consent,
+        "--attribute",
+        "housing.owned_residence.division",
+    ];
+    assert!(ok(&query).contains("housing.owned_residence.division = "));
+
+    // A SIGHUP reloads the certificate; the gateway keeps serving.
+    let hup = Command::new("kill")
+        .args(["-HUP", &demo.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    assert!(ok(&query).contains("housing.owned_residence.division = "));
+
+    ok(&["agency", "suspend", "qujing-newagency", "--reason", "audit finding"]);
+    let (success, _, err) = run(&query);
+    assert!(!success && err.contains("AGENCY_SUSPENDED"), "{err}");
+    ok(&["agency", "reinstate", "qujing-newagency"]);
+    ok(&query);
+    assert!(ok(&["agency", "revoke-cert", &serial, "--reason", "key lost"]).contains(&format!("revoked {serial}")));
+    let (success, _, _) = run(&query);
+    assert!(!success, "a revoked certificate still works");
 }

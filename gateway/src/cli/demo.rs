@@ -65,8 +65,7 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     let gateway = Gateway::bind(config).await?;
     print_banner(&gateway, &args, &config_path, &samples);
-    gateway.serve(super::shutdown_signal()).await?;
-    Ok(())
+    super::serve(gateway).await
 }
 
 /// Generates and imports the synthetic citizens unless the registries hold data already.

@@ -7,7 +7,9 @@
 //! - [`tools`]: commands that work on local files.
 //! - [`remote`]: commands that call a running gateway over mTLS.
 //! - [`audit`]: `civex audit verify|search|history|checkpoint|report`.
+//! - [`admin`]: `civex agency …` and `civex certs csr`.
 
+mod admin;
 mod audit;
 mod demo;
 mod remote;
@@ -64,6 +66,9 @@ enum Command {
     Consent(remote::ConsentCommand),
     /// List the attribute catalogue and purposes (ExchangeService.ListAttributes).
     Catalogue(remote::CatalogueArgs),
+    /// Onboard, restrict, throttle and cut off agencies (AdminService).
+    #[command(subcommand)]
+    Agency(admin::AgencyCommand),
     /// Verify, search and report on the audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -94,10 +99,10 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(args).await,
         Command::Serve { config } => {
             let config = crate::config::Config::load(&config)?;
-            crate::run(config, shutdown_signal()).await?;
-            Ok(())
+            serve(crate::Gateway::bind(config).await?).await
         }
-        Command::Certs(c) => tools::certs(c),
+        Command::Certs(tools::CertsCommand::Init { dir, force }) => tools::certs_init(&dir, force),
+        Command::Certs(tools::CertsCommand::Csr(args)) => admin::csr(args),
         Command::Id(c) => tools::id(c),
         Command::DemoData(a) => tools::demo_data(a),
         Command::Import(a) => tools::import(a),
@@ -106,6 +111,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Consent(c) => remote::consent(c).await,
         Command::Catalogue(a) => remote::catalogue(a).await,
         Command::Audit(c) => audit::run(c).await,
+        Command::Agency(c) => admin::run(c).await,
     }
 }
 
@@ -120,6 +126,23 @@ fn init_tracing(json: bool) {
     } else {
         builder.init();
     }
+}
+
+/// Serves until SIGINT or SIGTERM; SIGHUP reloads the server certificate.
+pub(crate) async fn serve(gateway: crate::Gateway) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let reloader = gateway.reloader();
+    let mut hangups = signal(SignalKind::hangup())?;
+    let reload = tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            if let Err(e) = reloader.reload() {
+                tracing::error!(cause = %e, "reload failed; keeping the current certificate");
+            }
+        }
+    });
+    let served = gateway.serve(shutdown_signal()).await;
+    reload.abort();
+    Ok(served?)
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -21,6 +21,8 @@ pub(super) enum CertsCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Make an agency's key and CSR, on the agency's side.
+    Csr(super::admin::CsrArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -50,12 +52,11 @@ pub(super) struct ImportArgs {
     data: PathBuf,
 }
 
-pub(super) fn certs(command: CertsCommand) -> anyhow::Result<()> {
-    let CertsCommand::Init { dir, force } = command;
+pub(super) fn certs_init(dir: &Path, force: bool) -> anyhow::Result<()> {
     if dir.join("ca.pem").exists() && !force {
         anyhow::bail!("{} already holds a CA; pass --force to replace it", dir.display());
     }
-    init_certs(&dir)?;
+    init_certs(dir)?;
     println!("wrote the development PKI to {}", dir.display());
     Ok(())
 }
