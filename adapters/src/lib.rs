@@ -6,6 +6,7 @@
 //! - [`catalogue`]: every attribute, its holder, type, sharing category and sensitivity.
 //! - [`value`]: typed values and their JSON and wire forms.
 //! - [`registry`]: [`EmbeddedRegistry`], one sled tree per department.
+//! - [`remote`]: [`RemoteAdapter`], a department's own system over mTLS.
 //!
 //! Adapters never call each other: the gateway fans a request out to the
 //! departments it touches and joins the answers.
@@ -13,6 +14,7 @@
 pub mod catalogue;
 pub mod department;
 pub mod registry;
+pub mod remote;
 pub mod value;
 
 use async_trait::async_trait;
@@ -21,6 +23,7 @@ use civex_proto::v1::Fact;
 pub use catalogue::{Attribute, Sharing, ValueType};
 pub use department::Department;
 pub use registry::{EmbeddedRegistry, Record};
+pub use remote::{RemoteAdapter, RemoteConfig};
 
 /// A source of one department's facts.
 #[async_trait]

@@ -5,6 +5,7 @@
 //! with rights that fit each one's work.
 
 use std::{
+    collections::BTreeMap,
     net::SocketAddr,
     path::{Path, PathBuf},
     time::Duration,
@@ -40,6 +41,9 @@ pub struct Config {
     pub tls: TlsConfig,
     pub limits: Limits,
     pub audit: AuditConfig,
+    /// Where each department's facts come from, by department code; a
+    /// department not listed is embedded (served from this gateway's store).
+    pub departments: BTreeMap<String, DepartmentSource>,
     /// Agencies and their rights. Agencies are identified by the SAN URI of
     /// their client certificate, `spiffe://civex/agency/<code>`.
     pub agencies: Vec<AgencyConfig>,
@@ -82,6 +86,73 @@ pub struct Limits {
     pub adapter_deadline_ms: u64,
     /// Quota of agencies without a rate of their own (default 1,000/s, burst 2,000; 0 = unlimited).
     pub default_rate: RateLimit,
+}
+
+/// Where one department's facts come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DepartmentSource {
+    /// The gateway's own sled registry, filled by `civex import`.
+    Embedded,
+    /// The department's own system, through `DepartmentSourceService` over mTLS.
+    Remote(RemoteSource),
+}
+
+/// A department's own system.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteSource {
+    /// `https://host:port`.
+    pub endpoint: String,
+    /// CA the source's certificate must chain to (PEM).
+    pub ca: PathBuf,
+    /// The gateway's client certificate and key for this source (PEM).
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Deadline of one call, in milliseconds (default 1,500; at most `limits.adapter_deadline_ms`).
+    #[serde(default = "RemoteSource::default_deadline")]
+    pub deadline_ms: u64,
+    /// Calls in flight at most (default 64).
+    #[serde(default = "RemoteSource::default_in_flight")]
+    pub max_in_flight: usize,
+    /// Consecutive failures that stop calls to the source (default 5) ...
+    #[serde(default = "RemoteSource::default_threshold")]
+    pub failure_threshold: u32,
+    /// ... for this long, in milliseconds, before one probe call (default 2,000).
+    #[serde(default = "RemoteSource::default_open")]
+    pub open_ms: u64,
+}
+
+impl RemoteSource {
+    fn default_deadline() -> u64 {
+        1_500
+    }
+
+    fn default_in_flight() -> usize {
+        64
+    }
+
+    fn default_threshold() -> u32 {
+        5
+    }
+
+    fn default_open() -> u64 {
+        2_000
+    }
+
+    /// A source at `endpoint`, with the default bounds.
+    pub fn new(endpoint: String, ca: PathBuf, cert: PathBuf, key: PathBuf) -> RemoteSource {
+        RemoteSource {
+            endpoint,
+            ca,
+            cert,
+            key,
+            deadline_ms: Self::default_deadline(),
+            max_in_flight: Self::default_in_flight(),
+            failure_threshold: Self::default_threshold(),
+            open_ms: Self::default_open(),
+        }
+    }
 }
 
 /// The audit log.
@@ -184,6 +255,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             limits: Limits::default(),
             audit: AuditConfig::default(),
+            departments: BTreeMap::new(),
             agencies: demo_agencies(),
         }
     }
@@ -241,6 +313,19 @@ impl Config {
             || l.max_attributes == 0
         {
             return invalid("limits must be positive (max_message_bytes at least 1024)".into());
+        }
+        for (code, source) in &self.departments {
+            if code.parse::<civex_adapters::Department>().is_err() {
+                return invalid(format!("departments: unknown department {code:?}"));
+            }
+            if let DepartmentSource::Remote(r) = source
+                && (r.deadline_ms == 0 || r.deadline_ms > l.adapter_deadline_ms || r.max_in_flight == 0)
+            {
+                return invalid(format!(
+                    "departments.{code}: deadline_ms must be 1..={} and max_in_flight positive",
+                    l.adapter_deadline_ms
+                ));
+            }
         }
         let mut seen = std::collections::HashSet::new();
         for agency in &self.agencies {

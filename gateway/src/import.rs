@@ -68,15 +68,14 @@ pub fn parse_line(department: Department, line: &str, as_of: i64) -> Result<(Cit
     Ok((citizen, Record { as_of, facts }))
 }
 
-/// Reads every line, and imports them in one atomic batch only if all are
-/// good. Returns the number of records imported; `progress` is called with
-/// the number of lines read so far.
-pub fn import(
-    registry: &EmbeddedRegistry,
+/// Reads and checks every line of a department's file: all records, or
+/// every bad line with its number. `progress` is called with the number of
+/// lines read so far.
+pub fn read(
     department: Department,
     reader: impl BufRead,
     mut progress: impl FnMut(usize),
-) -> Result<usize, ImportError> {
+) -> Result<Vec<(String, Record)>, ImportError> {
     let as_of = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -109,7 +108,18 @@ pub fn import(
     if !errors.is_empty() {
         return Err(ImportError::BadLines(errors));
     }
-    Ok(registry.import(records)?)
+    Ok(records)
+}
+
+/// Reads every line, and imports them in one atomic batch only if all are
+/// good. Returns the number of records imported.
+pub fn import(
+    registry: &EmbeddedRegistry,
+    department: Department,
+    reader: impl BufRead,
+    progress: impl FnMut(usize),
+) -> Result<usize, ImportError> {
+    Ok(registry.import(read(department, reader, progress)?)?)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 //! - [`consent`], [`signing`]: consents in sled, signed with the gateway's Ed25519 key.
 //! - [`audit`]: the tamper-evident audit log every call is recorded in before it is answered.
 //! - [`authority`], [`limits`]: certificates from CSRs, revocation and CRL; per-agency quotas.
+//! - [`source`]: `civex source`, the reference department server.
 //! - [`sources`]: fan-out to the departments' adapters with deadlines.
 //! - [`service`]: the gRPC services; [`error`] maps every refusal to a status.
 //! - [`store`], [`import`], [`demo_data`], [`pki`]: the data directory, JSONL
@@ -37,13 +38,14 @@ pub mod limits;
 pub mod pki;
 pub mod service;
 pub mod signing;
+pub mod source;
 pub mod sources;
 pub mod store;
 pub mod tls;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
-use civex_adapters::{Adapter, Department, EmbeddedRegistry};
+use civex_adapters::{Adapter, AdapterError, Department, EmbeddedRegistry, RemoteAdapter, RemoteConfig};
 use civex_proto::v1::{
     admin_service_server::AdminServiceServer, audit_service_server::AuditServiceServer,
     consent_service_server::ConsentServiceServer, exchange_service_server::ExchangeServiceServer,
@@ -57,7 +59,7 @@ use crate::{
     audit::{AuditLog, Pseudonymizer, WriterConfig},
     authority::Authority,
     clock::{Clock, SystemClock},
-    config::Config,
+    config::{Config, DepartmentSource},
     consent::ConsentStore,
     limits::RateLimiters,
     pki::Ca,
@@ -74,6 +76,8 @@ pub enum StartError {
     Config(#[from] config::ConfigError),
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Source(#[from] AdapterError),
     #[error("cannot open a store tree: {0}")]
     Tree(#[from] sled::Error),
     #[error(transparent)]
@@ -120,6 +124,35 @@ impl Reloader {
     }
 }
 
+/// One adapter per department: embedded, or the department's own system.
+fn adapters(config: &Config, db: &sled::Db) -> Result<Vec<Arc<dyn Adapter>>, StartError> {
+    let mut adapters: Vec<Arc<dyn Adapter>> = Vec::new();
+    for department in Department::ALL {
+        match config.departments.get(department.code()) {
+            Some(DepartmentSource::Remote(r)) => {
+                let tls =
+                    client::ClientTls::from_files(&r.ca, &r.cert, &r.key).map_err(|source| tls::TlsError::Read {
+                        path: r.cert.clone(),
+                        source,
+                    })?;
+                let remote = RemoteConfig {
+                    endpoint: r.endpoint.clone(),
+                    ca_pem: tls.ca_pem,
+                    cert_pem: tls.cert_pem,
+                    key_pem: tls.key_pem,
+                    deadline: Duration::from_millis(r.deadline_ms),
+                    max_in_flight: r.max_in_flight,
+                    failure_threshold: r.failure_threshold,
+                    open_for: Duration::from_millis(r.open_ms),
+                };
+                adapters.push(Arc::new(RemoteAdapter::new(department, remote)?));
+            }
+            Some(DepartmentSource::Embedded) | None => adapters.push(Arc::new(EmbeddedRegistry::open(db, department)?)),
+        }
+    }
+    Ok(adapters)
+}
+
 /// Loads the CA (certificate and key) if the config names its key; the key
 /// file must not be readable by group or others.
 fn load_ca(config: &Config) -> Result<Option<Ca>, StartError> {
@@ -160,10 +193,7 @@ impl Gateway {
             &format!("civex/{}", config.name),
         )?);
         let pseudonyms = Pseudonymizer::load_or_create(&config.pseudonym_key_path())?;
-        let mut adapters: Vec<Arc<dyn Adapter>> = Vec::new();
-        for department in Department::ALL {
-            adapters.push(Arc::new(EmbeddedRegistry::open(&db, department)?));
-        }
+        let adapters = adapters(&config, &db)?;
         let consents = ConsentStore::open(&db)?;
         let writer = WriterConfig {
             checkpoint_every: config.audit.checkpoint_every,

@@ -505,6 +505,24 @@ pub fn init_dir(dir: &Path, agencies: &[&str]) -> Result<(), PkiError> {
         write_public(&agencies_dir.join(format!("{code}.pem")), issued.cert_pem.as_bytes())?;
         write_private(&agencies_dir.join(format!("{code}.key")), issued.key_pem.as_bytes())?;
     }
+
+    // Server certificates for department sources run beside the demo (`civex source`).
+    let sources_dir = dir.join("sources");
+    fs::create_dir_all(&sources_dir).map_err(|source| PkiError::Io {
+        path: sources_dir.clone(),
+        source,
+    })?;
+    for department in civex_adapters::Department::ALL {
+        let issued = ca.issue_server(GATEWAY_NAMES)?;
+        write_public(
+            &sources_dir.join(format!("{department}.pem")),
+            issued.cert_pem.as_bytes(),
+        )?;
+        write_private(
+            &sources_dir.join(format!("{department}.key")),
+            issued.key_pem.as_bytes(),
+        )?;
+    }
     Ok(())
 }
 

@@ -83,6 +83,7 @@ struct Demo(Child);
 
 impl Drop for Demo {
     fn drop(&mut self) {
+        // SIGKILL: what the demo started must not outlive it even then.
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -372,4 +373,73 @@ fn an_administrator_onboards_and_cuts_off_an_agency_from_the_command_line() {
     assert!(ok(&["agency", "revoke-cert", &serial, "--reason", "key lost"]).contains(&format!("revoked {serial}")));
     let (success, _, _) = run(&query);
     assert!(!success, "a revoked certificate still works");
+}
+
+#[test]
+fn demo_with_remote_departments_serves_them_from_their_own_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (demo, endpoint, banner) = start_demo(dir.path(), &["--citizens", "300", "--remote", "housing,tax"]);
+    for department in ["housing", "tax"] {
+        assert!(
+            banner
+                .iter()
+                .any(|l| l.starts_with(&format!("{department} served by its own system at https://"))),
+            "{banner:?}"
+        );
+    }
+    let citizen = banner
+        .iter()
+        .find(|l| l.contains("owns a home"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap();
+    let scopes = [
+        "ps.hukou.division",
+        "housing.owned_residence.division",
+        "tax.registered",
+    ];
+    let mut grant = vec![
+        "consent",
+        "grant",
+        "--endpoint",
+        &endpoint,
+        "--citizen",
+        citizen,
+        "--grantee",
+        "qujing-psb",
+    ];
+    grant.extend(["--purpose", "hukou.settlement"]);
+    for s in &scopes {
+        grant.extend(["--scope", s]);
+    }
+    let out = civex(dir.path(), &grant);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let consent = stdout(&out)
+        .lines()
+        .find_map(|l| l.strip_prefix("consent_id: ").map(str::to_owned))
+        .unwrap();
+    let mut query = vec![
+        "query",
+        "--endpoint",
+        &endpoint,
+        "--citizen",
+        citizen,
+        "--purpose",
+        "hukou.settlement",
+    ];
+    query.extend(["--consent", &consent]);
+    for s in &scopes {
+        query.extend(["--attribute", s]);
+    }
+    let out = civex(dir.path(), &query);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let facts = stdout(&out);
+    assert!(
+        facts.contains("housing.owned_residence.division = 53") && facts.contains("[source housing]"),
+        "{facts}"
+    );
+    assert!(
+        facts.contains("tax.registered = ") && facts.contains("[source tax]"),
+        "{facts}"
+    );
+    drop(demo);
 }

@@ -61,6 +61,16 @@ impl TestGateway {
 
     /// As [`TestGateway::start`], letting the test adjust the configuration.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestGateway {
+        TestGateway::start_with_sources(|_, _| Vec::new(), adjust).await.0
+    }
+
+    /// As [`TestGateway::start_with`], with department sources started first:
+    /// `sources` gets the CA and the demo-data directory and returns the
+    /// sources to serve, which the gateway is configured to call.
+    pub async fn start_with_sources(
+        sources: impl FnOnce(&Ca, &Path) -> Vec<(Department, Box<SourceService>)>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> (TestGateway, Vec<TestSource>) {
         let dir = tempfile::tempdir().expect("temp dir");
         let ca = Ca::generate("civex test CA").expect("CA");
         let certs = dir.path().join("certs");
@@ -86,9 +96,29 @@ impl TestGateway {
             },
             ..Config::default()
         };
+        let mut started = Vec::new();
+        for (department, service) in sources(&ca, &dir.path().join("demo-data")) {
+            let source = TestSource::start(&ca, department, service, None).await;
+            let remote = civex_gateway::config::RemoteSource {
+                deadline_ms: 500,
+                failure_threshold: 3,
+                open_ms: 200,
+                ..civex_gateway::config::RemoteSource::new(
+                    format!("https://{}", source.addr),
+                    certs.join("ca.pem"),
+                    certs.join("gateway.pem"),
+                    certs.join("gateway.key"),
+                )
+            };
+            config.departments.insert(
+                department.code().into(),
+                civex_gateway::config::DepartmentSource::Remote(remote),
+            );
+            started.push(source);
+        }
         adjust(&mut config);
         let clock = ManualClock::new(SystemTime::now());
-        TestGateway::serve(config, dir, ca, clock).await
+        (TestGateway::serve(config, dir, ca, clock).await, started)
     }
 
     async fn serve(config: Config, dir: tempfile::TempDir, ca: Ca, clock: ManualClock) -> TestGateway {
@@ -247,6 +277,71 @@ fn import_demo_data(data: &Path, files: &Path) {
         import::import(&registry, department, reader, |_| {}).expect("import");
     }
     db.flush().expect("flush");
+}
+
+/// A department source service the harness can serve: the reference
+/// `civex_gateway::source::Source`, or a test's own misbehaving one.
+pub type SourceService = dyn civex_proto::v1::department_source_service_server::DepartmentSourceService;
+
+/// A department source on loopback, over mTLS with a certificate from the test CA.
+pub struct TestSource {
+    pub addr: SocketAddr,
+    pub department: Department,
+    task: JoinHandle<()>,
+}
+
+struct Boxed(Box<SourceService>);
+
+#[tonic::async_trait]
+impl civex_proto::v1::department_source_service_server::DepartmentSourceService for Boxed {
+    async fn fetch(
+        &self,
+        request: tonic::Request<civex_proto::v1::FetchRequest>,
+    ) -> Result<tonic::Response<civex_proto::v1::FetchResponse>, tonic::Status> {
+        self.0.fetch(request).await
+    }
+}
+
+impl TestSource {
+    /// Serves `service` on `at` (or a free port).
+    pub async fn start(
+        ca: &Ca,
+        department: Department,
+        service: Box<SourceService>,
+        at: Option<SocketAddr>,
+    ) -> TestSource {
+        let issued = ca.issue_server(&["localhost", "127.0.0.1"]).expect("source cert");
+        let tls = ClientTls {
+            ca_pem: ca.cert_pem().to_owned(),
+            cert_pem: issued.cert_pem,
+            key_pem: issued.key_pem,
+        };
+        let listener = tokio::net::TcpListener::bind(at.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))))
+            .await
+            .expect("source binds");
+        let addr = listener.local_addr().expect("source address");
+        let task = tokio::spawn(async move {
+            let _ = civex_gateway::source::serve(Boxed(service), &tls, listener, std::future::pending()).await;
+        });
+        TestSource { addr, department, task }
+    }
+
+    /// The reference source for `department`, from the demo-data directory.
+    pub fn reference(files: &Path, department: Department) -> Box<SourceService> {
+        let path = files.join(format!("{}.jsonl", department.code()));
+        Box::new(civex_gateway::source::Source::open(department, &path).expect("source data"))
+    }
+
+    /// Stops the source abruptly, as a crash would.
+    pub fn kill(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for TestSource {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// The civex reason of a failed call (empty if it carries none).

@@ -16,7 +16,7 @@ use clap::Args;
 use super::tools::{import_file, init_certs};
 use crate::{
     Gateway,
-    config::{Config, TlsConfig},
+    config::{Config, DepartmentSource, RemoteSource, TlsConfig},
     demo_data, store,
 };
 
@@ -34,6 +34,10 @@ pub(super) struct DemoArgs {
     citizens: usize,
     #[arg(long, default_value_t = 2016)]
     seed: u64,
+    /// Serve these departments from their own `civex source` processes
+    /// instead of the embedded registry, e.g. `--remote housing,tax`.
+    #[arg(long, value_delimiter = ',')]
+    remote: Vec<Department>,
 }
 
 const SAMPLES_FILE: &str = "samples.tsv";
@@ -63,9 +67,62 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         std::fs::write(&config_path, toml::to_string(&config)?)
             .with_context(|| format!("cannot write {}", config_path.display()))?;
     }
+    // Remote departments live only as long as this demo: their ports are not saved.
+    let mut config = config;
+    let mut sources = Vec::new();
+    for department in &args.remote {
+        let (child, endpoint) = start_source(*department, &demo_dir, &args.certs).await?;
+        println!("  {department} served by its own system at {endpoint}");
+        let certs = &args.certs;
+        let remote = RemoteSource::new(
+            endpoint,
+            certs.join("ca.pem"),
+            certs.join("gateway.pem"),
+            certs.join("gateway.key"),
+        );
+        config
+            .departments
+            .insert(department.code().to_owned(), DepartmentSource::Remote(remote));
+        sources.push(child);
+    }
     let gateway = Gateway::bind(config).await?;
     print_banner(&gateway, &args, &config_path, &samples);
     super::serve(gateway).await
+}
+
+/// Starts `civex source` for one department as a child process (stopped when
+/// the demo stops) and returns it with the endpoint it printed.
+async fn start_source(
+    department: Department,
+    demo_dir: &Path,
+    certs: &Path,
+) -> anyhow::Result<(tokio::process::Child, String)> {
+    use tokio::io::AsyncBufReadExt;
+    let code = department.code();
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("source")
+        .args(["--department", code, "--certs"])
+        .arg(certs)
+        .arg("--data")
+        .arg(demo_dir.join(format!("{code}.jsonl")))
+        .arg("--until-stdin-closes")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start the {code} source"))?;
+    let stdout = child.stdout.take().context("no stdout from the source")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+        .await
+        .with_context(|| format!("the {code} source did not start"))??
+        .with_context(|| format!("the {code} source exited"))?;
+    let endpoint = line.rsplit(" on ").next().unwrap_or_default().to_owned();
+    anyhow::ensure!(
+        endpoint.starts_with("https://"),
+        "unexpected output from the {code} source: {line}"
+    );
+    Ok((child, endpoint))
 }
 
 /// Generates and imports the synthetic citizens unless the registries hold data already.

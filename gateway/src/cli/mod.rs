@@ -13,6 +13,7 @@ mod admin;
 mod audit;
 mod demo;
 mod remote;
+mod source;
 mod tools;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -52,6 +53,8 @@ enum Command {
     DemoData(tools::DemoDataArgs),
     /// Load a department's JSONL file into its embedded registry, all or nothing.
     Import(tools::ImportArgs),
+    /// Serve one department's records as its own system would (DepartmentSourceService over mTLS).
+    Source(source::SourceArgs),
     /// Print the gateway's public verifier key.
     Keys {
         #[arg(long, default_value = "civex-data")]
@@ -111,6 +114,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Consent(c) => remote::consent(c).await,
         Command::Catalogue(a) => remote::catalogue(a).await,
         Command::Audit(c) => audit::run(c).await,
+        Command::Source(a) => source::run(a).await,
         Command::Agency(c) => admin::run(c).await,
     }
 }

@@ -7,4 +7,5 @@ mod audit;
 mod consent;
 mod exchange;
 mod faults;
+mod sources;
 mod tls;
