@@ -156,7 +156,11 @@ fn prepare_data(args: &DemoArgs, demo_dir: &Path) -> anyhow::Result<Vec<(String,
         .collect())
 }
 
+/// Prints how to call the demo. Write errors are ignored: a demo whose
+/// stdout was closed keeps serving.
 fn print_banner(gateway: &Gateway, args: &DemoArgs, config_path: &Path, samples: &[(String, String)]) {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     let addr = gateway.local_addr();
     let endpoint = format!("https://{addr}");
     let certs = args.certs.display();
@@ -167,31 +171,37 @@ fn print_banner(gateway: &Gateway, args: &DemoArgs, config_path: &Path, samples:
         .or(samples.first())
         .map(|(id, _)| id.as_str())
         .unwrap_or("530302199003070011");
-    println!();
-    println!("civex demo serving on {endpoint}");
-    println!(
+    let _ = writeln!(out);
+    let _ = writeln!(out, "civex demo serving on {endpoint}");
+    let _ = writeln!(
+        out,
         "  data {}  config {}  certs {certs}",
         args.data.display(),
         config_path.display()
     );
-    println!("  verifier key {}", gateway.verifier_key());
-    println!();
-    println!("Sample citizens:");
+    let _ = writeln!(out, "  verifier key {}", gateway.verifier_key());
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Sample citizens:");
     for (id, label) in samples {
-        println!("  {id}  {label}");
+        let _ = writeln!(out, "  {id}  {label}");
     }
-    println!();
-    println!("Try it (in another terminal, from this directory):");
-    println!(
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Try it (in another terminal, from this directory):");
+    let _ = writeln!(
+        out,
         "  cargo run --release --bin civex -- consent grant --endpoint {endpoint} --certs {certs} \\\n    \
          --citizen {citizen} --grantee qujing-psb --purpose hukou.settlement \\\n    \
          --scope ps.hukou.division --scope housing.owned_residence.division --scope hrss.employment.registered"
     );
-    println!(
+    let _ = writeln!(
+        out,
         "  cargo run --release --bin civex -- query --endpoint {endpoint} --certs {certs} --agency qujing-psb \\\n    \
          --citizen {citizen} --purpose hukou.settlement --consent <consent_id printed above> \\\n    \
          --attribute ps.hukou.division --attribute housing.owned_residence.division --attribute hrss.employment.registered"
     );
-    println!();
-    println!("Stop with Ctrl-C.");
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Stop with Ctrl-C.");
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush());
 }
