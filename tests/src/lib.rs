@@ -183,6 +183,35 @@ impl TestGateway {
         }
     }
 
+    /// A bare TLS connection as `agency`, speaking HTTP/2 (ALPN `h2`), for
+    /// tests that talk below gRPC.
+    pub async fn raw_tls(&self, agency: &str) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
+        let tls = self.tls_for(&ClientSpec::agency(agency));
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_slice_iter(tls.ca_pem.as_bytes()) {
+            roots.add(ca.expect("CA PEM")).expect("CA");
+        }
+        let certs = CertificateDer::pem_slice_iter(tls.cert_pem.as_bytes())
+            .map(|c| c.expect("cert PEM"))
+            .collect();
+        let key = PrivateKeyDer::from_pem_slice(tls.key_pem.as_bytes()).expect("key PEM");
+        let mut config =
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("protocol versions")
+                .with_root_certificates(roots)
+                .with_client_auth_cert(certs, key)
+                .expect("client auth");
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let tcp = tokio::net::TcpStream::connect(self.addr).await.expect("TCP connect");
+        let name = ServerName::try_from("localhost").expect("server name");
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .expect("TLS handshake")
+    }
+
     /// A connected mTLS channel as `agency`.
     pub async fn channel(&self, agency: &str) -> Channel {
         client::connect(&self.endpoint(), &self.tls_for(&ClientSpec::agency(agency)))

@@ -338,33 +338,7 @@ async fn a_key_readable_by_others_stops_the_gateway_from_starting() {
 
 /// The serial of the certificate the gateway presents to a new connection.
 async fn served_serial(gw: &TestGateway) -> String {
-    use std::sync::Arc;
-    let tls = gw.tls_for(&pki::ClientSpec::agency("qujing-tax"));
-    let mut roots = rustls::RootCertStore::empty();
-    let ca = rustls::pki_types::CertificateDer::from(
-        x509_parser::pem::parse_x509_pem(tls.ca_pem.as_bytes())
-            .unwrap()
-            .1
-            .contents,
-    );
-    roots.add(ca).unwrap();
-    use rustls::pki_types::pem::PemObject;
-    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(tls.cert_pem.as_bytes())
-        .map(Result::unwrap)
-        .collect();
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(tls.key_pem.as_bytes()).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(certs, key)
-        .unwrap();
-    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .unwrap();
+    let stream = gw.raw_tls("qujing-tax").await;
     let leaf = stream.get_ref().1.peer_certificates().unwrap()[0].clone();
     let (_, cert) = x509_parser::parse_x509_certificate(&leaf).unwrap();
     hex::encode(cert.raw_serial())

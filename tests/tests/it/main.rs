@@ -7,5 +7,6 @@ mod audit;
 mod consent;
 mod exchange;
 mod faults;
+mod hostile;
 mod sources;
 mod tls;
