@@ -141,6 +141,15 @@ pub static ATTRIBUTES: &[Attribute] = &[
         false,
         "Registered in a collective household (集体户) rather than a family household",
     ),
+    attr(
+        "ps.hukou.rural",
+        PublicSecurity,
+        Bool,
+        Conditional,
+        false,
+        "The registered address lies in a rural village (农村, under a villagers' committee) rather than a town \
+         (城镇); a fact about the address, not the abolished household type (户口性质)",
+    ),
     Attribute {
         name: HOUSEHOLD_NATURE,
         department: PublicSecurity,
@@ -190,6 +199,47 @@ pub static ATTRIBUTES: &[Attribute] = &[
         Conditional,
         true,
         "Date since which the citizen has lived at the actual place of residence",
+    ),
+    attr(
+        "ps.residence.address_key",
+        PublicSecurity,
+        Text,
+        Conditional,
+        true,
+        "Opaque key of the actual residence address (居住地址编码): equal for people who live at the same \
+         address and revealing nothing else; decides living together (共同居住)",
+    ),
+    attr(
+        "ps.kin.father_id",
+        PublicSecurity,
+        Text,
+        Conditional,
+        true,
+        "Citizen ID of the father (父亲) as recorded in household registration; absent if not recorded",
+    ),
+    attr(
+        "ps.kin.mother_id",
+        PublicSecurity,
+        Text,
+        Conditional,
+        true,
+        "Citizen ID of the mother (母亲) as recorded in household registration; absent if not recorded",
+    ),
+    attr(
+        "ps.kin.spouse_id",
+        PublicSecurity,
+        Text,
+        Conditional,
+        true,
+        "Citizen ID of the spouse (配偶) as recorded in household registration; absent if not recorded",
+    ),
+    attr(
+        "ps.kin.children_ids",
+        PublicSecurity,
+        Text,
+        Conditional,
+        true,
+        "Citizen IDs of the children (子女) as recorded in household registration, comma-separated",
     ),
     attr(
         "edu.enrolled",
@@ -399,5 +449,28 @@ mod tests {
         let abolished: Vec<_> = ATTRIBUTES.iter().filter(|a| a.abolished).map(|a| a.name).collect();
         assert_eq!(abolished, [HOUSEHOLD_NATURE]);
         assert!(held_by(PublicSecurity).all(|a| a.name != HOUSEHOLD_NATURE));
+    }
+
+    #[test]
+    fn household_relations_and_the_address_key_are_sensitive_ids() {
+        for name in [
+            "ps.kin.father_id",
+            "ps.kin.mother_id",
+            "ps.kin.spouse_id",
+            "ps.kin.children_ids",
+            "ps.residence.address_key",
+        ] {
+            let a = attribute(name).unwrap_or_else(|| panic!("{name} is missing"));
+            assert_eq!(
+                (a.department, a.value_type, a.sharing),
+                (PublicSecurity, Text, Conditional),
+                "{name}"
+            );
+            assert!(a.sensitive, "{name}");
+        }
+        // A fact about the registered address, kept apart from the abolished household type.
+        let rural = attribute("ps.hukou.rural").unwrap();
+        assert_eq!(rural.value_type, Bool);
+        assert!(!rural.abolished);
     }
 }

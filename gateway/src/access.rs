@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     config::AgencyConfig,
     error::{Error, Reason},
+    predicates,
 };
 
 /// What an agency may do; one agency may hold several.
@@ -149,8 +150,8 @@ pub fn attributes(names: &[String], max: usize) -> Result<Vec<&'static Attribute
     let mut resolved: Vec<&'static Attribute> = Vec::with_capacity(names.len());
     for name in names {
         let attribute = catalogue::attribute(name).ok_or_else(|| {
-            let mut shown = name.clone();
-            shown.truncate(80);
+            // Characters, not bytes: a byte cut could split a character.
+            let shown: String = name.chars().take(80).collect();
             Error::new(Reason::UnknownAttribute, format!("unknown attribute {shown:?}"))
         })?;
         if attribute.abolished {
@@ -163,6 +164,37 @@ pub fn attributes(names: &[String], max: usize) -> Result<Vec<&'static Attribute
             ));
         }
         resolved.push(attribute);
+    }
+    Ok(resolved)
+}
+
+/// Resolves consent scopes: each an attribute (checked as [`attributes`]
+/// does) or a predicate name. Returns the names, validated.
+pub fn scopes(names: &[String], max: usize) -> Result<Vec<&'static str>, Error> {
+    let (predicates, attributes): (Vec<&String>, Vec<&String>) =
+        names.iter().partition(|n| predicates::predicate(n).is_ok());
+    let attributes: Vec<String> = attributes.into_iter().cloned().collect();
+    let mut resolved: Vec<&'static str> = if attributes.is_empty() && !predicates.is_empty() {
+        Vec::new()
+    } else {
+        self::attributes(&attributes, max)?
+            .into_iter()
+            .map(|a| a.name)
+            .collect()
+    };
+    for name in predicates {
+        // Invariant: partitioned on `predicate(n).is_ok()` just above.
+        let p = predicates::predicate(name)?;
+        if resolved.contains(&p.name) {
+            return Err(Error::new(
+                Reason::InvalidRequest,
+                format!("scope {} named twice", p.name),
+            ));
+        }
+        resolved.push(p.name);
+    }
+    if resolved.len() > max {
+        return Err(Error::new(Reason::InvalidRequest, format!("at most {max} scopes")));
     }
     Ok(resolved)
 }
@@ -180,10 +212,24 @@ fn abolished(name: &str) -> Error {
     )
 }
 
+/// Whether a scope (attribute, predicate or prefix) reaches land facts.
+fn is_land(scope: &str) -> bool {
+    if scope == "*" || scope.starts_with("land.") {
+        return true;
+    }
+    match scope.strip_suffix('*') {
+        Some(prefix) => predicates::PREDICATES
+            .iter()
+            .any(|p| p.land_based && p.name.starts_with(prefix)),
+        None => predicates::predicate(scope).is_ok_and(|p| p.land_based),
+    }
+}
+
 /// Clause 十五: giving up land rights must not be a condition of settling in
-/// a town, so land facts are never used for purpose `hukou.settlement`.
+/// a town, so land facts and land-based predicates are never used for
+/// purpose `hukou.settlement`.
 pub fn land_rule(scope: &str, purpose: &str) -> Result<(), Error> {
-    let is_land = scope == "*" || scope.starts_with("land.");
+    let is_land = is_land(scope);
     if is_land && purpose == SETTLEMENT {
         return Err(Error::new(
             Reason::NoAccessRight,
@@ -201,8 +247,12 @@ pub fn land_rule(scope: &str, purpose: &str) -> Result<(), Error> {
 pub fn validate_right(right: &AccessRight) -> Result<(), Error> {
     let scope = right.scope.as_str();
     let known = match scope.strip_suffix('*') {
-        Some(prefix) => prefix.ends_with('.') && catalogue::ATTRIBUTES.iter().any(|a| a.name.starts_with(prefix)),
-        None => catalogue::attribute(scope).is_some(),
+        Some(prefix) => {
+            prefix.ends_with('.')
+                && (catalogue::ATTRIBUTES.iter().any(|a| a.name.starts_with(prefix))
+                    || predicates::PREDICATES.iter().any(|p| p.name.starts_with(prefix)))
+        }
+        None => catalogue::attribute(scope).is_some() || predicates::predicate(scope).is_ok(),
     };
     if !known {
         return Err(Error::new(Reason::UnknownAttribute, format!("unknown scope {scope:?}")));
@@ -527,6 +577,8 @@ mod tests {
         assert_eq!(reason(&["ps.hukou.nature"]), Reason::AttributeAbolished);
         assert_eq!(reason(&["tax.registered", "tax.registered"]), Reason::InvalidRequest);
         assert_eq!(reason(&["a", "b", "c"]), Reason::InvalidRequest);
+        let long_and_wide = "户".repeat(60);
+        assert_eq!(reason(&[long_and_wide.as_str()]), Reason::UnknownAttribute);
         let message = attributes(&["ps.hukou.nature".into()], 2).unwrap_err().message;
         assert!(
             message.contains("十") && message.contains("settlement.urban"),

@@ -41,6 +41,8 @@ pub struct Config {
     pub tls: TlsConfig,
     pub limits: Limits,
     pub audit: AuditConfig,
+    /// Thresholds of the eligibility predicates that the reform leaves to local rules.
+    pub predicates: crate::predicates::Thresholds,
     /// Where each department's facts come from, by department code; a
     /// department not listed is embedded (served from this gateway's store).
     pub departments: BTreeMap<String, DepartmentSource>,
@@ -255,6 +257,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             limits: Limits::default(),
             audit: AuditConfig::default(),
+            predicates: crate::predicates::Thresholds::default(),
             departments: BTreeMap::new(),
             agencies: demo_agencies(),
         }
@@ -385,6 +388,11 @@ pub fn demo_agencies() -> Vec<AgencyConfig> {
         .map(|s| right(s, &[SETTLE, PERMIT]))
         .collect();
     psb.push(right("land.*", &[PERMIT, RETURN]));
+    // Eligibility checks instead of certificates (clauses 四, 五, 八, 十二).
+    psb.push(right("settlement.urban", &[SETTLE]));
+    psb.push(right("settlement.join_kin", &[SETTLE]));
+    psb.push(right("settlement.return_rural", &[RETURN]));
+    psb.push(right("residence_permit.apply", &[PERMIT]));
     psb.push(right("ps.*", &[RETURN]));
     psb.push(right("housing.*", &[RETURN]));
     vec![
@@ -402,6 +410,7 @@ pub fn demo_agencies() -> Vec<AgencyConfig> {
             &[Requester],
             vec![
                 right("edu.*", &["education.enrollment"]),
+                right("exam.accompanying_child", &["education.enrollment"]),
                 right("ps.identity.*", &["education.enrollment"]),
                 right("ps.hukou.division", &["education.enrollment"]),
                 right("ps.residence.*", &["education.enrollment"]),

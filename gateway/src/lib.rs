@@ -9,6 +9,7 @@
 //! - [`config`]: the `Config` struct, TOML and `CIVEX_*` overrides, demo defaults.
 //! - [`tls`], [`identity`]: the mTLS acceptor and the agency a certificate names.
 //! - [`citizen_id`]: GB 11643-1999 citizen ID numbers.
+//! - [`predicates`]: the reform's eligibility rules behind `ExchangeService.Check`.
 //! - [`access`]: roles, access rights, purposes, the agency directory.
 //! - [`consent`], [`signing`]: consents in sled, signed with the gateway's Ed25519 key.
 //! - [`audit`]: the tamper-evident audit log every call is recorded in before it is answered.
@@ -36,6 +37,7 @@ pub mod identity;
 pub mod import;
 pub mod limits;
 pub mod pki;
+pub mod predicates;
 pub mod service;
 pub mod signing;
 pub mod source;
@@ -228,6 +230,7 @@ impl Gateway {
             signer,
             clock,
             limits: config.limits.clone(),
+            thresholds: config.predicates.clone(),
             audit,
             pseudonyms,
             authority,

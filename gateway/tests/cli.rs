@@ -129,44 +129,57 @@ fn start_demo(dir: &Path, args: &[&str]) -> (Demo, String, Vec<String>) {
 fn demo_serves_and_its_printed_example_returns_facts() {
     let dir = tempfile::tempdir().unwrap();
     let (demo, _, banner) = start_demo(dir.path(), &["--citizens", "300"]);
-    let (mut grant, mut query) = (None, None);
-    for line in &banner {
-        if let Some(args) = line.strip_prefix("cargo run --release --bin civex -- ") {
-            let args: Vec<String> = args.split_whitespace().map(str::to_owned).collect();
-            if args[0] == "consent" {
-                grant = Some(args)
-            } else {
-                query = Some(args)
-            }
-        }
-    }
-    let grant = grant.expect("the demo prints a grant example");
-    let out = Command::new(CIVEX)
-        .args(&grant)
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let consent = stdout(&out)
-        .lines()
-        .find_map(|l| l.strip_prefix("consent_id: ").map(str::to_owned))
-        .unwrap();
-
-    let query: Vec<String> = query
-        .expect("the demo prints a query example")
-        .into_iter()
-        .map(|a| if a.starts_with('<') { consent.clone() } else { a })
-        .filter(|a| !["printed", "above>"].contains(&a.as_str()))
+    // Run every printed example in order; each grant's consent feeds the command after it.
+    let examples: Vec<Vec<String>> = banner
+        .iter()
+        .filter_map(|l| l.strip_prefix("cargo run --release --bin civex -- "))
+        .map(|args| args.split_whitespace().map(str::to_owned).collect())
         .collect();
-    let out = Command::new(CIVEX)
-        .args(&query)
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let facts = stdout(&out);
-    assert!(facts.contains("ps.hukou.division = 53"), "{facts}");
-    assert!(facts.contains("housing.owned_residence.division = "), "{facts}");
+    assert_eq!(
+        examples.iter().map(|e| e[0].as_str()).collect::<Vec<_>>(),
+        ["consent", "query", "consent", "check"]
+    );
+    let mut consent = String::new();
+    let mut outputs = Vec::new();
+    for example in examples {
+        let args: Vec<String> = example
+            .into_iter()
+            .map(|a| if a.starts_with('<') { consent.clone() } else { a })
+            .filter(|a| !["printed", "above>"].contains(&a.as_str()))
+            .collect();
+        let out = Command::new(CIVEX)
+            .args(&args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = stdout(&out);
+        if let Some(id) = text.lines().find_map(|l| l.strip_prefix("consent_id: ")) {
+            consent = id.to_owned();
+        }
+        outputs.push(text);
+    }
+    let first_consent = outputs[0]
+        .lines()
+        .find_map(|l| l.strip_prefix("consent_id: "))
+        .unwrap()
+        .to_owned();
+    assert!(outputs[1].contains("ps.hukou.division = 53"), "{}", outputs[1]);
+    assert!(
+        outputs[1].contains("housing.owned_residence.division = "),
+        "{}",
+        outputs[1]
+    );
+    assert!(
+        outputs[3].starts_with("SATISFIED  (曲政发〔2015〕82号（四）"),
+        "{}",
+        outputs[3]
+    );
+    let consent = first_consent;
     drop(demo);
 
     // Run again on the same directory: the data, consents and keys are kept.

@@ -47,6 +47,8 @@ pub struct TestGateway {
     pub clock: ManualClock,
     pub verifier_key: String,
     pub config: Config,
+    /// Citizens the demo data guarantees, one per predicate branch and more.
+    pub samples: Vec<demo_data::Sample>,
     /// Reloads the gateway's certificate, as SIGHUP does for `civex serve`.
     pub reloader: civex_gateway::Reloader,
     shutdown: Option<oneshot::Sender<()>>,
@@ -82,7 +84,7 @@ impl TestGateway {
         write_private(&certs.join("ca.key"), ca.key_pem().as_bytes()).expect("write CA key");
 
         let data = dir.path().join("data");
-        import_demo_data(&data, &dir.path().join("demo-data"));
+        let samples = import_demo_data(&data, &dir.path().join("demo-data"));
 
         let mut config = Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -100,7 +102,7 @@ impl TestGateway {
         for (department, service) in sources(&ca, &dir.path().join("demo-data")) {
             let source = TestSource::start(&ca, department, service, None).await;
             let remote = civex_gateway::config::RemoteSource {
-                deadline_ms: 500,
+                deadline_ms: 2_000,
                 failure_threshold: 3,
                 open_ms: 200,
                 ..civex_gateway::config::RemoteSource::new(
@@ -118,7 +120,9 @@ impl TestGateway {
         }
         adjust(&mut config);
         let clock = ManualClock::new(SystemTime::now());
-        (TestGateway::serve(config, dir, ca, clock).await, started)
+        let mut gateway = TestGateway::serve(config, dir, ca, clock).await;
+        gateway.samples = samples;
+        (gateway, started)
     }
 
     async fn serve(config: Config, dir: tempfile::TempDir, ca: Ca, clock: ManualClock) -> TestGateway {
@@ -144,6 +148,7 @@ impl TestGateway {
             clock,
             verifier_key,
             config,
+            samples: Vec::new(),
             reloader,
             shutdown: Some(tx),
             task: Some(task),
@@ -156,7 +161,9 @@ impl TestGateway {
         self.shutdown_and_wait().await;
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
         let ca = std::mem::replace(&mut self.ca, Ca::generate("discarded").expect("CA"));
-        TestGateway::serve(self.config.clone(), dir, ca, self.clock.clone()).await
+        let mut gateway = TestGateway::serve(self.config.clone(), dir, ca, self.clock.clone()).await;
+        gateway.samples = std::mem::take(&mut self.samples);
+        gateway
     }
 
     async fn shutdown_and_wait(&mut self) {
@@ -296,8 +303,8 @@ fn read_records(dir: &Path, department: Department) -> Vec<serde_json::Map<Strin
 }
 
 /// Generates the synthetic citizens into `files` and imports every department into `data`.
-fn import_demo_data(data: &Path, files: &Path) {
-    demo_data::generate(CITIZENS, SEED, files).expect("demo data");
+fn import_demo_data(data: &Path, files: &Path) -> Vec<demo_data::Sample> {
+    let samples = demo_data::generate(CITIZENS, SEED, files).expect("demo data");
     let db = store::open(data).expect("store");
     for department in Department::ALL {
         let registry = EmbeddedRegistry::open(&db, department).expect("registry");
@@ -306,6 +313,7 @@ fn import_demo_data(data: &Path, files: &Path) {
         import::import(&registry, department, reader, |_| {}).expect("import");
     }
     db.flush().expect("flush");
+    samples
 }
 
 /// A department source service the harness can serve: the reference

@@ -125,8 +125,17 @@ async fn start_source(
     Ok((child, endpoint))
 }
 
-/// Generates and imports the synthetic citizens unless the registries hold data already.
-fn prepare_data(args: &DemoArgs, demo_dir: &Path) -> anyhow::Result<Vec<(String, String)>> {
+/// A citizen worth trying, as the demo prints it.
+struct DemoSample {
+    citizen_id: String,
+    label: String,
+    /// `name=value` parameters for a predicate sample.
+    params: Vec<String>,
+}
+
+/// Generates and imports the synthetic citizens unless the registries hold
+/// data already; the samples are kept beside the data (`samples.tsv`).
+fn prepare_data(args: &DemoArgs, demo_dir: &Path) -> anyhow::Result<Vec<DemoSample>> {
     let db = store::open(&args.data)?;
     let empty = EmbeddedRegistry::open(&db, Department::PublicSecurity)?.is_empty();
     if empty {
@@ -143,7 +152,10 @@ fn prepare_data(args: &DemoArgs, demo_dir: &Path) -> anyhow::Result<Vec<(String,
         }
         let tsv: String = samples
             .iter()
-            .map(|s| format!("{}\t{}\n", s.citizen_id, s.label))
+            .map(|s| {
+                let params: Vec<String> = s.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("{}\t{}\t{}\n", s.citizen_id, s.label, params.join(" "))
+            })
             .collect();
         std::fs::write(demo_dir.join(SAMPLES_FILE), tsv)?;
     }
@@ -151,14 +163,25 @@ fn prepare_data(args: &DemoArgs, demo_dir: &Path) -> anyhow::Result<Vec<(String,
     let tsv = std::fs::read_to_string(demo_dir.join(SAMPLES_FILE)).unwrap_or_default();
     Ok(tsv
         .lines()
-        .filter_map(|l| l.split_once('\t'))
-        .map(|(id, label)| (id.to_owned(), label.to_owned()))
+        .filter_map(|l| {
+            let mut fields = l.split('\t');
+            Some(DemoSample {
+                citizen_id: fields.next()?.to_owned(),
+                label: fields.next()?.to_owned(),
+                params: fields
+                    .next()
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect(),
+            })
+        })
         .collect())
 }
 
 /// Prints how to call the demo. Write errors are ignored: a demo whose
 /// stdout was closed keeps serving.
-fn print_banner(gateway: &Gateway, args: &DemoArgs, config_path: &Path, samples: &[(String, String)]) {
+fn print_banner(gateway: &Gateway, args: &DemoArgs, config_path: &Path, samples: &[DemoSample]) {
     use std::fmt::Write as _;
     let mut out = String::new();
     let addr = gateway.local_addr();
@@ -167,9 +190,9 @@ fn print_banner(gateway: &Gateway, args: &DemoArgs, config_path: &Path, samples:
     // The example asks about housing and employment: a home owner shows facts from both.
     let citizen = samples
         .iter()
-        .find(|(_, label)| label.starts_with("owns a home"))
+        .find(|s| s.label.starts_with("owns a home"))
         .or(samples.first())
-        .map(|(id, _)| id.as_str())
+        .map(|s| s.citizen_id.as_str())
         .unwrap_or("530302199003070011");
     let _ = writeln!(out);
     let _ = writeln!(out, "civex demo serving on {endpoint}");
@@ -182,8 +205,23 @@ fn print_banner(gateway: &Gateway, args: &DemoArgs, config_path: &Path, samples:
     let _ = writeln!(out, "  verifier key {}", gateway.verifier_key());
     let _ = writeln!(out);
     let _ = writeln!(out, "Sample citizens:");
-    for (id, label) in samples {
-        let _ = writeln!(out, "  {id}  {label}");
+    for s in samples.iter().filter(|s| s.params.is_empty()) {
+        let _ = writeln!(out, "  {}  {}", s.citizen_id, s.label);
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Eligibility checks (civex check), a citizen for every branch of every predicate:"
+    );
+    for s in samples.iter().filter(|s| !s.params.is_empty()) {
+        let params: Vec<String> = s.params.iter().map(|p| format!("--param {p}")).collect();
+        let _ = writeln!(
+            out,
+            "  {}\n      --citizen {} {}",
+            s.label,
+            s.citizen_id,
+            params.join(" ")
+        );
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "Try it (in another terminal, from this directory):");
@@ -199,6 +237,27 @@ fn print_banner(gateway: &Gateway, args: &DemoArgs, config_path: &Path, samples:
          --citizen {citizen} --purpose hukou.settlement --consent <consent_id printed above> \\\n    \
          --attribute ps.hukou.division --attribute housing.owned_residence.division --attribute hrss.employment.registered"
     );
+    if let Some(urban) = samples
+        .iter()
+        .find(|s| s.label.starts_with("settlement.urban: satisfied"))
+    {
+        let (id, params) = (
+            &urban.citizen_id,
+            urban.params.iter().map(|p| format!("--param {p}")).collect::<Vec<_>>(),
+        );
+        let _ = writeln!(
+            out,
+            "  cargo run --release --bin civex -- consent grant --endpoint {endpoint} --certs {certs} \\\n    \
+             --citizen {id} --grantee qujing-psb --purpose hukou.settlement --scope settlement.urban"
+        );
+        let _ = writeln!(
+            out,
+            "  cargo run --release --bin civex -- check --endpoint {endpoint} --certs {certs} --agency qujing-psb \\\n    \
+             --citizen {id} --purpose hukou.settlement --consent <consent_id printed above> \\\n    \
+             --predicate settlement.urban {}",
+            params.join(" ")
+        );
+    }
     let _ = writeln!(out);
     let _ = writeln!(out, "Stop with Ctrl-C.");
     use std::io::Write as _;

@@ -64,6 +64,8 @@ enum Command {
     },
     /// Ask a gateway for facts about a citizen (ExchangeService.Query).
     Query(remote::QueryArgs),
+    /// Ask a yes/no eligibility question (ExchangeService.Check).
+    Check(remote::CheckArgs),
     /// Register, withdraw and read consents (ConsentService).
     #[command(subcommand)]
     Consent(remote::ConsentCommand),
@@ -111,6 +113,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Import(a) => tools::import(a),
         Command::Keys { data, name } => tools::keys(&data, &name),
         Command::Query(a) => remote::query(a).await,
+        Command::Check(a) => remote::check(a).await,
         Command::Consent(c) => remote::consent(c).await,
         Command::Catalogue(a) => remote::catalogue(a).await,
         Command::Audit(c) => audit::run(c).await,

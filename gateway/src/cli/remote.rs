@@ -7,9 +7,9 @@ use std::{
 
 use anyhow::Context;
 use civex_proto::v1::{
-    Consent, GetConsentRequest, GrantConsentRequest, ListAttributesRequest, ListConsentsRequest, QueryRequest,
-    RevokeConsentRequest, consent_service_client::ConsentServiceClient, exchange_service_client::ExchangeServiceClient,
-    fact,
+    CheckRequest, Consent, GetConsentRequest, GrantConsentRequest, ListAttributesRequest, ListConsentsRequest,
+    QueryRequest, RevokeConsentRequest, consent_service_client::ConsentServiceClient,
+    exchange_service_client::ExchangeServiceClient, fact,
 };
 use clap::{Args, Subcommand};
 use tonic::transport::Channel;
@@ -83,6 +83,29 @@ pub(super) struct QueryArgs {
     #[arg(long)]
     consent: String,
     /// Staff number of the official at the counter.
+    #[arg(long, default_value = "")]
+    operator: String,
+    #[arg(long, default_value = "")]
+    request_id: String,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct CheckArgs {
+    #[command(flatten)]
+    conn: Conn,
+    #[arg(long)]
+    citizen: String,
+    /// e.g. settlement.urban, settlement.join_kin, settlement.return_rural,
+    /// residence_permit.apply, exam.accompanying_child.
+    #[arg(long)]
+    predicate: String,
+    /// `name=value`, e.g. `division=530302`; repeat for several.
+    #[arg(long = "param")]
+    params: Vec<String>,
+    #[arg(long)]
+    purpose: String,
+    #[arg(long)]
+    consent: String,
     #[arg(long, default_value = "")]
     operator: String,
     #[arg(long, default_value = "")]
@@ -171,6 +194,42 @@ pub(super) async fn query(a: QueryArgs) -> anyhow::Result<()> {
             None => "(not recorded)".to_owned(),
         };
         println!("{} = {value}  [source {}]", f.attribute, f.source);
+    }
+    Ok(())
+}
+
+pub(super) async fn check(a: CheckArgs) -> anyhow::Result<()> {
+    let params = a
+        .params
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .with_context(|| format!("param {p:?} is not name=value"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let mut client = ExchangeServiceClient::new(a.conn.channel("qujing-psb").await?);
+    let r = client
+        .check(CheckRequest {
+            citizen_id: a.citizen,
+            predicate: a.predicate,
+            params,
+            purpose: a.purpose,
+            consent_id: a.consent,
+            request_id: a.request_id,
+            operator: a.operator,
+        })
+        .await
+        .map_err(rpc_error)?
+        .into_inner();
+    println!(
+        "{}  ({}; read {})",
+        if r.satisfied { "SATISFIED" } else { "NOT SATISFIED" },
+        r.basis,
+        r.sources.join(",")
+    );
+    for reason in r.reasons {
+        println!("  - {reason}");
     }
     Ok(())
 }
@@ -275,6 +334,11 @@ pub(super) async fn catalogue(a: CatalogueArgs) -> anyhow::Result<()> {
             "{:<36} {:<5} {:<13} {}{flag}",
             a.name, a.value_type, a.sharing, a.description
         );
+    }
+    println!();
+    println!();
+    for p in c.predicates {
+        println!("{:<26} ({}) {}  {}", p.name, p.params.join(","), p.basis, p.description);
     }
     println!();
     for p in c.purposes {

@@ -42,11 +42,12 @@ impl Consents {
         let req = request.into_inner();
         let citizen = CitizenId::parse(&req.citizen_id)?;
         call.citizen(state, &citizen);
-        // Scopes are exact attribute names: a citizen consents to named facts.
-        let attributes = access::attributes(&req.scopes, MAX_SCOPES)?;
+        // Scopes are exact attribute or predicate names: a citizen consents to
+        // named facts, or to a named yes/no answer (which reveals no fact).
+        let scopes = access::scopes(&req.scopes, MAX_SCOPES)?;
         let purpose = access::purpose(&req.purpose)?;
-        for a in &attributes {
-            access::land_rule(a.name, purpose.code).map_err(|e| Error::new(Reason::InvalidRequest, e.message))?;
+        for scope in &scopes {
+            access::land_rule(scope, purpose.code).map_err(|e| Error::new(Reason::InvalidRequest, e.message))?;
         }
         check_label("grantee", &req.grantee)?;
         let grantee = state.directory.agency(&req.grantee).ok_or_else(|| {
@@ -71,7 +72,7 @@ impl Consents {
             NewConsent {
                 citizen,
                 grantee: grantee.code.clone(),
-                scopes: attributes.iter().map(|a| a.name.to_owned()).collect(),
+                scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
                 purpose: purpose.code.to_owned(),
                 not_after,
                 max_uses: req.max_uses,

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use civex_adapters::catalogue;
 use civex_proto::v1::{
-    AttributeInfo, Catalogue, ListAttributesRequest, PurposeInfo, QueryRequest, QueryResponse,
-    exchange_service_server::ExchangeService,
+    AttributeInfo, Catalogue, CheckRequest, CheckResponse, ListAttributesRequest, PredicateInfo, PurposeInfo,
+    QueryRequest, QueryResponse, exchange_service_server::ExchangeService,
 };
 use tonic::{Request, Response, Status};
 
@@ -15,6 +15,7 @@ use crate::{
     citizen_id::CitizenId,
     consent::Use,
     error::{Error, Reason},
+    predicates,
 };
 
 /// Longest caller label (`request_id`, `operator`, `reason`), in bytes.
@@ -68,6 +69,59 @@ impl Exchange {
     }
 }
 
+impl Exchange {
+    async fn check(&self, request: Request<CheckRequest>, call: &mut Call) -> Result<CheckResponse, Error> {
+        let state = &self.state;
+        {
+            let req = request.get_ref();
+            call.labels(&req.operator, &req.request_id);
+            // Only the predicate's name is logged: its parameters may hold a
+            // relative's ID number, which must never enter the log.
+            call.scopes(std::slice::from_ref(&req.predicate));
+            call.purpose(&req.purpose);
+            call.consent(&req.consent_id);
+        }
+        let caller = state.caller(&request, &[Role::Requester])?;
+        let req = request.into_inner();
+        let citizen = CitizenId::parse(&req.citizen_id)?;
+        call.citizen(state, &citizen);
+        let predicate = predicates::predicate(&req.predicate)?;
+        let purpose = access::purpose(&req.purpose)?;
+        check_label("request_id", &req.request_id)?;
+        check_label("operator", &req.operator)?;
+        caller.check_rights([predicate.name], purpose.code)?;
+        let now = state.clock.now();
+        state.consents.use_for(
+            &req.consent_id,
+            Use {
+                caller: &caller.code,
+                citizen: &citizen,
+                scopes: &[predicate.name],
+                purpose: purpose.code,
+                now,
+            },
+        )?;
+        call.uses_consent(&req.consent_id);
+        let today = (time::OffsetDateTime::from(now) + time::Duration::hours(8)).date();
+        let outcome = predicates::evaluate(
+            predicate,
+            &citizen,
+            &req.params.into_iter().collect(),
+            &state.sources,
+            &state.thresholds,
+            today,
+        )
+        .await?;
+        Ok(CheckResponse {
+            satisfied: outcome.satisfied,
+            reasons: outcome.reasons,
+            basis: outcome.basis,
+            sources: outcome.sources,
+            audit_index: 0,
+        })
+    }
+}
+
 /// Refuses over-long or non-printable caller labels with `INVALID_REQUEST`.
 pub(crate) fn check_label(field: &str, value: &str) -> Result<(), Error> {
     if value.len() > MAX_LABEL || value.chars().any(char::is_control) {
@@ -94,7 +148,16 @@ pub fn catalogue_message() -> Catalogue {
                 abolished: a.abolished,
             })
             .collect(),
-        predicates: Vec::new(),
+        predicates: predicates::PREDICATES
+            .iter()
+            .map(|p| PredicateInfo {
+                name: p.name.into(),
+                description: p.description.into(),
+                params: p.params.iter().map(|s| (*s).into()).collect(),
+                basis: p.basis.into(),
+                sources: p.sources.iter().map(|d| d.code().into()).collect(),
+            })
+            .collect(),
         purposes: PURPOSES
             .iter()
             .map(|p| PurposeInfo {
@@ -112,6 +175,15 @@ impl ExchangeService for Exchange {
     async fn query(&self, request: Request<QueryRequest>) -> Result<Response<QueryResponse>, Status> {
         let mut call = self.state.begin(&request, "ExchangeService/Query");
         let result = Exchange::query(self, request, &mut call).await;
+        let (mut response, appended) = self.state.finish(call, result).await?;
+        response.audit_index = appended.index;
+        Ok(Response::new(response))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "Check"))]
+    async fn check(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
+        let mut call = self.state.begin(&request, "ExchangeService/Check");
+        let result = Exchange::check(self, request, &mut call).await;
         let (mut response, appended) = self.state.finish(call, result).await?;
         response.audit_index = appended.index;
         Ok(Response::new(response))

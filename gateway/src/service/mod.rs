@@ -30,6 +30,7 @@ use crate::{
     error::{Error, Reason},
     identity::PeerIdentity,
     limits::RateLimiters,
+    predicates::Thresholds,
     signing::Signer,
     sources::Sources,
 };
@@ -42,6 +43,8 @@ pub struct State {
     pub signer: Arc<Signer>,
     pub clock: Arc<dyn Clock>,
     pub limits: Limits,
+    /// The thresholds local rules set for predicates.
+    pub thresholds: Thresholds,
     pub audit: AuditLog,
     pub pseudonyms: Pseudonymizer,
     pub authority: Authority,

@@ -8,5 +8,6 @@ mod consent;
 mod exchange;
 mod faults;
 mod hostile;
+mod predicates;
 mod sources;
 mod tls;

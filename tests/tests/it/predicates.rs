@@ -1,0 +1,306 @@
+//! `ExchangeService.Check`: every branch of every predicate, on the citizens
+//! the demo data guarantees, through the public interface; consent and
+//! rights for predicates; clause 十五.
+
+use civex_gateway::{demo_data::BRANCHES, predicates};
+use civex_proto::v1::{AuditSearchRequest, CheckRequest, QueryRequest};
+use civex_tests::{TestGateway, reason};
+use tonic::Code;
+
+/// Who asks, and for which purpose, for each predicate (the demo's rights).
+fn asker(predicate: &str) -> (&'static str, &'static str) {
+    match predicate {
+        predicates::SETTLEMENT_URBAN | predicates::SETTLEMENT_JOIN_KIN => ("qujing-psb", "hukou.settlement"),
+        predicates::SETTLEMENT_RETURN_RURAL => ("qujing-psb", "hukou.return_rural"),
+        predicates::RESIDENCE_PERMIT_APPLY => ("qujing-psb", "residence_permit.issue"),
+        _ => ("qujing-edu", "education.enrollment"),
+    }
+}
+
+fn request(citizen: &str, predicate: &str, params: &[(&str, String)], purpose: &str, consent: &str) -> CheckRequest {
+    CheckRequest {
+        citizen_id: citizen.into(),
+        predicate: predicate.into(),
+        params: params.iter().map(|(k, v)| ((*k).into(), v.clone())).collect(),
+        purpose: purpose.into(),
+        consent_id: consent.into(),
+        request_id: "chk".into(),
+        operator: "staff-7".into(),
+    }
+}
+
+#[tokio::test]
+async fn every_branch_of_every_predicate_answers_as_expected_and_cites_its_clause() {
+    let gw = TestGateway::start().await;
+    let mut seen = 0;
+    for branch in BRANCHES {
+        let sample = gw
+            .samples
+            .iter()
+            .find(|s| s.label == branch.label)
+            .unwrap_or_else(|| panic!("no sample for {}", branch.label));
+        let predicate = branch.label.split(':').next().unwrap();
+        let (agency, purpose) = asker(predicate);
+        let consent = gw
+            .grant(&sample.citizen_id, agency, &[predicate], purpose, 1)
+            .await
+            .consent_id;
+        let answer = gw
+            .exchange(agency)
+            .await
+            .check(request(
+                &sample.citizen_id,
+                predicate,
+                &sample.params,
+                purpose,
+                &consent,
+            ))
+            .await
+            .unwrap_or_else(|s| panic!("{}: {s:?}", branch.label))
+            .into_inner();
+        assert_eq!(
+            answer.satisfied, branch.satisfied,
+            "{}: {:?}",
+            branch.label, answer.reasons
+        );
+        let p = predicates::predicate(predicate).unwrap();
+        assert_eq!(answer.basis, p.basis, "{}", branch.label);
+        assert!(answer.basis.starts_with("曲政发〔2015〕82号（"));
+        assert!(
+            !answer.reasons.is_empty() && answer.reasons.iter().all(|r| r.contains(" / ")),
+            "{:?}",
+            answer.reasons
+        );
+        assert!(!answer.sources.is_empty() && answer.sources.iter().all(|s| p.sources.iter().any(|d| d.code() == s)));
+        seen += 1;
+    }
+    assert!(seen >= 20, "too few branches exercised: {seen}");
+}
+
+#[tokio::test]
+async fn a_predicate_consent_does_not_open_the_records_behind_it() {
+    let gw = TestGateway::start().await;
+    let sample = gw
+        .samples
+        .iter()
+        .find(|s| s.label.starts_with("settlement.urban: satisfied"))
+        .unwrap();
+    let consent = gw
+        .grant(
+            &sample.citizen_id,
+            "qujing-psb",
+            &["settlement.urban"],
+            "hukou.settlement",
+            0,
+        )
+        .await
+        .consent_id;
+    let mut psb = gw.exchange("qujing-psb").await;
+    psb.check(request(
+        &sample.citizen_id,
+        "settlement.urban",
+        &sample.params,
+        "hukou.settlement",
+        &consent,
+    ))
+    .await
+    .unwrap();
+    let status = psb
+        .query(QueryRequest {
+            citizen_id: sample.citizen_id.clone(),
+            attributes: vec!["housing.owned_residence.division".into()],
+            purpose: "hukou.settlement".into(),
+            consent_id: consent.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status.code(), reason(&status).as_str()),
+        (Code::PermissionDenied, "CONSENT_SCOPE")
+    );
+    // ... nor another predicate.
+    let status = psb
+        .check(request(
+            &sample.citizen_id,
+            "residence_permit.apply",
+            &sample.params,
+            "hukou.settlement",
+            &consent,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        reason(&status),
+        "NO_ACCESS_RIGHT",
+        "residence_permit.apply is not a right for hukou.settlement"
+    );
+    let kin = gw
+        .grant(
+            &sample.citizen_id,
+            "qujing-psb",
+            &["settlement.join_kin"],
+            "hukou.settlement",
+            0,
+        )
+        .await;
+    let status = psb
+        .check(request(
+            &sample.citizen_id,
+            "settlement.urban",
+            &sample.params,
+            "hukou.settlement",
+            &kin.consent_id,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&status), "CONSENT_SCOPE");
+}
+
+#[tokio::test]
+async fn land_based_predicates_are_never_used_for_settling_in_a_town() {
+    let gw = TestGateway::start().await;
+    let sample = gw
+        .samples
+        .iter()
+        .find(|s| s.label.starts_with("settlement.return_rural: own land"))
+        .unwrap();
+    let mut portal = gw.consents("qujing-portal").await;
+    let mut grant = civex_proto::v1::GrantConsentRequest {
+        citizen_id: sample.citizen_id.clone(),
+        grantee: "qujing-psb".into(),
+        scopes: vec!["settlement.return_rural".into()],
+        purpose: "hukou.settlement".into(),
+        not_after: Some(civex_gateway::clock::timestamp(
+            std::time::SystemTime::now() + std::time::Duration::from_secs(600),
+        )),
+        max_uses: 0,
+    };
+    let status = portal.grant(grant.clone()).await.unwrap_err();
+    assert_eq!(reason(&status), "INVALID_REQUEST");
+    assert!(status.message().contains("十五"), "{}", status.message());
+    grant.purpose = "hukou.return_rural".into();
+    let consent = portal.grant(grant).await.unwrap().into_inner().consent_id;
+    let status = gw
+        .exchange("qujing-psb")
+        .await
+        .check(request(
+            &sample.citizen_id,
+            "settlement.return_rural",
+            &sample.params,
+            "hukou.settlement",
+            &consent,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status.code(), reason(&status).as_str()),
+        (Code::PermissionDenied, "NO_ACCESS_RIGHT")
+    );
+    assert!(status.message().contains("十五"), "{}", status.message());
+}
+
+#[tokio::test]
+async fn bad_predicates_and_parameters_are_refused_and_a_relatives_id_never_enters_the_log() {
+    let gw = TestGateway::start().await;
+    let kin = gw
+        .samples
+        .iter()
+        .find(|s| s.label.starts_with("settlement.join_kin: parent living together"))
+        .unwrap();
+    let consent = gw
+        .grant(
+            &kin.citizen_id,
+            "qujing-psb",
+            &["settlement.join_kin"],
+            "hukou.settlement",
+            0,
+        )
+        .await
+        .consent_id;
+    let mut psb = gw.exchange("qujing-psb").await;
+    let ask = |predicate: &str, params: Vec<(&str, String)>| {
+        request(&kin.citizen_id, predicate, &params, "hukou.settlement", &consent)
+    };
+    let cases: Vec<(&str, CheckRequest, Code, &str)> = vec![
+        (
+            "unknown predicate",
+            ask("settlement.anywhere", kin.params.clone()),
+            Code::InvalidArgument,
+            "UNKNOWN_PREDICATE",
+        ),
+        (
+            "missing param",
+            ask("settlement.join_kin", vec![]),
+            Code::InvalidArgument,
+            "INVALID_REQUEST",
+        ),
+        (
+            "extra param",
+            ask("settlement.join_kin", vec![kin.params[0].clone(), ("x", "1".into())]),
+            Code::InvalidArgument,
+            "INVALID_REQUEST",
+        ),
+        (
+            "bad relative id",
+            ask("settlement.join_kin", vec![("relative_citizen_id", "12345".into())]),
+            Code::InvalidArgument,
+            "INVALID_CITIZEN_ID",
+        ),
+    ];
+    for (name, req, code, expected) in cases {
+        let status = psb.check(req).await.unwrap_err();
+        assert_eq!(
+            (status.code(), reason(&status).as_str()),
+            (code, expected),
+            "{name}: {}",
+            status.message()
+        );
+    }
+    let answer = psb
+        .check(ask("settlement.join_kin", kin.params.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(answer.satisfied);
+    let relative = &kin.params[0].1;
+    let log = gw
+        .audit("qujing-audit")
+        .await
+        .search(AuditSearchRequest {
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for entry in log.into_inner().entries {
+        let leaf = String::from_utf8_lossy(&entry.leaf);
+        assert!(
+            !leaf.contains(relative.as_str()) && !leaf.contains(&kin.citizen_id),
+            "a raw ID entered the log"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_catalogue_lists_predicates_with_their_clauses() {
+    let gw = TestGateway::start().await;
+    let catalogue = gw
+        .exchange("qujing-psb")
+        .await
+        .list_attributes(civex_proto::v1::ListAttributesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let names: Vec<&str> = catalogue.predicates.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, predicates::PREDICATES.iter().map(|p| p.name).collect::<Vec<_>>());
+    let urban = catalogue
+        .predicates
+        .iter()
+        .find(|p| p.name == "settlement.urban")
+        .unwrap();
+    assert_eq!(
+        (urban.basis.as_str(), urban.params.as_slice()),
+        ("曲政发〔2015〕82号（四）", &["division".to_owned()][..])
+    );
+}
