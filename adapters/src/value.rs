@@ -29,8 +29,8 @@ pub fn check_json(ty: ValueType, value: &serde_json::Value) -> Result<(), ValueE
     if fits {
         Ok(())
     } else {
-        let mut found = value.to_string();
-        found.truncate(40);
+        // Characters, not bytes: a byte cut could split a character.
+        let found: String = value.to_string().chars().take(40).collect();
         Err(ValueError { expected: ty, found })
     }
 }
@@ -99,6 +99,7 @@ mod tests {
             (ValueType::Date, json!("2016-02-29"), true),
             (ValueType::Date, json!("2015-02-29"), false),
             (ValueType::Date, json!("2016-2-9"), false),
+            (ValueType::Bool, json!("户".repeat(30)), false),
         ];
         for (ty, value, ok) in cases {
             assert_eq!(check_json(ty, &value).is_ok(), ok, "{ty} {value}");

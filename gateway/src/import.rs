@@ -162,4 +162,16 @@ mod tests {
         assert_eq!(import(&registry, Department::Tax, good.as_bytes(), |_| {}).unwrap(), 1);
         assert_eq!(registry.len(), 1);
     }
+
+    proptest::proptest! {
+        // The normal suite's share of the `jsonl_line` fuzz target.
+        #[test]
+        fn arbitrary_lines_never_panic(dept in 0usize..7, line in "\\PC{0,200}", json in "\\{\"citizen_id\":\"[0-9X]{0,19}\"(,\"[a-z._]{1,30}\":(true|1|\"x\"|\"2020-01-01\"|null|\\[\\]))*\\}") {
+            let department = Department::ALL[dept];
+            let _ = parse_line(department, &line, 0);
+            if let Ok((_, record)) = parse_line(department, &json, 0) {
+                proptest::prop_assert!(record.facts.keys().all(|k| k.starts_with(department.code())));
+            }
+        }
+    }
 }

@@ -912,4 +912,28 @@ mod tests {
             Err(PkiError::InvalidCsr(_))
         ));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        // The normal suite's share of the `csr` fuzz target: no input panics,
+        // and anything issued names exactly the agency.
+        #[test]
+        fn arbitrary_csrs_never_panic(body in "[A-Za-z0-9+/=\\n]{0,400}", junk in "\\PC{0,100}") {
+            let ca = test_ca();
+            for pem in [
+                format!("-----BEGIN CERTIFICATE REQUEST-----\n{body}\n-----END CERTIFICATE REQUEST-----\n"),
+                junk.clone(),
+            ] {
+                if let Ok(issued) = ca.sign_csr(&pem, "qujing-prop", 1) {
+                    let (agency, _) = crate::identity::agency_of(&der(&issued.cert_pem)).unwrap();
+                    proptest::prop_assert_eq!(agency, "qujing-prop");
+                }
+            }
+        }
+    }
+
+    fn test_ca() -> &'static Ca {
+        static CA: std::sync::OnceLock<Ca> = std::sync::OnceLock::new();
+        CA.get_or_init(|| Ca::generate("proptest CA").unwrap())
+    }
 }

@@ -43,6 +43,16 @@ impl Drop for Gateway {
     }
 }
 
+/// Peak resident memory (VmHWM) of a process, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -105,6 +115,7 @@ struct Acknowledged {
 /// How much was checked, for the report.
 #[derive(Default)]
 struct Totals {
+    peak_kib: u64,
     records: usize,
     consents: usize,
     revoked: usize,
@@ -370,6 +381,9 @@ async fn killed_at_random_moments_the_gateway_loses_nothing_it_acknowledged() {
             })
             .collect();
         tokio::time::sleep(life).await;
+        if let Some(g) = &gateway {
+            total.peak_kib = total.peak_kib.max(peak_rss_kib(g.0.id()));
+        }
         drop(gateway.take()); // SIGKILL
         for c in clients {
             c.await.unwrap();
@@ -396,8 +410,13 @@ async fn killed_at_random_moments_the_gateway_loses_nothing_it_acknowledged() {
         ..total
     };
     eprintln!(
-        "{KILLS} kills survived: {} acknowledged query records, {} consents, {} revocations, {} checkpoints checked",
-        a.records, a.consents, a.revoked, a.checkpoints
+        "{KILLS} kills survived: {} acknowledged query records, {} consents, {} revocations, {} checkpoints checked; \
+         gateway peak resident memory {} MiB",
+        a.records,
+        a.consents,
+        a.revoked,
+        a.checkpoints,
+        a.peak_kib / 1024
     );
     assert!(
         a.records > 100 && a.revoked > 0 && a.checkpoints > 10,

@@ -116,4 +116,18 @@ mod tests {
             Verifier::parse(&Signer::new(SigningKey::from_bytes(&[4; 32]), "civex/other").verifier_key()).unwrap();
         assert!(matches!(verify(&cp.note, &other), Err(CheckpointError::NoSignature(_))));
     }
+
+    proptest::proptest! {
+        // The normal suite's share of the `audit_leaf` fuzz target.
+        #[test]
+        fn arbitrary_notes_and_leaves_never_panic(note in "\\PC{0,300}", leaf in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let signer = Signer::new(SigningKey::from_bytes(&[3; 32]), "civex/test");
+            let verifier = Verifier::parse(&signer.verifier_key()).unwrap();
+            let _ = verify(&note, &verifier);
+            let _ = verify(&format!("civex/test\n1\n{note}\n\n\u{2014} civex/test {note}\n"), &verifier);
+            if let Ok(entry) = crate::audit::search::entry(0, leaf.clone()) {
+                proptest::prop_assert_eq!(entry.leaf, leaf);
+            }
+        }
+    }
 }
