@@ -69,13 +69,8 @@ pub fn parse_line(department: Department, line: &str, as_of: i64) -> Result<(Cit
 }
 
 /// Reads and checks every line of a department's file: all records, or
-/// every bad line with its number. `progress` is called with the number of
-/// lines read so far.
-pub fn read(
-    department: Department,
-    reader: impl BufRead,
-    mut progress: impl FnMut(usize),
-) -> Result<Vec<(String, Record)>, ImportError> {
+/// every bad line with its number.
+pub fn read(department: Department, reader: impl BufRead) -> Result<Vec<(String, Record)>, ImportError> {
     let as_of = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -101,9 +96,6 @@ pub fn read(
             }
             Err(reason) => errors.push(LineError { line: i + 1, reason }),
         }
-        if i % 10_000 == 0 {
-            progress(i);
-        }
     }
     if !errors.is_empty() {
         return Err(ImportError::BadLines(errors));
@@ -113,13 +105,8 @@ pub fn read(
 
 /// Reads every line, and imports them in one atomic batch only if all are
 /// good. Returns the number of records imported.
-pub fn import(
-    registry: &EmbeddedRegistry,
-    department: Department,
-    reader: impl BufRead,
-    progress: impl FnMut(usize),
-) -> Result<usize, ImportError> {
-    Ok(registry.import(read(department, reader, progress)?)?)
+pub fn import(registry: &EmbeddedRegistry, department: Department, reader: impl BufRead) -> Result<usize, ImportError> {
+    Ok(registry.import(read(department, reader)?)?)
 }
 
 #[cfg(test)]
@@ -150,7 +137,7 @@ mod tests {
         ];
         for (bad, expected) in cases {
             let file = format!("{good}\n{bad}\n");
-            let err = import(&registry, Department::Tax, file.as_bytes(), |_| {}).unwrap_err();
+            let err = import(&registry, Department::Tax, file.as_bytes()).unwrap_err();
             let ImportError::BadLines(lines) = &err else {
                 panic!("{err}")
             };
@@ -159,7 +146,7 @@ mod tests {
             assert!(lines[0].reason.contains(expected), "{}: {}", bad, lines[0].reason);
             assert!(registry.is_empty(), "nothing may be imported when a line is bad");
         }
-        assert_eq!(import(&registry, Department::Tax, good.as_bytes(), |_| {}).unwrap(), 1);
+        assert_eq!(import(&registry, Department::Tax, good.as_bytes()).unwrap(), 1);
         assert_eq!(registry.len(), 1);
     }
 

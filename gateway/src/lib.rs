@@ -181,6 +181,19 @@ impl Gateway {
 
     /// As [`Gateway::bind`], with the clock consents are checked against.
     pub async fn bind_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Gateway, StartError> {
+        Gateway::bind_inner(config, clock, true).await
+    }
+
+    /// Benchmark only: a gateway whose audit log is not flushed before
+    /// answering (`durable_audit = false`), to show what durability costs.
+    /// It exists only with the `bench` feature, which only `civex-bench`
+    /// turns on; neither the config nor the `civex` command can reach it.
+    #[cfg(feature = "bench")]
+    pub async fn bind_for_benchmark(config: Config, durable_audit: bool) -> Result<Gateway, StartError> {
+        Gateway::bind_inner(config, Arc::new(SystemClock), durable_audit).await
+    }
+
+    async fn bind_inner(config: Config, clock: Arc<dyn Clock>, durable_audit: bool) -> Result<Gateway, StartError> {
         config.validate()?;
         let ca = load_ca(&config)?;
         let (tls, tls_handles) = tls::server_config(
@@ -200,7 +213,7 @@ impl Gateway {
         let writer = WriterConfig {
             checkpoint_every: config.audit.checkpoint_every,
             checkpoint_interval: Duration::from_millis(config.audit.checkpoint_interval_ms),
-            durable: true,
+            durable: durable_audit,
         };
         let (audit, verified) = AuditLog::open(
             &config.data_dir,

@@ -2093,7 +2093,7 @@ mod tests {
             for department in Department::ALL {
                 let registry = EmbeddedRegistry::open(&db, department).unwrap();
                 let file = std::fs::File::open(files.join(format!("{}.jsonl", department.code()))).unwrap();
-                crate::import::import(&registry, department, std::io::BufReader::new(file), |_| {}).unwrap();
+                crate::import::import(&registry, department, std::io::BufReader::new(file)).unwrap();
                 adapters.push(Arc::new(registry));
             }
             let sources = Sources::new(adapters, Duration::from_secs(5));

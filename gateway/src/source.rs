@@ -36,7 +36,7 @@ pub struct Source {
 impl Source {
     /// Reads a department's JSONL file, refusing it whole if a line is bad.
     pub fn load(department: Department, reader: impl BufRead) -> Result<Source, ImportError> {
-        let records = import::read(department, reader, |_| {})?.into_iter().collect();
+        let records = import::read(department, reader)?.into_iter().collect();
         Ok(Source { department, records })
     }
 

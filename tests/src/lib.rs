@@ -310,7 +310,7 @@ fn import_demo_data(data: &Path, files: &Path) -> Vec<demo_data::Sample> {
         let registry = EmbeddedRegistry::open(&db, department).expect("registry");
         let path: PathBuf = files.join(format!("{}.jsonl", department.code()));
         let reader = std::io::BufReader::new(std::fs::File::open(&path).expect("file"));
-        import::import(&registry, department, reader, |_| {}).expect("import");
+        import::import(&registry, department, reader).expect("import");
     }
     db.flush().expect("flush");
     samples

@@ -118,12 +118,23 @@ pub(super) fn import(args: ImportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Imports one department's JSONL file into `db`.
+/// Imports one department's JSONL file into `db`, with a progress bar on a terminal.
 pub(super) fn import_file(db: &sled::Db, department: Department, file: &Path) -> anyhow::Result<usize> {
     let registry = EmbeddedRegistry::open(db, department)?;
-    let reader = BufReader::new(std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?);
-    importer::import(&registry, department, reader, |_| {})
-        .with_context(|| format!("import of {} refused", file.display()))
+    let opened = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    let bar = indicatif::ProgressBar::new(opened.metadata()?.len());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:>12} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(format!("{department} read"));
+    let records = importer::read(department, BufReader::new(bar.wrap_read(opened)))
+        .with_context(|| format!("import of {} refused", file.display()))?;
+    bar.set_message(format!("{department} write"));
+    let count = registry.import(records)?;
+    bar.finish_and_clear();
+    Ok(count)
 }
 
 pub(super) fn keys(data: &Path, name: &str) -> anyhow::Result<()> {
