@@ -231,6 +231,12 @@ impl ConsentStore {
         })
     }
 
+    /// Makes every change so far durable. The audit writer calls it in each
+    /// group commit, so a use or withdrawal is durable once its call is answered.
+    pub fn flush(&self) -> Result<(), ConsentError> {
+        self.consents.flush().map(drop).map_err(storage)
+    }
+
     /// Read-modify-write with compare-and-swap, retried on contention.
     fn update(
         &self,
@@ -254,10 +260,9 @@ impl ConsentStore {
                 .compare_and_swap(id.as_bytes(), Some(old), Some(new))
                 .map_err(storage)?
             {
-                Ok(()) => {
-                    self.consents.flush().map_err(storage)?;
-                    return Ok(consent);
-                }
+                // Not flushed here: the call's audit record is, and the audit
+                // writer flushes this store with it before anything is answered.
+                Ok(()) => return Ok(consent),
                 Err(_) => continue,
             }
         }

@@ -427,6 +427,10 @@ impl Writer {
         let written = match &self.store {
             Some((db, tree)) => tree.apply_batch(writes).and_then(|()| {
                 if self.config.durable {
+                    // Consent uses and withdrawals of this batch's calls first, then the records.
+                    self.consents
+                        .flush()
+                        .map_err(|e| sled::Error::Unsupported(e.to_string()))?;
                     db.flush().map(drop)
                 } else {
                     Ok(())
