@@ -22,7 +22,7 @@ use civex_proto::v1::Fact;
 
 pub use catalogue::{Attribute, Sharing, ValueType};
 pub use department::Department;
-pub use registry::{EmbeddedRegistry, Record};
+pub use registry::{EmbeddedRegistry, Record, Replacement};
 pub use remote::{RemoteAdapter, RemoteConfig};
 
 /// A source of one department's facts.

@@ -25,10 +25,23 @@ pub struct EmbeddedRegistry {
     tree: sled::Tree,
 }
 
+/// The tree that maps each department's code to the name of its current
+/// registry tree (a registry replaced by [`Replacement`] lives in a new tree).
+const CURRENT: &str = "registries";
+
+/// The name of `department`'s current registry tree.
+fn current_tree(db: &sled::Db, department: Department) -> sled::Result<Vec<u8>> {
+    let pointers = db.open_tree(CURRENT)?;
+    Ok(match pointers.get(department.code())? {
+        Some(name) => name.to_vec(),
+        None => format!("registry/{}", department.code()).into_bytes(),
+    })
+}
+
 impl EmbeddedRegistry {
     /// Opens (or creates) the registry of `department` in `db`.
     pub fn open(db: &sled::Db, department: Department) -> sled::Result<Self> {
-        let tree = db.open_tree(format!("registry/{}", department.code()))?;
+        let tree = db.open_tree(current_tree(db, department)?)?;
         Ok(EmbeddedRegistry { department, tree })
     }
 
@@ -70,6 +83,90 @@ impl EmbeddedRegistry {
             department: self.department,
             cause: cause.to_string(),
         }
+    }
+}
+
+/// A new version of a department's registry: written in chunks of bounded
+/// size into a tree of its own, then made current in one step. Until
+/// [`Replacement::commit`] nothing is visible; after a crash before it, the
+/// old registry is intact and the half-written tree is dropped by the next
+/// replacement.
+pub struct Replacement {
+    db: sled::Db,
+    department: Department,
+    name: String,
+    tree: sled::Tree,
+    count: usize,
+}
+
+impl Replacement {
+    /// Starts replacing `department`'s registry, first dropping what an
+    /// interrupted replacement left behind.
+    pub fn begin(db: &sled::Db, department: Department) -> Result<Replacement, AdapterError> {
+        let storage = |e: sled::Error| AdapterError::Storage {
+            department,
+            cause: e.to_string(),
+        };
+        let current = current_tree(db, department).map_err(storage)?;
+        let prefix = format!("registry/{}@", department.code());
+        for name in db.tree_names() {
+            if name.starts_with(prefix.as_bytes()) && name.as_ref() != current.as_slice() {
+                db.drop_tree(&name).map_err(storage)?;
+            }
+        }
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let name = format!("{prefix}{stamp}");
+        let tree = db.open_tree(&name).map_err(storage)?;
+        Ok(Replacement {
+            db: db.clone(),
+            department,
+            name,
+            tree,
+            count: 0,
+        })
+    }
+
+    fn storage(&self, cause: impl std::fmt::Display) -> AdapterError {
+        AdapterError::Storage {
+            department: self.department,
+            cause: cause.to_string(),
+        }
+    }
+
+    /// Writes one chunk of records.
+    pub fn write(&mut self, records: impl IntoIterator<Item = (String, Record)>) -> Result<(), AdapterError> {
+        let mut batch = sled::Batch::default();
+        for (citizen_id, record) in records {
+            let bytes = serde_json::to_vec(&record).map_err(|e| self.storage(e))?;
+            batch.insert(citizen_id.as_bytes(), bytes);
+            self.count += 1;
+        }
+        self.tree.apply_batch(batch).map_err(|e| self.storage(e))
+    }
+
+    /// Makes the new registry current (durably) and drops the old one;
+    /// returns the number of records.
+    pub fn commit(self) -> Result<usize, AdapterError> {
+        let old = current_tree(&self.db, self.department).map_err(|e| self.storage(e))?;
+        self.tree.flush().map_err(|e| self.storage(e))?;
+        let pointers = self.db.open_tree(CURRENT).map_err(|e| self.storage(e))?;
+        pointers
+            .insert(self.department.code(), self.name.as_bytes())
+            .map_err(|e| self.storage(e))?;
+        pointers.flush().map_err(|e| self.storage(e))?;
+        self.db.drop_tree(old).map_err(|e| self.storage(e))?;
+        Ok(self.count)
+    }
+
+    /// Gives up: the current registry stays as it was.
+    pub fn abandon(self) -> Result<(), AdapterError> {
+        self.db
+            .drop_tree(self.name.as_bytes())
+            .map(drop)
+            .map_err(|e| self.storage(e))
     }
 }
 
@@ -119,6 +216,47 @@ mod tests {
 
     use super::*;
     use crate::catalogue;
+
+    #[test]
+    fn a_replacement_is_invisible_until_committed_and_then_replaces_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let record = |n: i64| Record {
+            as_of: n,
+            facts: [("tax.registered".to_owned(), json!(true))].into(),
+        };
+        EmbeddedRegistry::open(&db, Department::Tax)
+            .unwrap()
+            .import([("old".to_owned(), record(1))])
+            .unwrap();
+
+        let mut replacement = Replacement::begin(&db, Department::Tax).unwrap();
+        replacement
+            .write([("a".to_owned(), record(2)), ("b".to_owned(), record(2))])
+            .unwrap();
+        let before = EmbeddedRegistry::open(&db, Department::Tax).unwrap();
+        assert_eq!((before.len(), before.record("old").unwrap().is_some()), (1, true));
+        replacement.abandon().unwrap();
+        assert_eq!(EmbeddedRegistry::open(&db, Department::Tax).unwrap().len(), 1);
+
+        let mut replacement = Replacement::begin(&db, Department::Tax).unwrap();
+        replacement.write([("a".to_owned(), record(3))]).unwrap();
+        replacement.write([("b".to_owned(), record(3))]).unwrap();
+        assert_eq!(replacement.commit().unwrap(), 2);
+        let after = EmbeddedRegistry::open(&db, Department::Tax).unwrap();
+        assert_eq!((after.len(), after.record("old").unwrap()), (2, None));
+        // An interrupted replacement leaves a tree behind; the next one drops it.
+        let mut interrupted = Replacement::begin(&db, Department::Tax).unwrap();
+        interrupted.write([("c".to_owned(), record(4))]).unwrap();
+        drop(interrupted);
+        Replacement::begin(&db, Department::Tax).unwrap().abandon().unwrap();
+        let trees = db
+            .tree_names()
+            .into_iter()
+            .filter(|n| n.starts_with(b"registry/tax"))
+            .count();
+        assert_eq!(trees, 1);
+    }
 
     #[tokio::test]
     async fn imported_facts_come_back_typed_and_missing_ones_unrecorded() {

@@ -37,7 +37,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, anyhow, ensure};
-use civex_adapters::{Department, EmbeddedRegistry, catalogue};
+use civex_adapters::{Department, catalogue};
 use civex_gateway::{
     Gateway,
     access::RateLimit,
@@ -260,10 +260,9 @@ impl Setup {
         let started = Instant::now();
         let db = store::open(&data).context("open store")?;
         for department in Department::ALL {
-            let registry = EmbeddedRegistry::open(&db, department).context("open registry")?;
             let path = files.join(format!("{}.jsonl", department.code()));
             let file = std::fs::File::open(&path).with_context(|| format!("open {}", path.display()))?;
-            import::import(&registry, department, std::io::BufReader::new(file))
+            import::import(&db, department, std::io::BufReader::new(file))
                 .with_context(|| format!("import {}", path.display()))?;
         }
         db.flush().context("flush store")?;

@@ -5,7 +5,7 @@
 
 use std::{collections::BTreeMap, io::BufRead, time::SystemTime};
 
-use civex_adapters::{Department, EmbeddedRegistry, Record, catalogue, value};
+use civex_adapters::{Department, Record, Replacement, catalogue, value};
 
 use crate::citizen_id::CitizenId;
 
@@ -68,14 +68,20 @@ pub fn parse_line(department: Department, line: &str, as_of: i64) -> Result<(Cit
     Ok((citizen, Record { as_of, facts }))
 }
 
-/// Reads and checks every line of a department's file: all records, or
-/// every bad line with its number.
-pub fn read(department: Department, reader: impl BufRead) -> Result<Vec<(String, Record)>, ImportError> {
+/// Records per sled batch while importing: memory stays bounded whatever the file's size.
+const CHUNK: usize = 10_000;
+
+/// Reads and checks every line, handing each good record to `accept`;
+/// refuses the whole file with every bad line and its number.
+fn each_record(
+    department: Department,
+    reader: impl BufRead,
+    mut accept: impl FnMut(String, Record) -> Result<(), ImportError>,
+) -> Result<(), ImportError> {
     let as_of = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let mut records = Vec::new();
     let mut errors = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (i, line) in reader.lines().enumerate() {
@@ -84,40 +90,69 @@ pub fn read(department: Department, reader: impl BufRead) -> Result<Vec<(String,
             continue;
         }
         match parse_line(department, &line, as_of) {
-            Ok((citizen, record)) => {
-                if seen.insert(citizen.clone()) {
-                    records.push((citizen.to_string(), record));
-                } else {
-                    errors.push(LineError {
-                        line: i + 1,
-                        reason: "citizen appears on an earlier line too".into(),
-                    });
+            Ok((citizen, record)) if seen.insert(citizen.clone()) => {
+                // After a bad line the file is refused: keep checking, stop keeping.
+                if errors.is_empty() {
+                    accept(citizen.to_string(), record)?;
                 }
             }
+            Ok(_) => errors.push(LineError {
+                line: i + 1,
+                reason: "citizen appears on an earlier line too".into(),
+            }),
             Err(reason) => errors.push(LineError { line: i + 1, reason }),
         }
     }
-    if !errors.is_empty() {
-        return Err(ImportError::BadLines(errors));
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ImportError::BadLines(errors))
     }
+}
+
+/// Reads and checks every line of a department's file into memory: all
+/// records, or every bad line with its number.
+pub fn read(department: Department, reader: impl BufRead) -> Result<Vec<(String, Record)>, ImportError> {
+    let mut records = Vec::new();
+    each_record(department, reader, |id, record| {
+        records.push((id, record));
+        Ok(())
+    })?;
     Ok(records)
 }
 
-/// Reads every line, and imports them in one atomic batch only if all are
-/// good. Returns the number of records imported.
-pub fn import(registry: &EmbeddedRegistry, department: Department, reader: impl BufRead) -> Result<usize, ImportError> {
-    Ok(registry.import(read(department, reader)?)?)
+/// Replaces `department`'s registry in `db` with the file's records, all or
+/// nothing: records are written in chunks to a new registry that becomes
+/// current only when every line was good. Returns the number of records.
+pub fn import(db: &sled::Db, department: Department, reader: impl BufRead) -> Result<usize, ImportError> {
+    let mut replacement = Replacement::begin(db, department)?;
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let checked = each_record(department, reader, |id, record| {
+        chunk.push((id, record));
+        if chunk.len() == CHUNK {
+            replacement.write(chunk.drain(..))?;
+        }
+        Ok(())
+    });
+    if let Err(e) = checked {
+        replacement.abandon()?;
+        return Err(e);
+    }
+    replacement.write(chunk)?;
+    Ok(replacement.commit()?)
 }
 
 #[cfg(test)]
 mod tests {
+    use civex_adapters::EmbeddedRegistry;
+
     use super::*;
 
     #[test]
     fn a_bad_line_imports_nothing_and_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
-        let registry = EmbeddedRegistry::open(&db, Department::Tax).unwrap();
+        let registry = || EmbeddedRegistry::open(&db, Department::Tax).unwrap();
         let good = r#"{"citizen_id":"11010519491231002X","tax.registered":true}"#;
         let cases = [
             (
@@ -137,17 +172,17 @@ mod tests {
         ];
         for (bad, expected) in cases {
             let file = format!("{good}\n{bad}\n");
-            let err = import(&registry, Department::Tax, file.as_bytes()).unwrap_err();
+            let err = import(&db, Department::Tax, file.as_bytes()).unwrap_err();
             let ImportError::BadLines(lines) = &err else {
                 panic!("{err}")
             };
             assert_eq!(lines.len(), 1, "{bad}");
             assert_eq!(lines[0].line, 2);
             assert!(lines[0].reason.contains(expected), "{}: {}", bad, lines[0].reason);
-            assert!(registry.is_empty(), "nothing may be imported when a line is bad");
+            assert!(registry().is_empty(), "nothing may be imported when a line is bad");
         }
-        assert_eq!(import(&registry, Department::Tax, good.as_bytes()).unwrap(), 1);
-        assert_eq!(registry.len(), 1);
+        assert_eq!(import(&db, Department::Tax, good.as_bytes()).unwrap(), 1);
+        assert_eq!(registry().len(), 1);
     }
 
     proptest::proptest! {

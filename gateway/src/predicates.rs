@@ -2091,10 +2091,9 @@ mod tests {
             let db = sled::open(dir.path().join("db")).unwrap();
             let mut adapters: Vec<Arc<dyn Adapter>> = Vec::new();
             for department in Department::ALL {
-                let registry = EmbeddedRegistry::open(&db, department).unwrap();
                 let file = std::fs::File::open(files.join(format!("{}.jsonl", department.code()))).unwrap();
-                crate::import::import(&registry, department, std::io::BufReader::new(file)).unwrap();
-                adapters.push(Arc::new(registry));
+                crate::import::import(&db, department, std::io::BufReader::new(file)).unwrap();
+                adapters.push(Arc::new(EmbeddedRegistry::open(&db, department).unwrap()));
             }
             let sources = Sources::new(adapters, Duration::from_secs(5));
             for branch in crate::demo_data::BRANCHES {

@@ -15,7 +15,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use civex_adapters::{Department, EmbeddedRegistry};
+use civex_adapters::Department;
 use civex_gateway::{
     Gateway,
     client::{self, ClientTls},
@@ -307,10 +307,9 @@ fn import_demo_data(data: &Path, files: &Path) -> Vec<demo_data::Sample> {
     let samples = demo_data::generate(CITIZENS, SEED, files).expect("demo data");
     let db = store::open(data).expect("store");
     for department in Department::ALL {
-        let registry = EmbeddedRegistry::open(&db, department).expect("registry");
         let path: PathBuf = files.join(format!("{}.jsonl", department.code()));
         let reader = std::io::BufReader::new(std::fs::File::open(&path).expect("file"));
-        import::import(&registry, department, reader).expect("import");
+        import::import(&db, department, reader).expect("import");
     }
     db.flush().expect("flush");
     samples

@@ -6,7 +6,7 @@ use std::{
 };
 
 use anyhow::Context;
-use civex_adapters::{Department, EmbeddedRegistry};
+use civex_adapters::Department;
 use clap::{Args, Subcommand};
 
 use crate::{citizen_id, config, demo_data, import as importer, pki, signing::Signer, store};
@@ -120,7 +120,6 @@ pub(super) fn import(args: ImportArgs) -> anyhow::Result<()> {
 
 /// Imports one department's JSONL file into `db`, with a progress bar on a terminal.
 pub(super) fn import_file(db: &sled::Db, department: Department, file: &Path) -> anyhow::Result<usize> {
-    let registry = EmbeddedRegistry::open(db, department)?;
     let opened = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
     let bar = indicatif::ProgressBar::new(opened.metadata()?.len());
     bar.set_style(
@@ -128,11 +127,9 @@ pub(super) fn import_file(db: &sled::Db, department: Department, file: &Path) ->
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    bar.set_message(format!("{department} read"));
-    let records = importer::read(department, BufReader::new(bar.wrap_read(opened)))
+    bar.set_message(department.to_string());
+    let count = importer::import(db, department, BufReader::new(bar.wrap_read(opened)))
         .with_context(|| format!("import of {} refused", file.display()))?;
-    bar.set_message(format!("{department} write"));
-    let count = registry.import(records)?;
     bar.finish_and_clear();
     Ok(count)
 }
