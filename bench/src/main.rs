@@ -274,13 +274,7 @@ impl Setup {
         let mut config = Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: data,
-            tls: TlsConfig {
-                ca_cert: certs.join("ca.pem"),
-                server_cert: certs.join("gateway.pem"),
-                server_key: certs.join("gateway.key"),
-                ca_key: Some(certs.join("ca.key")),
-                ..TlsConfig::default()
-            },
+            tls: TlsConfig::in_dir(&certs),
             ..Config::default()
         };
         // Measure the gateway, not its quotas: no rate limit, room for every stream and connection.

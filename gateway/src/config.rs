@@ -210,11 +210,18 @@ pub struct AgencyConfig {
 
 impl Default for TlsConfig {
     fn default() -> Self {
+        TlsConfig::in_dir(Path::new("certs"))
+    }
+}
+
+impl TlsConfig {
+    /// The files of a PKI laid out as `civex certs init` writes it in `dir`.
+    pub fn in_dir(dir: &Path) -> TlsConfig {
         TlsConfig {
-            ca_cert: "certs/ca.pem".into(),
-            server_cert: "certs/gateway.pem".into(),
-            server_key: "certs/gateway.key".into(),
-            ca_key: Some("certs/ca.key".into()),
+            ca_cert: dir.join("ca.pem"),
+            server_cert: dir.join("gateway.pem"),
+            server_key: dir.join("gateway.key"),
+            ca_key: Some(dir.join("ca.key")),
             certificate_days: 397,
             crl_days: 7,
         }

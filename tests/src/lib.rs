@@ -89,13 +89,7 @@ impl TestGateway {
         let mut config = Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: data,
-            tls: TlsConfig {
-                ca_cert: certs.join("ca.pem"),
-                server_cert: certs.join("gateway.pem"),
-                server_key: certs.join("gateway.key"),
-                ca_key: Some(certs.join("ca.key")),
-                ..TlsConfig::default()
-            },
+            tls: TlsConfig::in_dir(&certs),
             ..Config::default()
         };
         let mut started = Vec::new();

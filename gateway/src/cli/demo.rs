@@ -53,13 +53,7 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let config = Config {
         listen: args.listen,
         data_dir: args.data.clone(),
-        tls: TlsConfig {
-            ca_cert: args.certs.join("ca.pem"),
-            server_cert: args.certs.join("gateway.pem"),
-            server_key: args.certs.join("gateway.key"),
-            ca_key: Some(args.certs.join("ca.key")),
-            ..TlsConfig::default()
-        },
+        tls: TlsConfig::in_dir(&args.certs),
         ..Config::default()
     };
     let config_path = args.data.join("civex.toml");

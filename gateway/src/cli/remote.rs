@@ -69,15 +69,13 @@ impl Conn {
     }
 }
 
+/// What every ExchangeService call names: whose data, why, under which consent, by whom.
 #[derive(Debug, Args)]
-pub(super) struct QueryArgs {
+pub(super) struct Asking {
     #[command(flatten)]
     conn: Conn,
     #[arg(long)]
     citizen: String,
-    /// Attribute names; repeat for several.
-    #[arg(long = "attribute", required = true)]
-    attributes: Vec<String>,
     #[arg(long)]
     purpose: String,
     #[arg(long)]
@@ -90,11 +88,18 @@ pub(super) struct QueryArgs {
 }
 
 #[derive(Debug, Args)]
+pub(super) struct QueryArgs {
+    #[command(flatten)]
+    asking: Asking,
+    /// Attribute names; repeat for several.
+    #[arg(long = "attribute", required = true)]
+    attributes: Vec<String>,
+}
+
+#[derive(Debug, Args)]
 pub(super) struct CheckArgs {
     #[command(flatten)]
-    conn: Conn,
-    #[arg(long)]
-    citizen: String,
+    asking: Asking,
     /// e.g. settlement.urban, settlement.join_kin, settlement.return_rural,
     /// residence_permit.apply, exam.accompanying_child.
     #[arg(long)]
@@ -102,14 +107,6 @@ pub(super) struct CheckArgs {
     /// `name=value`, e.g. `division=530302`; repeat for several.
     #[arg(long = "param")]
     params: Vec<String>,
-    #[arg(long)]
-    purpose: String,
-    #[arg(long)]
-    consent: String,
-    #[arg(long, default_value = "")]
-    operator: String,
-    #[arg(long, default_value = "")]
-    request_id: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -172,12 +169,13 @@ pub(super) fn rpc_error(status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?} {reason}: {}", status.code(), status.message())
 }
 
-pub(super) async fn query(a: QueryArgs) -> anyhow::Result<()> {
+pub(super) async fn query(q: QueryArgs) -> anyhow::Result<()> {
+    let a = q.asking;
     let mut client = ExchangeServiceClient::new(a.conn.channel("qujing-psb").await?);
     let response = client
         .query(QueryRequest {
             citizen_id: a.citizen,
-            attributes: a.attributes,
+            attributes: q.attributes,
             purpose: a.purpose,
             consent_id: a.consent,
             request_id: a.request_id,
@@ -198,8 +196,9 @@ pub(super) async fn query(a: QueryArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(super) async fn check(a: CheckArgs) -> anyhow::Result<()> {
-    let params = a
+pub(super) async fn check(c: CheckArgs) -> anyhow::Result<()> {
+    let a = c.asking;
+    let params = c
         .params
         .iter()
         .map(|p| {
@@ -212,7 +211,7 @@ pub(super) async fn check(a: CheckArgs) -> anyhow::Result<()> {
     let r = client
         .check(CheckRequest {
             citizen_id: a.citizen,
-            predicate: a.predicate,
+            predicate: c.predicate,
             params,
             purpose: a.purpose,
             consent_id: a.consent,
