@@ -413,7 +413,9 @@ pub static ATTRIBUTES: &[Attribute] = &[
 
 /// Looks an attribute up by name.
 pub fn attribute(name: &str) -> Option<&'static Attribute> {
-    ATTRIBUTES.iter().find(|a| a.name == name)
+    static BY_NAME: std::sync::LazyLock<std::collections::HashMap<&str, &Attribute>> =
+        std::sync::LazyLock::new(|| ATTRIBUTES.iter().map(|a| (a.name, a)).collect());
+    BY_NAME.get(name).copied()
 }
 
 /// The attributes a department holds and serves (abolished ones excluded).

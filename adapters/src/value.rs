@@ -56,6 +56,17 @@ pub fn to_wire(ty: ValueType, value: &serde_json::Value) -> Option<fact::Value> 
     }
 }
 
+/// Whether a wire value is of the kind `ty` takes (its content unchecked).
+pub fn kind_matches(ty: ValueType, value: &fact::Value) -> bool {
+    matches!(
+        (ty, value),
+        (ValueType::Bool, fact::Value::BoolValue(_))
+            | (ValueType::Int, fact::Value::IntValue(_))
+            | (ValueType::Text, fact::Value::TextValue(_))
+            | (ValueType::Date, fact::Value::DateValue(_))
+    )
+}
+
 /// Turns a wire value back into JSON, checking it against `ty`.
 pub fn from_wire(ty: ValueType, value: &fact::Value) -> Result<serde_json::Value, ValueError> {
     let json = match value {
@@ -63,14 +74,7 @@ pub fn from_wire(ty: ValueType, value: &fact::Value) -> Result<serde_json::Value
         fact::Value::IntValue(i) => serde_json::Value::from(*i),
         fact::Value::TextValue(s) | fact::Value::DateValue(s) => serde_json::Value::from(s.as_str()),
     };
-    let kind_matches = matches!(
-        (ty, value),
-        (ValueType::Bool, fact::Value::BoolValue(_))
-            | (ValueType::Int, fact::Value::IntValue(_))
-            | (ValueType::Text, fact::Value::TextValue(_))
-            | (ValueType::Date, fact::Value::DateValue(_))
-    );
-    if kind_matches {
+    if kind_matches(ty, value) {
         check_json(ty, &json)?;
         Ok(json)
     } else {

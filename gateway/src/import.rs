@@ -68,77 +68,90 @@ pub fn parse_line(department: Department, line: &str, as_of: i64) -> Result<(Cit
     Ok((citizen, Record { as_of, facts }))
 }
 
-/// Records per sled batch while importing: memory stays bounded whatever the file's size.
+/// Records per sled batch while importing: a batch is copied once more by
+/// sled, so it is kept well below the whole file.
 const CHUNK: usize = 10_000;
 
-/// Reads and checks every line, handing each good record to `accept`;
-/// refuses the whole file with every bad line and its number.
-fn each_record(
+/// Reads and checks every line, turning each good record into `T` with
+/// `convert`: returns the records sorted by citizen ID, or refuses the
+/// whole file with every bad line and every repeated citizen, by line number.
+fn checked<T>(
     department: Department,
     reader: impl BufRead,
-    mut accept: impl FnMut(String, Record) -> Result<(), ImportError>,
-) -> Result<(), ImportError> {
+    convert: impl Fn(Record) -> Result<T, String>,
+) -> Result<Vec<(String, T)>, ImportError> {
     let as_of = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     let mut errors = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+    // Citizen, line number, and the converted record until a line is bad:
+    // after that the file is refused, so keep checking but stop keeping.
+    let mut good: Vec<(String, usize, Option<T>)> = Vec::new();
     for (i, line) in reader.lines().enumerate() {
         let line = line?;
         if line.trim().is_empty() {
             continue;
         }
-        match parse_line(department, &line, as_of) {
-            Ok((citizen, record)) if seen.insert(citizen.clone()) => {
-                // After a bad line the file is refused: keep checking, stop keeping.
-                if errors.is_empty() {
-                    accept(citizen.to_string(), record)?;
-                }
+        match parse_line(department, &line, as_of).and_then(|(citizen, record)| Ok((citizen, convert(record)?))) {
+            Ok((citizen, record)) => {
+                let kept = errors.is_empty().then_some(record);
+                good.push((citizen.to_string(), i + 1, kept));
             }
-            Ok(_) => errors.push(LineError {
-                line: i + 1,
-                reason: "citizen appears on an earlier line too".into(),
-            }),
             Err(reason) => errors.push(LineError { line: i + 1, reason }),
         }
     }
+    // Sorting by citizen (then line) puts a repeated citizen's lines side by side.
+    good.sort_unstable_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    for pair in good.windows(2) {
+        if pair[0].0 == pair[1].0 {
+            errors.push(LineError {
+                line: pair[1].1,
+                reason: format!("citizen appears on line {} too", pair[0].1),
+            });
+        }
+    }
     if errors.is_empty() {
-        Ok(())
+        Ok(good
+            .into_iter()
+            .filter_map(|(id, _, record)| Some((id, record?)))
+            .collect())
     } else {
+        errors.sort_by_key(|e| e.line);
         Err(ImportError::BadLines(errors))
     }
 }
 
 /// Reads and checks every line of a department's file into memory: all
-/// records, or every bad line with its number.
+/// records (sorted by citizen ID), or every bad line with its number.
 pub fn read(department: Department, reader: impl BufRead) -> Result<Vec<(String, Record)>, ImportError> {
-    let mut records = Vec::new();
-    each_record(department, reader, |id, record| {
-        records.push((id, record));
-        Ok(())
-    })?;
-    Ok(records)
+    checked(department, reader, Ok)
 }
 
 /// Replaces `department`'s registry in `db` with the file's records, all or
-/// nothing: records are written in chunks to a new registry that becomes
-/// current only when every line was good. Returns the number of records.
+/// nothing: every line is checked and encoded first, then the records are
+/// written in citizen-ID order to a new registry that becomes current in
+/// one step. Returns the number of records.
 pub fn import(db: &sled::Db, department: Department, reader: impl BufRead) -> Result<usize, ImportError> {
     let mut replacement = Replacement::begin(db, department)?;
-    let mut chunk = Vec::with_capacity(CHUNK);
-    let checked = each_record(department, reader, |id, record| {
-        chunk.push((id, record));
-        if chunk.len() == CHUNK {
-            replacement.write(chunk.drain(..))?;
-        }
-        Ok(())
+    let records = checked(department, reader, |record| {
+        replacement.encode(&record).map_err(|e| e.to_string())
     });
-    if let Err(e) = checked {
-        replacement.abandon()?;
-        return Err(e);
+    let records = match records {
+        Ok(records) => records,
+        Err(e) => {
+            replacement.abandon()?;
+            return Err(e);
+        }
+    };
+    let mut records = records.into_iter();
+    loop {
+        let chunk: Vec<_> = records.by_ref().take(CHUNK).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        replacement.write(chunk)?;
     }
-    replacement.write(chunk)?;
     Ok(replacement.commit()?)
 }
 
@@ -169,6 +182,7 @@ mod tests {
                 "expected bool",
             ),
             ("not json", "not a JSON object"),
+            (good, "citizen appears on line 1 too"),
         ];
         for (bad, expected) in cases {
             let file = format!("{good}\n{bad}\n");

@@ -1167,7 +1167,6 @@ mod tests {
             let db = sled::open(dir.path()).unwrap();
             let mut adapters: Vec<Arc<dyn Adapter>> = Vec::new();
             for department in Department::ALL {
-                let registry = EmbeddedRegistry::open(&db, department).unwrap();
                 let records = self
                     .records
                     .iter()
@@ -1179,8 +1178,7 @@ mod tests {
                         };
                         (id.clone(), record)
                     });
-                registry.import(records).unwrap();
-                adapters.push(Arc::new(registry));
+                adapters.push(Arc::new(EmbeddedRegistry::replace(&db, department, records).unwrap()));
             }
             (dir, Sources::new(adapters, Duration::from_secs(5)))
         }
