@@ -33,7 +33,7 @@ pub struct Record {
 }
 
 /// Records per stored block.
-const BLOCK: usize = 32;
+const BLOCK: usize = 16;
 
 /// The key of the registry's [`Header`]; it sorts before every citizen ID.
 const HEADER: &[u8] = b"";
