@@ -131,7 +131,14 @@ struct DemoSample {
 /// data already; the samples are kept beside the data (`samples.tsv`).
 fn prepare_data(args: &DemoArgs, demo_dir: &Path) -> anyhow::Result<Vec<DemoSample>> {
     let db = store::open(&args.data)?;
-    let empty = EmbeddedRegistry::open(&db, Department::PublicSecurity)?.is_empty();
+    let empty = match EmbeddedRegistry::open(&db, Department::PublicSecurity) {
+        Ok(registry) => registry.is_empty(),
+        // The demo's own data can always be made again.
+        Err(e) => {
+            println!("{e}: importing the demo data again");
+            true
+        }
+    };
     if empty {
         println!(
             "generating {} synthetic citizens in {}",
