@@ -221,8 +221,8 @@ impl EmbeddedRegistry {
                 .get(fact.attribute as usize)
                 .and_then(|name| catalogue::attribute(name))
                 .ok_or_else(|| self.storage(format!("bad record: attribute {} unknown", fact.attribute)))?;
-            if let Some(v) = self.value(&stored, attribute) {
-                let json = value::from_wire(attribute.value_type, &v).map_err(|e| self.storage(e))?;
+            if let Some(v) = &fact.value {
+                let json = value::from_wire(attribute.value_type, v).map_err(|e| self.storage(e))?;
                 facts.insert(attribute.name.to_owned(), json);
             }
         }
