@@ -1,18 +1,24 @@
-//! Where facts come from: the attribute catalogue, the [`Adapter`] trait the
-//! gateway calls, and the embedded, sled-backed registry of each department.
+//! Where facts come from: the attribute catalogue, citizen ID numbers, the
+//! [`Adapter`] trait the gateway calls, each department's registry behind
+//! [`RegistryStore`], departments' own systems over mTLS, and the JSONL
+//! files departments deliver.
 //!
 //! # Layout
 //! - [`department`]: the seven departments and their codes.
+//! - [`citizen_id`]: GB 11643-1999 citizen ID numbers (公民身份号码).
 //! - [`catalogue`]: every attribute, its holder, type, sharing category and sensitivity.
 //! - [`value`]: typed values and their JSON and wire forms.
-//! - [`registry`]: [`EmbeddedRegistry`], one sled tree per department.
+//! - [`registry`]: [`RegistryStore`] and the embedded engine's [`EmbeddedRegistry`], one sled tree per department.
 //! - [`remote`]: [`RemoteAdapter`], a department's own system over mTLS.
+//! - [`import`]: a department's JSONL file, checked line by line and imported all or nothing.
 //!
 //! Adapters never call each other: the gateway fans a request out to the
 //! departments it touches and joins the answers.
 
 pub mod catalogue;
+pub mod citizen_id;
 pub mod department;
+pub mod import;
 pub mod registry;
 pub mod remote;
 pub mod value;
@@ -21,9 +27,10 @@ use async_trait::async_trait;
 use civex_proto::v1::Fact;
 
 pub use catalogue::{Attribute, Sharing, ValueType};
+pub use citizen_id::CitizenId;
 pub use department::Department;
-pub use registry::{EmbeddedRegistry, Record, Replacement};
-pub use remote::{RemoteAdapter, RemoteConfig};
+pub use registry::{EmbeddedRegistries, EmbeddedRegistry, Record, RegistryStore, RegistryWriter};
+pub use remote::{RemoteAdapter, RemoteAdapterConfig};
 
 /// A source of one department's facts.
 #[async_trait]

@@ -1,5 +1,6 @@
 //! The embedded department registry: one sled tree per department, holding
-//! that department's facts about each citizen in a compact binary form.
+//! that department's facts about each citizen in a compact binary form, and
+//! [`RegistryStore`], the seam every storage engine's registries sit behind.
 //!
 //! # Stored form
 //! A registry is written whole by a [`Replacement`] and then only read. Its
@@ -12,7 +13,7 @@
 //! what let an import write a million citizens in seconds, and keep a large
 //! registry's index in sled's cache.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -141,7 +142,7 @@ impl EmbeddedRegistry {
         department: Department,
         records: impl IntoIterator<Item = (String, Record)>,
     ) -> Result<Self, AdapterError> {
-        let mut replacement = Replacement::begin(db, department)?;
+        let mut replacement = Box::new(Replacement::begin(db, department)?);
         let mut encoded = records
             .into_iter()
             .map(|(id, record)| Ok((id, replacement.encode(&record)?)))
@@ -233,6 +234,84 @@ impl EmbeddedRegistry {
     }
 }
 
+/// Where departments' registries are kept (filled by `civex import`): one
+/// implementation per storage engine, [`EmbeddedRegistries`] the first.
+pub trait RegistryStore: Send + Sync {
+    /// The current registry of `department` (empty if none was imported), as
+    /// the adapter the gateway asks.
+    fn open(&self, department: Department) -> Result<Arc<dyn Adapter>, AdapterError>;
+
+    /// How many citizens `department`'s registry holds a record for.
+    fn records(&self, department: Department) -> Result<usize, AdapterError>;
+
+    /// Starts replacing `department`'s registry: nothing is visible until
+    /// [`RegistryWriter::commit`].
+    fn replace(&self, department: Department) -> Result<Box<dyn RegistryWriter>, AdapterError>;
+}
+
+/// A registry being replaced, all or nothing.
+pub trait RegistryWriter: Send {
+    /// Encodes `record` in the stored form. Every fact must be an attribute
+    /// the department holds, with a value of its type.
+    fn encode(&self, record: &Record) -> Result<Vec<u8>, AdapterError>;
+
+    /// Writes encoded records, which must come in strictly ascending
+    /// citizen-ID order across all calls.
+    fn write(&mut self, records: Vec<(String, Vec<u8>)>) -> Result<(), AdapterError>;
+
+    /// Makes the new registry current (durably) and drops the old one;
+    /// returns the number of records.
+    fn commit(self: Box<Self>) -> Result<usize, AdapterError>;
+
+    /// Gives up: the current registry stays as it was.
+    fn abandon(self: Box<Self>) -> Result<(), AdapterError>;
+}
+
+/// The registries of the embedded engine, in the gateway's sled database.
+#[derive(Debug, Clone)]
+pub struct EmbeddedRegistries {
+    db: sled::Db,
+}
+
+impl EmbeddedRegistries {
+    pub fn new(db: sled::Db) -> EmbeddedRegistries {
+        EmbeddedRegistries { db }
+    }
+
+    /// Registries in a database that lives only as long as this value: for
+    /// tests and fixtures.
+    pub fn temporary() -> Result<EmbeddedRegistries, AdapterError> {
+        let db = sled::Config::new()
+            .temporary(true)
+            .open()
+            .map_err(|e| storage(Department::PublicSecurity, e))?;
+        Ok(EmbeddedRegistries { db })
+    }
+
+    /// Replaces `department`'s registry with `records` ([`EmbeddedRegistry::replace`]).
+    pub fn fill(
+        &self,
+        department: Department,
+        records: impl IntoIterator<Item = (String, Record)>,
+    ) -> Result<EmbeddedRegistry, AdapterError> {
+        EmbeddedRegistry::replace(&self.db, department, records)
+    }
+}
+
+impl RegistryStore for EmbeddedRegistries {
+    fn open(&self, department: Department) -> Result<Arc<dyn Adapter>, AdapterError> {
+        Ok(Arc::new(EmbeddedRegistry::open(&self.db, department)?))
+    }
+
+    fn records(&self, department: Department) -> Result<usize, AdapterError> {
+        Ok(EmbeddedRegistry::open(&self.db, department)?.len())
+    }
+
+    fn replace(&self, department: Department) -> Result<Box<dyn RegistryWriter>, AdapterError> {
+        Ok(Box::new(Replacement::begin(&self.db, department)?))
+    }
+}
+
 /// A new version of a department's registry: written in blocks into a tree
 /// of its own, then made current in one step. Until [`Replacement::commit`]
 /// nothing is visible; after a crash before it, the old registry is intact
@@ -283,10 +362,10 @@ impl Replacement {
     fn storage(&self, cause: impl std::fmt::Display) -> AdapterError {
         storage(self.department, cause)
     }
+}
 
-    /// Encodes `record` in the stored form. Every fact must be an attribute
-    /// the department holds, with a value of its type.
-    pub fn encode(&self, record: &Record) -> Result<Vec<u8>, AdapterError> {
+impl RegistryWriter for Replacement {
+    fn encode(&self, record: &Record) -> Result<Vec<u8>, AdapterError> {
         let facts = record
             .facts
             .iter()
@@ -310,9 +389,8 @@ impl Replacement {
         .encode_to_vec())
     }
 
-    /// Writes encoded records, which must come in strictly ascending
-    /// citizen-ID order across all calls, as one sled batch.
-    pub fn write(&mut self, records: impl IntoIterator<Item = (String, Vec<u8>)>) -> Result<(), AdapterError> {
+    /// One sled batch per call.
+    fn write(&mut self, records: Vec<(String, Vec<u8>)>) -> Result<(), AdapterError> {
         let mut batch = sled::Batch::default();
         let mut block = Block::default();
         let mut records = records.into_iter().peekable();
@@ -331,9 +409,7 @@ impl Replacement {
         self.tree.apply_batch(batch).map_err(|e| self.storage(e))
     }
 
-    /// Makes the new registry current (durably) and drops the old one;
-    /// returns the number of records.
-    pub fn commit(self) -> Result<usize, AdapterError> {
+    fn commit(self: Box<Self>) -> Result<usize, AdapterError> {
         let fail = |e: sled::Error| self.storage(e);
         let header = Header {
             records: self.count as u64,
@@ -351,8 +427,7 @@ impl Replacement {
         Ok(self.count)
     }
 
-    /// Gives up: the current registry stays as it was.
-    pub fn abandon(self) -> Result<(), AdapterError> {
+    fn abandon(self: Box<Self>) -> Result<(), AdapterError> {
         self.db
             .drop_tree(self.name.as_bytes())
             .map(drop)
@@ -443,14 +518,14 @@ mod tests {
         let db = sled::open(dir.path()).unwrap();
         EmbeddedRegistry::replace(&db, Department::Tax, [("old".to_owned(), record(1))]).unwrap();
 
-        let mut replacement = Replacement::begin(&db, Department::Tax).unwrap();
+        let mut replacement = Box::new(Replacement::begin(&db, Department::Tax).unwrap());
         replacement.write(encoded(&replacement, &["a", "b"], 2)).unwrap();
         let before = EmbeddedRegistry::open(&db, Department::Tax).unwrap();
         assert_eq!((before.len(), before.record("old").unwrap().is_some()), (1, true));
         replacement.abandon().unwrap();
         assert_eq!(EmbeddedRegistry::open(&db, Department::Tax).unwrap().len(), 1);
 
-        let mut replacement = Replacement::begin(&db, Department::Tax).unwrap();
+        let mut replacement = Box::new(Replacement::begin(&db, Department::Tax).unwrap());
         replacement.write(encoded(&replacement, &["a"], 3)).unwrap();
         replacement.write(encoded(&replacement, &["b"], 3)).unwrap();
         assert_eq!(replacement.commit().unwrap(), 2);
@@ -458,10 +533,12 @@ mod tests {
         assert_eq!((after.len(), after.record("old").unwrap()), (2, None));
         assert_eq!(after.record("b").unwrap(), Some(record(3)));
         // An interrupted replacement leaves a tree behind; the next one drops it.
-        let mut interrupted = Replacement::begin(&db, Department::Tax).unwrap();
+        let mut interrupted = Box::new(Replacement::begin(&db, Department::Tax).unwrap());
         interrupted.write(encoded(&interrupted, &["c"], 4)).unwrap();
         drop(interrupted);
-        Replacement::begin(&db, Department::Tax).unwrap().abandon().unwrap();
+        Box::new(Replacement::begin(&db, Department::Tax).unwrap())
+            .abandon()
+            .unwrap();
         let trees = db
             .tree_names()
             .into_iter()
@@ -494,7 +571,7 @@ mod tests {
     fn writes_out_of_order_and_foreign_attributes_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
-        let mut replacement = Replacement::begin(&db, Department::Tax).unwrap();
+        let mut replacement = Box::new(Replacement::begin(&db, Department::Tax).unwrap());
         replacement.write(encoded(&replacement, &["b"], 1)).unwrap();
         for ids in [&["a"][..], &["b"], &["c", "c"], &[""]] {
             assert!(replacement.write(encoded(&replacement, ids, 1)).is_err(), "{ids:?}");

@@ -18,7 +18,7 @@ use crate::{Adapter, AdapterError, Attribute, Department, value};
 
 /// How a remote source is reached.
 #[derive(Debug, Clone)]
-pub struct RemoteConfig {
+pub struct RemoteAdapterConfig {
     /// `https://host:port`.
     pub endpoint: String,
     /// PEM: the CA the source's certificate chains to, and the gateway's own client identity.
@@ -49,12 +49,12 @@ pub struct RemoteAdapter {
     client: DepartmentSourceServiceClient<Channel>,
     in_flight: Arc<Semaphore>,
     circuit: Mutex<Circuit>,
-    config: RemoteConfig,
+    config: RemoteAdapterConfig,
 }
 
 impl RemoteAdapter {
     /// Prepares the (lazily connected, reused) channel; nothing is sent yet.
-    pub fn new(department: Department, config: RemoteConfig) -> Result<RemoteAdapter, AdapterError> {
+    pub fn new(department: Department, config: RemoteAdapterConfig) -> Result<RemoteAdapter, AdapterError> {
         let unavailable = |cause: String| AdapterError::Unavailable { department, cause };
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&config.ca_pem))

@@ -37,19 +37,24 @@ use std::{
 };
 
 use anyhow::{Context, Result, anyhow, ensure};
+use civex_adapters::import;
 use civex_adapters::{Department, catalogue};
+use civex_audit::{
+    AuditLog, WriterConfig,
+    embedded::SledLog,
+    keys::{Signer, Verifier},
+};
+use civex_cli::{
+    client::{self, ClientTls},
+    demo_data::{self, Sample},
+    pki,
+};
 use civex_gateway::{
     Gateway,
-    access::RateLimit,
-    audit::{self, AuditLog, WriterConfig},
-    client::{self, ClientTls},
     clock::{SystemClock, timestamp},
     config::{Config, TlsConfig},
-    consent::ConsentStore,
-    demo_data::{self, Sample},
     error::reason_of,
-    import, pki, predicates,
-    signing::{Signer, Verifier},
+    policy::{access::RateLimit, predicates},
     store,
 };
 use civex_proto::v1::{
@@ -89,7 +94,7 @@ struct Cli {
 enum Command {
     /// Requests/s and latency, alternating a bare mTLS echo, the gateway, and the gateway without audit flush.
     Throughput(Throughput),
-    /// Time `audit::verify_store` over a log of many records.
+    /// Time `civex_audit::verify` over a log of many records.
     Verify {
         #[arg(long, default_value_t = 1_000_000)]
         records: u64,
@@ -258,15 +263,14 @@ impl Setup {
             started.elapsed().as_secs_f64()
         );
         let started = Instant::now();
-        let db = store::open(&data).context("open store")?;
+        let stores = store::open(&data).context("open store")?;
         for department in Department::ALL {
             let path = files.join(format!("{}.jsonl", department.code()));
             let file = std::fs::File::open(&path).with_context(|| format!("open {}", path.display()))?;
-            import::import(&db, department, std::io::BufReader::new(file))
+            import::import(stores.registries.as_ref(), department, std::io::BufReader::new(file))
                 .with_context(|| format!("import {}", path.display()))?;
         }
-        db.flush().context("flush store")?;
-        drop(db);
+        drop(stores);
         eprintln!("imported in {:.1} s", started.elapsed().as_secs_f64());
         let ps = files.join(format!("{}.jsonl", Department::PublicSecurity.code()));
         let citizens = spread_citizens(&ps, citizens)?;
@@ -316,7 +320,7 @@ impl Setup {
         let tls = self.server.clone();
         let (stop, shutdown) = switch();
         let task = tokio::spawn(async move {
-            civex_gateway::source::serve(Echo, &tls, listener, shutdown)
+            civex_cli::department_server::serve(Echo, &tls, listener, shutdown)
                 .await
                 .map_err(|e| e.to_string())
         });
@@ -946,14 +950,20 @@ async fn verify(records: u64, out: &Path) -> Result<()> {
         .tempdir()
         .context("temp dir")?;
     let signer = Arc::new(Signer::load_or_create(dir.path(), "civex/bench").context("signing key")?);
-    let consents = ConsentStore::open(&store::open(dir.path()).context("open store")?).context("consent store")?;
+    let stores = store::open(dir.path()).context("open store")?;
     let writer = WriterConfig {
         checkpoint_every: 100_000,
         checkpoint_interval: Duration::from_secs(3_600),
         durable: false,
     };
-    let (log, _) = AuditLog::open(dir.path(), signer.clone(), Arc::new(SystemClock), consents, writer)
-        .context("open audit log")?;
+    let (log, _) = AuditLog::open(
+        stores.audit,
+        signer.clone(),
+        Arc::new(SystemClock),
+        stores.ledger,
+        writer,
+    )
+    .context("open audit log")?;
     let log = Arc::new(log);
     let started = Instant::now();
     const WRITERS: u64 = 512;
@@ -977,9 +987,9 @@ async fn verify(records: u64, out: &Path) -> Result<()> {
     // The store is locked while the log is open: drop it, as `civex audit verify` runs on a stopped gateway.
     drop(log);
     let verifier = Verifier::parse(&signer.verifier_key()).context("verifier key")?;
-    let (_db, tree) = audit::open_store(dir.path()).context("open audit store")?;
+    let store = SledLog::open(dir.path()).context("open audit store")?;
     let started = Instant::now();
-    let verified = audit::verify_store(&tree, &verifier).context("verify")?;
+    let verified = civex_audit::verify(&store, &verifier).context("verify")?;
     let seconds = started.elapsed().as_secs_f64();
     ensure!(
         verified.size == records,

@@ -13,7 +13,13 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::access::{self, AccessRight, RateLimit, Role};
+use crate::{
+    net::identity::is_agency_code,
+    policy::{
+        access::{self, AccessRight, Agency, RateLimit, Role, Status},
+        predicates::Thresholds,
+    },
+};
 
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -42,10 +48,10 @@ pub struct Config {
     pub limits: Limits,
     pub audit: AuditConfig,
     /// Thresholds of the eligibility predicates that the reform leaves to local rules.
-    pub predicates: crate::predicates::Thresholds,
+    pub predicates: Thresholds,
     /// Where each department's facts come from, by department code; a
     /// department not listed is embedded (served from this gateway's store).
-    pub departments: BTreeMap<String, DepartmentSource>,
+    pub departments: BTreeMap<String, DepartmentConfig>,
     /// Agencies and their rights. Agencies are identified by the SAN URI of
     /// their client certificate, `spiffe://civex/agency/<code>`.
     pub agencies: Vec<AgencyConfig>,
@@ -93,17 +99,17 @@ pub struct Limits {
 /// Where one department's facts come from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum DepartmentSource {
-    /// The gateway's own sled registry, filled by `civex import`.
+pub enum DepartmentConfig {
+    /// The registry in the gateway's own store, filled by `civex import`.
     Embedded,
     /// The department's own system, through `DepartmentSourceService` over mTLS.
-    Remote(RemoteSource),
+    Remote(RemoteDepartment),
 }
 
 /// A department's own system.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RemoteSource {
+pub struct RemoteDepartment {
     /// `https://host:port`.
     pub endpoint: String,
     /// CA the source's certificate must chain to (PEM).
@@ -112,20 +118,20 @@ pub struct RemoteSource {
     pub cert: PathBuf,
     pub key: PathBuf,
     /// Deadline of one call, in milliseconds (default 1,500; at most `limits.adapter_deadline_ms`).
-    #[serde(default = "RemoteSource::default_deadline")]
+    #[serde(default = "RemoteDepartment::default_deadline")]
     pub deadline_ms: u64,
     /// Calls in flight at most (default 64).
-    #[serde(default = "RemoteSource::default_in_flight")]
+    #[serde(default = "RemoteDepartment::default_in_flight")]
     pub max_in_flight: usize,
     /// Consecutive failures that stop calls to the source (default 5) ...
-    #[serde(default = "RemoteSource::default_threshold")]
+    #[serde(default = "RemoteDepartment::default_threshold")]
     pub failure_threshold: u32,
     /// ... for this long, in milliseconds, before one probe call (default 2,000).
-    #[serde(default = "RemoteSource::default_open")]
+    #[serde(default = "RemoteDepartment::default_open")]
     pub open_ms: u64,
 }
 
-impl RemoteSource {
+impl RemoteDepartment {
     fn default_deadline() -> u64 {
         1_500
     }
@@ -143,8 +149,8 @@ impl RemoteSource {
     }
 
     /// A source at `endpoint`, with the default bounds.
-    pub fn new(endpoint: String, ca: PathBuf, cert: PathBuf, key: PathBuf) -> RemoteSource {
-        RemoteSource {
+    pub fn new(endpoint: String, ca: PathBuf, cert: PathBuf, key: PathBuf) -> RemoteDepartment {
+        RemoteDepartment {
             endpoint,
             ca,
             cert,
@@ -208,6 +214,20 @@ pub struct AgencyConfig {
     pub rate: RateLimit,
 }
 
+impl From<&AgencyConfig> for Agency {
+    fn from(c: &AgencyConfig) -> Agency {
+        Agency {
+            code: c.code.clone(),
+            name: c.name.clone(),
+            department: c.department.clone(),
+            roles: c.roles.clone(),
+            rights: c.rights.clone(),
+            rate: c.rate,
+            status: Status::Active,
+        }
+    }
+}
+
 impl Default for TlsConfig {
     fn default() -> Self {
         TlsConfig::in_dir(Path::new("certs"))
@@ -264,7 +284,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             limits: Limits::default(),
             audit: AuditConfig::default(),
-            predicates: crate::predicates::Thresholds::default(),
+            predicates: Thresholds::default(),
             departments: BTreeMap::new(),
             agencies: demo_agencies(),
         }
@@ -328,7 +348,7 @@ impl Config {
             if code.parse::<civex_adapters::Department>().is_err() {
                 return invalid(format!("departments: unknown department {code:?}"));
             }
-            if let DepartmentSource::Remote(r) = source
+            if let DepartmentConfig::Remote(r) = source
                 && (r.deadline_ms == 0 || r.deadline_ms > l.adapter_deadline_ms || r.max_in_flight == 0)
             {
                 return invalid(format!(
@@ -339,7 +359,7 @@ impl Config {
         }
         let mut seen = std::collections::HashSet::new();
         for agency in &self.agencies {
-            if !access::is_agency_code(&agency.code) {
+            if !is_agency_code(&agency.code) {
                 return invalid(format!(
                     "agency code {:?} must be 1-64 of a-z, 0-9 and '-'",
                     agency.code

@@ -9,7 +9,8 @@ use std::{fmt, time::Duration};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::citizen_id::CitizenIdError;
+use civex_adapters::citizen_id::CitizenIdError;
+use civex_audit::AuditError;
 
 /// The `ErrorInfo.domain` of every civex error.
 pub const DOMAIN: &str = "civex";
@@ -135,9 +136,8 @@ impl From<CitizenIdError> for Error {
     }
 }
 
-impl From<crate::audit::AuditError> for Error {
-    fn from(e: crate::audit::AuditError) -> Error {
-        use crate::audit::AuditError;
+impl From<AuditError> for Error {
+    fn from(e: AuditError) -> Error {
         match e {
             AuditError::Unavailable(cause) => {
                 tracing::error!(%cause, "audit log unavailable");

@@ -1,53 +1,45 @@
-//! civex: a consent-scoped gateway through which government departments
-//! obtain verified facts about a citizen, keyed on the citizen ID number.
+//! civex-gateway: the server library of civex, a consent-scoped gateway
+//! through which government departments obtain verified facts about a
+//! citizen, keyed on the citizen ID number.
 //!
 //! A call passes, in one direction: TLS handshake (client certificate checked
-//! against the civex CA) → peer identity → agency (active?) → role → citizen
-//! ID → access rights → consent → department adapters → response.
+//! against the civex CA and its CRL) → peer identity → agency (active?) →
+//! role → rate limit → citizen ID → access rights → consent → department
+//! adapters → audit append (durable) → response. A refusal at any step is
+//! recorded like an answer. The command line lives in `civex-cli`; this
+//! crate installs no tracing subscriber and parses no arguments.
 //!
 //! # Layout
+//! - [`Gateway`] (this file): wiring: stores, keys, log, services, listener, shutdown.
 //! - [`config`]: the `Config` struct, TOML and `CIVEX_*` overrides, demo defaults.
-//! - [`tls`], [`identity`]: the mTLS acceptor and the agency a certificate names.
-//! - [`citizen_id`]: GB 11643-1999 citizen ID numbers.
-//! - [`predicates`]: the reform's eligibility rules behind `ExchangeService.Check`.
-//! - [`access`]: roles, access rights, purposes, the agency directory.
-//! - [`consent`], [`signing`]: consents in sled, signed with the gateway's Ed25519 key.
-//! - [`audit`]: the tamper-evident audit log every call is recorded in before it is answered.
-//! - [`authority`], [`limits`]: certificates from CSRs, revocation and CRL; per-agency quotas.
-//! - [`source`]: `civex source`, the reference department server.
-//! - [`sources`]: fan-out to the departments' adapters with deadlines.
-//! - [`service`]: the gRPC services; [`error`] maps every refusal to a status.
-//! - [`store`], [`import`], [`demo_data`], [`pki`]: the data directory, JSONL
-//!   import, synthetic demo citizens and the development PKI.
-//! - [`client`]: mTLS channels for the command line and tests.
-//! - [`cli`]: the `civex` command.
+//! - [`net`]: the mTLS acceptor, the agency a certificate names, per-agency quotas.
+//! - [`policy`]: roles, rights, purposes, the land rule, the eligibility predicates.
+//! - [`directory`]: the agencies, cached over their store.
+//! - [`consent`]: what a consent says, its signature, the rule each use is checked against.
+//! - [`authority`]: certificates from CSRs, revocation and the CRL.
+//! - [`departments`]: fan-out to the departments' adapters with deadlines.
+//! - [`service`]: the gRPC services, each call recorded through one path.
+//! - [`error`]: the one place refusals become gRPC statuses.
+//! - [`store`]: the storage traits and the embedded engine.
+//! - [`clock`]: time, injectable (from `civex-audit`).
 
-pub mod access;
-pub mod audit;
 pub mod authority;
-pub mod citizen_id;
-pub mod cli;
-pub mod client;
-pub mod clock;
 pub mod config;
 pub mod consent;
-pub mod demo_data;
+pub mod departments;
+pub mod directory;
 pub mod error;
-pub mod identity;
-pub mod import;
-pub mod limits;
-pub mod pki;
-pub mod predicates;
+pub mod net;
+pub mod policy;
 pub mod service;
-pub mod signing;
-pub mod source;
-pub mod sources;
 pub mod store;
-pub mod tls;
+
+pub use civex_audit::clock;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
-use civex_adapters::{Adapter, AdapterError, Department, EmbeddedRegistry, RemoteAdapter, RemoteConfig};
+use civex_adapters::{Adapter, AdapterError, Department, RegistryStore, RemoteAdapter, RemoteAdapterConfig};
+use civex_audit::{AuditLog, Pseudonymizer, WriterConfig, keys::Signer};
 use civex_proto::v1::{
     admin_service_server::AdminServiceServer, audit_service_server::AuditServiceServer,
     consent_service_server::ConsentServiceServer, exchange_service_server::ExchangeServiceServer,
@@ -57,18 +49,14 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
 use crate::{
-    access::{Agency, Directory},
-    audit::{AuditLog, Pseudonymizer, WriterConfig},
-    authority::Authority,
+    authority::{Authority, Ca},
     clock::{Clock, SystemClock},
-    config::{Config, DepartmentSource},
-    consent::ConsentStore,
-    limits::RateLimiters,
-    pki::Ca,
-    service::admin::Admin,
-    service::{State, audit::Audit, consent::Consents, exchange::Exchange},
-    signing::Signer,
-    sources::Sources,
+    config::{Config, DepartmentConfig},
+    departments::Departments,
+    directory::Directory,
+    net::{limits::RateLimiters, tls},
+    policy::access::Agency,
+    service::{State, admin::Admin, audit::Audit, consent::Consents, exchange::Exchange},
 };
 
 /// Why a gateway could not start or stopped with an error.
@@ -76,22 +64,20 @@ use crate::{
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] config::ConfigError),
-    #[error(transparent)]
+    #[error("cannot open the store: {0}")]
     Store(#[from] store::StoreError),
     #[error(transparent)]
     Source(#[from] AdapterError),
-    #[error("cannot open a store tree: {0}")]
-    Tree(#[from] sled::Error),
     #[error(transparent)]
-    Signing(#[from] signing::SigningError),
+    Signing(#[from] civex_audit::keys::SigningError),
     #[error(transparent)]
-    Audit(#[from] audit::AuditError),
+    Audit(#[from] civex_audit::AuditError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot load the CA: {0}")]
-    Ca(pki::PkiError),
+    Ca(authority::PkiError),
     #[error("cannot open the agency or revocation store: {0}")]
     Authority(error::Error),
     #[error("reflection service: {0}")]
@@ -106,7 +92,6 @@ pub struct Gateway {
     listener: TcpListener,
     local_addr: SocketAddr,
     state: Arc<State>,
-    db: sled::Db,
     tls: Arc<rustls::ServerConfig>,
     tls_handles: tls::TlsHandles,
 }
@@ -126,22 +111,24 @@ impl Reloader {
     }
 }
 
-/// One adapter per department: embedded, or the department's own system.
-fn adapters(config: &Config, db: &sled::Db) -> Result<Vec<Arc<dyn Adapter>>, StartError> {
+/// One adapter per department: its registry in `registries`, or the
+/// department's own system.
+fn adapters(config: &Config, registries: &dyn RegistryStore) -> Result<Vec<Arc<dyn Adapter>>, StartError> {
     let mut adapters: Vec<Arc<dyn Adapter>> = Vec::new();
     for department in Department::ALL {
         match config.departments.get(department.code()) {
-            Some(DepartmentSource::Remote(r)) => {
-                let tls =
-                    client::ClientTls::from_files(&r.ca, &r.cert, &r.key).map_err(|source| tls::TlsError::Read {
-                        path: r.cert.clone(),
+            Some(DepartmentConfig::Remote(r)) => {
+                let read = |path: &std::path::Path| {
+                    std::fs::read_to_string(path).map_err(|source| tls::TlsError::Read {
+                        path: path.to_owned(),
                         source,
-                    })?;
-                let remote = RemoteConfig {
+                    })
+                };
+                let remote = RemoteAdapterConfig {
                     endpoint: r.endpoint.clone(),
-                    ca_pem: tls.ca_pem,
-                    cert_pem: tls.cert_pem,
-                    key_pem: tls.key_pem,
+                    ca_pem: read(&r.ca)?,
+                    cert_pem: read(&r.cert)?,
+                    key_pem: read(&r.key)?,
                     deadline: Duration::from_millis(r.deadline_ms),
                     max_in_flight: r.max_in_flight,
                     failure_threshold: r.failure_threshold,
@@ -149,7 +136,7 @@ fn adapters(config: &Config, db: &sled::Db) -> Result<Vec<Arc<dyn Adapter>>, Sta
                 };
                 adapters.push(Arc::new(RemoteAdapter::new(department, remote)?));
             }
-            Some(DepartmentSource::Embedded) | None => adapters.push(Arc::new(EmbeddedRegistry::open(db, department)?)),
+            Some(DepartmentConfig::Embedded) | None => adapters.push(registries.open(department)?),
         }
     }
     Ok(adapters)
@@ -202,24 +189,23 @@ impl Gateway {
             &config.tls.server_key,
             None,
         )?;
-        let db = store::open(&config.data_dir)?;
+        let stores = store::open(&config.data_dir)?;
         let signer = Arc::new(Signer::load_or_create(
             &config.data_dir,
             &format!("civex/{}", config.name),
         )?);
         let pseudonyms = Pseudonymizer::load_or_create(&config.pseudonym_key_path())?;
-        let adapters = adapters(&config, &db)?;
-        let consents = ConsentStore::open(&db)?;
+        let adapters = adapters(&config, stores.registries.as_ref())?;
         let writer = WriterConfig {
             checkpoint_every: config.audit.checkpoint_every,
             checkpoint_interval: Duration::from_millis(config.audit.checkpoint_interval_ms),
             durable: durable_audit,
         };
         let (audit, verified) = AuditLog::open(
-            &config.data_dir,
+            stores.audit.clone(),
             signer.clone(),
             clock.clone(),
-            consents.clone(),
+            stores.ledger.clone(),
             writer,
         )?;
         tracing::info!(
@@ -228,18 +214,22 @@ impl Gateway {
             "audit log verified"
         );
         let authority = Authority::open(
-            &db,
+            stores.revocations.clone(),
             ca,
             tls_handles.verifier.clone(),
             &config.data_dir,
             config.tls.certificate_days,
             config.tls.crl_days,
         )
+        .await
         .map_err(StartError::Authority)?;
+        let directory = Directory::open(stores.agencies.clone(), config.agencies.iter().map(Agency::from))
+            .await
+            .map_err(StartError::Authority)?;
         let state = Arc::new(State {
-            directory: Directory::open(&db, config.agencies.iter().map(Agency::from)).map_err(StartError::Authority)?,
-            consents,
-            sources: Sources::new(adapters, config.limits.adapter_deadline()),
+            directory,
+            consents: stores.consents.clone(),
+            departments: Departments::new(adapters, config.limits.adapter_deadline()),
             signer,
             clock,
             limits: config.limits.clone(),
@@ -264,7 +254,6 @@ impl Gateway {
             listener,
             local_addr,
             state,
-            db,
             tls,
             tls_handles,
         })
@@ -289,7 +278,7 @@ impl Gateway {
 
     /// Serves until `shutdown` resolves, then: health NOT_SERVING → stop
     /// accepting → drain in-flight calls → flush the audit log and write a
-    /// final checkpoint → flush the store.
+    /// final checkpoint.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
         let limits = &self.config.limits;
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -321,7 +310,7 @@ impl Gateway {
                 let period = state.authority.crl_validity() / 2;
                 loop {
                     tokio::time::sleep(period).await;
-                    if let Err(e) = state.authority.publish_crl() {
+                    if let Err(e) = state.authority.publish_crl().await {
                         tracing::error!(cause = %e, "cannot re-sign the CRL");
                     }
                 }
@@ -364,7 +353,6 @@ impl Gateway {
             .serve_with_incoming_shutdown(incoming, signal)
             .await?;
         self.state.audit.close().await;
-        self.db.flush_async().await?;
         tracing::info!("stopped");
         Ok(())
     }

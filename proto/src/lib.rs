@@ -11,10 +11,14 @@
 //! - `civex/v1/audit.proto`: `AuditService` (auditors) and the audit record.
 //! - `civex/v1/admin.proto`: `AdminService` (administrators).
 
-/// Generated messages and services of package `civex.v1`.
+//!
+//! The `grpc` feature (on by default) adds the tonic clients and servers;
+//! without it the crate holds only the messages.
+
+/// Generated messages (and, with `grpc`, services) of package `civex.v1`.
 #[allow(unreachable_pub, clippy::all)]
 pub mod v1 {
-    tonic::include_proto!("civex.v1");
+    include!(concat!(env!("OUT_DIR"), "/civex.v1.rs"));
 }
 
 /// Encoded `FileDescriptorSet` of every civex proto, for gRPC server reflection.

@@ -16,13 +16,17 @@ use std::{
 };
 
 use civex_adapters::Department;
+use civex_adapters::import;
+use civex_cli::{
+    client::{self, ClientTls},
+    demo_data,
+    pki::{ClientSpec, DevCa, write_private},
+};
 use civex_gateway::{
     Gateway,
-    client::{self, ClientTls},
+    authority::Ca,
     clock::{ManualClock, timestamp},
     config::{Config, TlsConfig},
-    demo_data, import,
-    pki::{Ca, ClientSpec, write_private},
     store,
 };
 use civex_proto::v1::{
@@ -95,11 +99,11 @@ impl TestGateway {
         let mut started = Vec::new();
         for (department, service) in sources(&ca, &dir.path().join("demo-data")) {
             let source = TestSource::start(&ca, department, service, None).await;
-            let remote = civex_gateway::config::RemoteSource {
+            let remote = civex_gateway::config::RemoteDepartment {
                 deadline_ms: 2_000,
                 failure_threshold: 3,
                 open_ms: 200,
-                ..civex_gateway::config::RemoteSource::new(
+                ..civex_gateway::config::RemoteDepartment::new(
                     format!("https://{}", source.addr),
                     certs.join("ca.pem"),
                     certs.join("gateway.pem"),
@@ -108,7 +112,7 @@ impl TestGateway {
             };
             config.departments.insert(
                 department.code().into(),
-                civex_gateway::config::DepartmentSource::Remote(remote),
+                civex_gateway::config::DepartmentConfig::Remote(remote),
             );
             started.push(source);
         }
@@ -299,18 +303,17 @@ fn read_records(dir: &Path, department: Department) -> Vec<serde_json::Map<Strin
 /// Generates the synthetic citizens into `files` and imports every department into `data`.
 fn import_demo_data(data: &Path, files: &Path) -> Vec<demo_data::Sample> {
     let samples = demo_data::generate(CITIZENS, SEED, files).expect("demo data");
-    let db = store::open(data).expect("store");
+    let stores = store::open(data).expect("store");
     for department in Department::ALL {
         let path: PathBuf = files.join(format!("{}.jsonl", department.code()));
         let reader = std::io::BufReader::new(std::fs::File::open(&path).expect("file"));
-        import::import(&db, department, reader).expect("import");
+        import::import(stores.registries.as_ref(), department, reader).expect("import");
     }
-    db.flush().expect("flush");
     samples
 }
 
 /// A department source service the harness can serve: the reference
-/// `civex_gateway::source::Source`, or a test's own misbehaving one.
+/// `civex_cli::department_server::DepartmentServer`, or a test's own misbehaving one.
 pub type SourceService = dyn civex_proto::v1::department_source_service_server::DepartmentSourceService;
 
 /// A department source on loopback, over mTLS with a certificate from the test CA.
@@ -351,7 +354,7 @@ impl TestSource {
             .expect("source binds");
         let addr = listener.local_addr().expect("source address");
         let task = tokio::spawn(async move {
-            let _ = civex_gateway::source::serve(Boxed(service), &tls, listener, std::future::pending()).await;
+            let _ = civex_cli::department_server::serve(Boxed(service), &tls, listener, std::future::pending()).await;
         });
         TestSource { addr, department, task }
     }
@@ -359,7 +362,7 @@ impl TestSource {
     /// The reference source for `department`, from the demo-data directory.
     pub fn reference(files: &Path, department: Department) -> Box<SourceService> {
         let path = files.join(format!("{}.jsonl", department.code()));
-        Box::new(civex_gateway::source::Source::open(department, &path).expect("source data"))
+        Box::new(civex_cli::department_server::DepartmentServer::open(department, &path).expect("source data"))
     }
 
     /// Stops the source abruptly, as a crash would.

@@ -9,11 +9,11 @@ use civex_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{Call, State, exchange::check_label};
+use super::{Draft, State, exchange::check_label};
 use crate::{
-    access::{AccessRight, Agency, RateLimit, Role, Status as AgencyStatus},
     clock::timestamp,
     error::{Error, Reason},
+    policy::access::{AccessRight, Agency, RateLimit, Role, Status as AgencyStatus},
 };
 
 /// Largest CSR accepted, in bytes.
@@ -90,7 +90,7 @@ impl Admin {
         Admin { state }
     }
 
-    fn register(&self, request: Request<pb::Agency>, call: &mut Call) -> Result<pb::Agency, Error> {
+    async fn register(&self, request: Request<pb::Agency>, call: &mut Draft) -> Result<pb::Agency, Error> {
         call.subject(&request.get_ref().code);
         self.state.caller(&request, &[Role::Admin])?;
         let req = request.into_inner();
@@ -105,65 +105,81 @@ impl Admin {
             status: AgencyStatus::Active,
         };
         let template = fresh.clone();
-        let agency = self.state.directory.update(
-            &req.code,
-            || Some(template),
-            |existing| {
-                // Registering again updates everything but the status.
-                *existing = Agency {
-                    status: existing.status,
-                    ..fresh
-                };
-                Ok(())
-            },
-        )?;
+        let agency = self
+            .state
+            .directory
+            .update(
+                &req.code,
+                || Some(template),
+                |existing| {
+                    // Registering again updates everything but the status.
+                    *existing = Agency {
+                        status: existing.status,
+                        ..fresh
+                    };
+                    Ok(())
+                },
+            )
+            .await?;
         Ok(agency_message(&agency))
     }
 
-    fn set_status(
+    async fn set_status(
         &self,
         request: Request<AgencyRef>,
-        call: &mut Call,
+        call: &mut Draft,
         status: AgencyStatus,
     ) -> Result<pb::Agency, Error> {
         call.subject(&request.get_ref().code);
         self.state.caller(&request, &[Role::Admin])?;
         let req = request.into_inner();
         check_label("reason", &req.reason)?;
-        let agency = self.state.directory.update(
-            &req.code,
-            || None,
-            |a| {
-                a.status = status;
-                Ok(())
-            },
-        )?;
+        let agency = self
+            .state
+            .directory
+            .update(
+                &req.code,
+                || None,
+                |a| {
+                    a.status = status;
+                    Ok(())
+                },
+            )
+            .await?;
         tracing::info!(agency = %agency.code, ?status, reason = %req.reason, "agency status changed");
         Ok(agency_message(&agency))
     }
 
-    fn set_rights(&self, request: Request<SetAccessRightsRequest>, call: &mut Call) -> Result<pb::Agency, Error> {
+    async fn set_rights(
+        &self,
+        request: Request<SetAccessRightsRequest>,
+        call: &mut Draft,
+    ) -> Result<pb::Agency, Error> {
         call.subject(&request.get_ref().agency_code);
         self.state.caller(&request, &[Role::Admin])?;
         let req = request.into_inner();
         let rights = rights_from(req.rights);
         call.scopes(&rights.iter().map(|r| r.scope.clone()).collect::<Vec<_>>());
         let rate = rate_from(req.rate);
-        let agency = self.state.directory.update(
-            &req.agency_code,
-            || None,
-            |a| {
-                a.rights = rights;
-                if let Some(rate) = rate {
-                    a.rate = rate;
-                }
-                Ok(())
-            },
-        )?;
+        let agency = self
+            .state
+            .directory
+            .update(
+                &req.agency_code,
+                || None,
+                |a| {
+                    a.rights = rights;
+                    if let Some(rate) = rate {
+                        a.rate = rate;
+                    }
+                    Ok(())
+                },
+            )
+            .await?;
         Ok(agency_message(&agency))
     }
 
-    fn issue(&self, request: Request<IssueCertificateRequest>, call: &mut Call) -> Result<IssuedCertificate, Error> {
+    fn issue(&self, request: Request<IssueCertificateRequest>, call: &mut Draft) -> Result<IssuedCertificate, Error> {
         call.subject(&request.get_ref().agency_code);
         self.state.caller(&request, &[Role::Admin])?;
         let req = request.into_inner();
@@ -189,16 +205,16 @@ impl Admin {
         })
     }
 
-    fn revoke(
+    async fn revoke(
         &self,
         request: Request<RevokeCertificateRequest>,
-        call: &mut Call,
+        call: &mut Draft,
     ) -> Result<RevokeCertificateResponse, Error> {
         call.subject(&request.get_ref().serial);
         self.state.caller(&request, &[Role::Admin])?;
         let req = request.into_inner();
         check_label("reason", &req.reason)?;
-        let at = self.state.authority.revoke(&req.serial, &req.reason)?;
+        let at = self.state.authority.revoke(&req.serial, &req.reason).await?;
         Ok(RevokeCertificateResponse {
             serial: req.serial,
             revoked_at: Some(timestamp(at.into())),
@@ -208,69 +224,96 @@ impl Admin {
 
 #[tonic::async_trait]
 impl AdminService for Admin {
-    #[tracing::instrument(skip_all, fields(rpc = "RegisterAgency"))]
     async fn register_agency(&self, request: Request<pb::Agency>) -> Result<Response<pb::Agency>, Status> {
-        let mut call = self.state.begin(&request, "AdminService/RegisterAgency");
-        let result = self.register(request, &mut call);
-        Ok(Response::new(self.state.finish(call, result).await?.0))
+        Ok(Response::new(
+            self.state
+                .call(request, "AdminService/RegisterAgency", async |request, call| {
+                    self.register(request, call).await
+                })
+                .await?
+                .0,
+        ))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "ListAgencies"))]
     async fn list_agencies(
         &self,
         request: Request<ListAgenciesRequest>,
     ) -> Result<Response<ListAgenciesResponse>, Status> {
-        let call = self.state.begin(&request, "AdminService/ListAgencies");
-        let result = self
-            .state
-            .caller(&request, &[Role::Admin])
-            .map(|_| ListAgenciesResponse {
-                agencies: self.state.directory.list().iter().map(|a| agency_message(a)).collect(),
-            });
-        Ok(Response::new(self.state.finish(call, result).await?.0))
+        Ok(Response::new(
+            self.state
+                .call(request, "AdminService/ListAgencies", async |request, _| {
+                    self.state
+                        .caller(&request, &[Role::Admin])
+                        .map(|_| ListAgenciesResponse {
+                            agencies: self.state.directory.list().iter().map(|a| agency_message(a)).collect(),
+                        })
+                })
+                .await?
+                .0,
+        ))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "SuspendAgency"))]
     async fn suspend_agency(&self, request: Request<AgencyRef>) -> Result<Response<pb::Agency>, Status> {
-        let mut call = self.state.begin(&request, "AdminService/SuspendAgency");
-        let result = self.set_status(request, &mut call, AgencyStatus::Suspended);
-        Ok(Response::new(self.state.finish(call, result).await?.0))
+        Ok(Response::new(
+            self.state
+                .call(request, "AdminService/SuspendAgency", async |request, call| {
+                    self.set_status(request, call, AgencyStatus::Suspended).await
+                })
+                .await?
+                .0,
+        ))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "ReinstateAgency"))]
     async fn reinstate_agency(&self, request: Request<AgencyRef>) -> Result<Response<pb::Agency>, Status> {
-        let mut call = self.state.begin(&request, "AdminService/ReinstateAgency");
-        let result = self.set_status(request, &mut call, AgencyStatus::Active);
-        Ok(Response::new(self.state.finish(call, result).await?.0))
+        Ok(Response::new(
+            self.state
+                .call(request, "AdminService/ReinstateAgency", async |request, call| {
+                    self.set_status(request, call, AgencyStatus::Active).await
+                })
+                .await?
+                .0,
+        ))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "SetAccessRights"))]
     async fn set_access_rights(
         &self,
         request: Request<SetAccessRightsRequest>,
     ) -> Result<Response<pb::Agency>, Status> {
-        let mut call = self.state.begin(&request, "AdminService/SetAccessRights");
-        let result = self.set_rights(request, &mut call);
-        Ok(Response::new(self.state.finish(call, result).await?.0))
+        Ok(Response::new(
+            self.state
+                .call(request, "AdminService/SetAccessRights", async |request, call| {
+                    self.set_rights(request, call).await
+                })
+                .await?
+                .0,
+        ))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "IssueCertificate"))]
     async fn issue_certificate(
         &self,
         request: Request<IssueCertificateRequest>,
     ) -> Result<Response<IssuedCertificate>, Status> {
-        let mut call = self.state.begin(&request, "AdminService/IssueCertificate");
-        let result = self.issue(request, &mut call);
-        Ok(Response::new(self.state.finish(call, result).await?.0))
+        Ok(Response::new(
+            self.state
+                .call(request, "AdminService/IssueCertificate", async |request, call| {
+                    self.issue(request, call)
+                })
+                .await?
+                .0,
+        ))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "RevokeCertificate"))]
     async fn revoke_certificate(
         &self,
         request: Request<RevokeCertificateRequest>,
     ) -> Result<Response<RevokeCertificateResponse>, Status> {
-        let mut call = self.state.begin(&request, "AdminService/RevokeCertificate");
-        let result = self.revoke(request, &mut call);
-        Ok(Response::new(self.state.finish(call, result).await?.0))
+        Ok(Response::new(
+            self.state
+                .call(request, "AdminService/RevokeCertificate", async |request, call| {
+                    self.revoke(request, call).await
+                })
+                .await?
+                .0,
+        ))
     }
 }

@@ -10,13 +10,14 @@ use civex_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{Call, State, exchange::check_label};
+use super::{Draft, State, exchange::check_label};
+use civex_adapters::CitizenId;
+use civex_audit::search::{self, Filter};
+
 use crate::{
-    access::Role,
-    audit::search::{self, Filter},
-    citizen_id::CitizenId,
     clock::system_time,
     error::{Error, Reason},
+    policy::access::Role,
 };
 
 /// Actions that read a citizen's data: what `AccessHistory` shows.
@@ -54,7 +55,7 @@ impl Audit {
         })
     }
 
-    fn search(&self, request: Request<AuditSearchRequest>, call: &mut Call) -> Result<AuditSearchResponse, Error> {
+    fn search(&self, request: Request<AuditSearchRequest>, call: &mut Draft) -> Result<AuditSearchResponse, Error> {
         self.state.caller(&request, &[Role::Auditor])?;
         let req = request.into_inner();
         let mut filter = Filter::default();
@@ -84,7 +85,7 @@ impl Audit {
         self.respond(&filter, req.page_size, &req.page_token)
     }
 
-    fn history(&self, request: Request<AccessHistoryRequest>, call: &mut Call) -> Result<AuditSearchResponse, Error> {
+    fn history(&self, request: Request<AccessHistoryRequest>, call: &mut Draft) -> Result<AuditSearchResponse, Error> {
         self.state.caller(&request, &[Role::Auditor, Role::ConsentRegistrar])?;
         let req = request.into_inner();
         let citizen = CitizenId::parse(&req.citizen_id)?;
@@ -119,29 +120,39 @@ impl Audit {
 
 #[tonic::async_trait]
 impl AuditService for Audit {
-    #[tracing::instrument(skip_all, fields(rpc = "Search"))]
     async fn search(&self, request: Request<AuditSearchRequest>) -> Result<Response<AuditSearchResponse>, Status> {
-        let mut call = self.state.begin(&request, "AuditService/Search");
-        let result = Audit::search(self, request, &mut call);
-        Ok(Response::new(self.state.finish(call, result).await?.0))
+        Ok(Response::new(
+            self.state
+                .call(request, "AuditService/Search", async |request, call| {
+                    Audit::search(self, request, call)
+                })
+                .await?
+                .0,
+        ))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "AccessHistory"))]
     async fn access_history(
         &self,
         request: Request<AccessHistoryRequest>,
     ) -> Result<Response<AuditSearchResponse>, Status> {
-        let mut call = self.state.begin(&request, "AuditService/AccessHistory");
-        let result = self.history(request, &mut call);
-        Ok(Response::new(self.state.finish(call, result).await?.0))
+        Ok(Response::new(
+            self.state
+                .call(request, "AuditService/AccessHistory", async |request, call| {
+                    self.history(request, call)
+                })
+                .await?
+                .0,
+        ))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "Checkpoint"))]
     async fn checkpoint(&self, request: Request<CheckpointRequest>) -> Result<Response<SignedCheckpoint>, Status> {
-        let mut call = self.state.begin(&request, "AuditService/Checkpoint");
-        call.with_checkpoint();
-        let result = self.state.caller(&request, &[Role::Auditor]).map(drop);
-        let (_, appended) = self.state.finish(call, result).await?;
+        let (_, appended) = self
+            .state
+            .call(request, "AuditService/Checkpoint", async |request, call| {
+                call.with_checkpoint();
+                self.state.caller(&request, &[Role::Auditor]).map(drop)
+            })
+            .await?;
         let cp = appended
             .checkpoint
             .ok_or_else(|| Error::internal("the writer signed no checkpoint for a checkpoint call"))?;
@@ -152,45 +163,54 @@ impl AuditService for Audit {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "GetEntry"))]
     async fn get_entry(&self, request: Request<GetEntryRequest>) -> Result<Response<AuditEntry>, Status> {
-        let call = self.state.begin(&request, "AuditService/GetEntry");
-        let result = self.entry(request);
-        Ok(Response::new(self.state.finish(call, result).await?.0))
+        Ok(Response::new(
+            self.state
+                .call(request, "AuditService/GetEntry", async |request, _| self.entry(request))
+                .await?
+                .0,
+        ))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "InclusionProof"))]
     async fn inclusion_proof(&self, request: Request<InclusionProofRequest>) -> Result<Response<Proof>, Status> {
-        let call = self.state.begin(&request, "AuditService/InclusionProof");
-        let result = self.state.caller(&request, &[Role::Auditor]).and_then(|_| {
+        let call = async |request: Request<InclusionProofRequest>, _: &mut Draft| {
+            self.state.caller(&request, &[Role::Auditor])?;
             let r = request.get_ref();
             Ok(self.proof(self.state.audit.inclusion_proof(r.index, r.tree_size)?))
-        });
-        Ok(Response::new(self.state.finish(call, result).await?.0))
+        };
+        Ok(Response::new(
+            self.state.call(request, "AuditService/InclusionProof", call).await?.0,
+        ))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "ConsistencyProof"))]
     async fn consistency_proof(&self, request: Request<ConsistencyProofRequest>) -> Result<Response<Proof>, Status> {
-        let call = self.state.begin(&request, "AuditService/ConsistencyProof");
-        let result = self.state.caller(&request, &[Role::Auditor]).and_then(|_| {
+        let call = async |request: Request<ConsistencyProofRequest>, _: &mut Draft| {
+            self.state.caller(&request, &[Role::Auditor])?;
             let r = request.get_ref();
             Ok(self.proof(self.state.audit.consistency_proof(r.first, r.second)?))
-        });
-        Ok(Response::new(self.state.finish(call, result).await?.0))
+        };
+        Ok(Response::new(
+            self.state.call(request, "AuditService/ConsistencyProof", call).await?.0,
+        ))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "Report"))]
     async fn report(&self, request: Request<ReportRequest>) -> Result<Response<ReportResponse>, Status> {
-        let call = self.state.begin(&request, "AuditService/Report");
-        let result = self.state.caller(&request, &[Role::Auditor]).and_then(|_| {
+        let call = async |request: Request<ReportRequest>, _: &mut Draft| {
+            self.state.caller(&request, &[Role::Auditor])?;
             let rows = self.state.audit.report()?;
             Ok(ReportResponse {
                 rows: rows
                     .into_iter()
-                    .map(|(agency, reason, count)| ReportRow { agency, reason, count })
+                    .map(|r| ReportRow {
+                        agency: r.agency,
+                        reason: r.reason,
+                        count: r.count,
+                    })
                     .collect(),
             })
-        });
-        Ok(Response::new(self.state.finish(call, result).await?.0))
+        };
+        Ok(Response::new(
+            self.state.call(request, "AuditService/Report", call).await?.0,
+        ))
     }
 }

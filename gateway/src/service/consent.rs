@@ -9,13 +9,18 @@ use civex_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{Call, State, exchange::check_label};
+use super::{Draft, State, exchange::check_label};
+use civex_adapters::CitizenId;
+
 use crate::{
-    access::{self, Role},
-    citizen_id::CitizenId,
     clock::system_time,
     consent::{self, NewConsent},
     error::{Error, Reason},
+    policy::{
+        access::{self, Role},
+        land::land_rule,
+        purposes::purpose,
+    },
 };
 
 /// Longest validity a consent may be granted for: five years.
@@ -34,7 +39,7 @@ impl Consents {
 
     /// Validates a grant and makes the signed consent; it is stored only
     /// after its audit record is durable.
-    fn prepare_grant(&self, request: Request<GrantConsentRequest>, call: &mut Call) -> Result<Consent, Error> {
+    fn prepare_grant(&self, request: Request<GrantConsentRequest>, call: &mut Draft) -> Result<Consent, Error> {
         let state = &self.state;
         call.scopes(&request.get_ref().scopes);
         call.purpose(&request.get_ref().purpose);
@@ -45,9 +50,9 @@ impl Consents {
         // Scopes are exact attribute or predicate names: a citizen consents to
         // named facts, or to a named yes/no answer (which reveals no fact).
         let scopes = access::scopes(&req.scopes, MAX_SCOPES)?;
-        let purpose = access::purpose(&req.purpose)?;
+        let purpose = purpose(&req.purpose)?;
         for scope in &scopes {
-            access::land_rule(scope, purpose.code).map_err(|e| Error::new(Reason::InvalidRequest, e.message))?;
+            land_rule(scope, purpose.code).map_err(|e| Error::new(Reason::InvalidRequest, e.message))?;
         }
         check_label("grantee", &req.grantee)?;
         let grantee = state.directory.agency(&req.grantee).ok_or_else(|| {
@@ -85,35 +90,43 @@ impl Consents {
         Ok(consent)
     }
 
-    fn revoke(&self, request: Request<RevokeConsentRequest>, call: &mut Call) -> Result<Consent, Error> {
+    async fn revoke(&self, request: Request<RevokeConsentRequest>, call: &mut Draft) -> Result<Consent, Error> {
         call.consent(&request.get_ref().consent_id);
         self.state.caller(&request, &[Role::ConsentRegistrar])?;
         let req = request.into_inner();
         check_label("reason", &req.reason)?;
-        let consent = self.state.consents.get(&req.consent_id)?;
+        let consent = self.state.consents.get(&req.consent_id).await?;
         self.cite(call, &consent);
-        Ok(self.state.consents.revoke(&req.consent_id, self.state.clock.now())?)
+        Ok(self
+            .state
+            .consents
+            .revoke(&req.consent_id, self.state.clock.now())
+            .await?)
     }
 
-    fn get(&self, request: Request<GetConsentRequest>, call: &mut Call) -> Result<Consent, Error> {
+    async fn get(&self, request: Request<GetConsentRequest>, call: &mut Draft) -> Result<Consent, Error> {
         call.consent(&request.get_ref().consent_id);
         self.state.caller(&request, &[Role::ConsentRegistrar])?;
-        let consent = self.state.consents.get(&request.into_inner().consent_id)?;
+        let consent = self.state.consents.get(&request.into_inner().consent_id).await?;
         self.cite(call, &consent);
         Ok(consent)
     }
 
-    fn list(&self, request: Request<ListConsentsRequest>, call: &mut Call) -> Result<ListConsentsResponse, Error> {
+    async fn list(
+        &self,
+        request: Request<ListConsentsRequest>,
+        call: &mut Draft,
+    ) -> Result<ListConsentsResponse, Error> {
         self.state.caller(&request, &[Role::ConsentRegistrar])?;
         let citizen = CitizenId::parse(&request.into_inner().citizen_id)?;
         call.citizen(&self.state, &citizen);
         Ok(ListConsentsResponse {
-            consents: self.state.consents.list(&citizen)?,
+            consents: self.state.consents.list(&citizen).await?,
         })
     }
 
     /// Records whose consent a call touched.
-    fn cite(&self, call: &mut Call, consent: &Consent) {
+    fn cite(&self, call: &mut Draft, consent: &Consent) {
         // Invariant: stored consents were validated when granted.
         if let Ok(citizen) = CitizenId::parse(&consent.citizen_id) {
             call.citizen(&self.state, &citizen);
@@ -125,33 +138,47 @@ impl Consents {
 
 #[tonic::async_trait]
 impl ConsentService for Consents {
-    #[tracing::instrument(skip_all, fields(rpc = "Grant"))]
     async fn grant(&self, request: Request<GrantConsentRequest>) -> Result<Response<Consent>, Status> {
-        let mut call = self.state.begin(&request, "ConsentService/Grant");
-        let result = self.prepare_grant(request, &mut call);
-        let (consent, _) = self.state.finish(call, result).await?;
-        self.state.consents.insert(&consent).map_err(Error::from)?;
+        let (consent, _) = self
+            .state
+            .call(request, "ConsentService/Grant", async |request, call| {
+                self.prepare_grant(request, call)
+            })
+            .await?;
+        self.state.consents.insert(&consent).await.map_err(Error::from)?;
         Ok(Response::new(consent))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "Revoke"))]
     async fn revoke(&self, request: Request<RevokeConsentRequest>) -> Result<Response<Consent>, Status> {
-        let mut call = self.state.begin(&request, "ConsentService/Revoke");
-        let result = Consents::revoke(self, request, &mut call);
-        Ok(Response::new(self.state.finish(call, result).await?.0))
+        Ok(Response::new(
+            self.state
+                .call(request, "ConsentService/Revoke", async |request, call| {
+                    Consents::revoke(self, request, call).await
+                })
+                .await?
+                .0,
+        ))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "Get"))]
     async fn get(&self, request: Request<GetConsentRequest>) -> Result<Response<Consent>, Status> {
-        let mut call = self.state.begin(&request, "ConsentService/Get");
-        let result = Consents::get(self, request, &mut call);
-        Ok(Response::new(self.state.finish(call, result).await?.0))
+        Ok(Response::new(
+            self.state
+                .call(request, "ConsentService/Get", async |request, call| {
+                    Consents::get(self, request, call).await
+                })
+                .await?
+                .0,
+        ))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "List"))]
     async fn list(&self, request: Request<ListConsentsRequest>) -> Result<Response<ListConsentsResponse>, Status> {
-        let mut call = self.state.begin(&request, "ConsentService/List");
-        let result = Consents::list(self, request, &mut call);
-        Ok(Response::new(self.state.finish(call, result).await?.0))
+        Ok(Response::new(
+            self.state
+                .call(request, "ConsentService/List", async |request, call| {
+                    Consents::list(self, request, call).await
+                })
+                .await?
+                .0,
+        ))
     }
 }

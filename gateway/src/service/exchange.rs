@@ -2,20 +2,22 @@
 
 use std::sync::Arc;
 
-use civex_adapters::catalogue;
+use civex_adapters::{CitizenId, catalogue};
 use civex_proto::v1::{
     AttributeInfo, Catalogue, CheckRequest, CheckResponse, ListAttributesRequest, PredicateInfo, PurposeInfo,
     QueryRequest, QueryResponse, exchange_service_server::ExchangeService,
 };
 use tonic::{Request, Response, Status};
 
-use super::{Call, State};
+use super::{Draft, State};
 use crate::{
-    access::{self, PURPOSES, Role},
-    citizen_id::CitizenId,
     consent::Use,
     error::{Error, Reason},
-    predicates,
+    policy::{
+        access::{self, Role},
+        predicates,
+        purposes::{self, PURPOSES},
+    },
 };
 
 /// Longest caller label (`request_id`, `operator`, `reason`), in bytes.
@@ -30,7 +32,7 @@ impl Exchange {
         Exchange { state }
     }
 
-    async fn query(&self, request: Request<QueryRequest>, call: &mut Call) -> Result<QueryResponse, Error> {
+    async fn query(&self, request: Request<QueryRequest>, call: &mut Draft) -> Result<QueryResponse, Error> {
         let state = &self.state;
         {
             let req = request.get_ref();
@@ -44,23 +46,26 @@ impl Exchange {
         let citizen = CitizenId::parse(&req.citizen_id)?;
         call.citizen(state, &citizen);
         let attributes = access::attributes(&req.attributes, state.limits.max_attributes)?;
-        let purpose = access::purpose(&req.purpose)?;
+        let purpose = purposes::purpose(&req.purpose)?;
         check_label("request_id", &req.request_id)?;
         check_label("operator", &req.operator)?;
         let scopes: Vec<&str> = attributes.iter().map(|a| a.name).collect();
         caller.check_rights(scopes.iter().copied(), purpose.code)?;
-        state.consents.use_for(
-            &req.consent_id,
-            Use {
-                caller: &caller.code,
-                citizen: &citizen,
-                scopes: &scopes,
-                purpose: purpose.code,
-                now: state.clock.now(),
-            },
-        )?;
+        state
+            .consents
+            .use_for(
+                &req.consent_id,
+                Use {
+                    caller: &caller.code,
+                    citizen: &citizen,
+                    scopes: &scopes,
+                    purpose: purpose.code,
+                    now: state.clock.now(),
+                },
+            )
+            .await?;
         call.uses_consent(&req.consent_id);
-        let facts = state.sources.fetch(citizen.as_str(), &attributes).await?;
+        let facts = state.departments.fetch(citizen.as_str(), &attributes).await?;
         Ok(QueryResponse {
             facts,
             audit_index: 0,
@@ -70,7 +75,7 @@ impl Exchange {
 }
 
 impl Exchange {
-    async fn check(&self, request: Request<CheckRequest>, call: &mut Call) -> Result<CheckResponse, Error> {
+    async fn check(&self, request: Request<CheckRequest>, call: &mut Draft) -> Result<CheckResponse, Error> {
         let state = &self.state;
         {
             let req = request.get_ref();
@@ -86,28 +91,31 @@ impl Exchange {
         let citizen = CitizenId::parse(&req.citizen_id)?;
         call.citizen(state, &citizen);
         let predicate = predicates::predicate(&req.predicate)?;
-        let purpose = access::purpose(&req.purpose)?;
+        let purpose = purposes::purpose(&req.purpose)?;
         check_label("request_id", &req.request_id)?;
         check_label("operator", &req.operator)?;
         caller.check_rights([predicate.name], purpose.code)?;
         let now = state.clock.now();
-        state.consents.use_for(
-            &req.consent_id,
-            Use {
-                caller: &caller.code,
-                citizen: &citizen,
-                scopes: &[predicate.name],
-                purpose: purpose.code,
-                now,
-            },
-        )?;
+        state
+            .consents
+            .use_for(
+                &req.consent_id,
+                Use {
+                    caller: &caller.code,
+                    citizen: &citizen,
+                    scopes: &[predicate.name],
+                    purpose: purpose.code,
+                    now,
+                },
+            )
+            .await?;
         call.uses_consent(&req.consent_id);
         let today = (time::OffsetDateTime::from(now) + time::Duration::hours(8)).date();
         let outcome = predicates::evaluate(
             predicate,
             &citizen,
             &req.params.into_iter().collect(),
-            &state.sources,
+            &state.departments,
             &state.thresholds,
             today,
         )
@@ -171,32 +179,37 @@ pub fn catalogue_message() -> Catalogue {
 
 #[tonic::async_trait]
 impl ExchangeService for Exchange {
-    #[tracing::instrument(skip_all, fields(rpc = "Query"))]
     async fn query(&self, request: Request<QueryRequest>) -> Result<Response<QueryResponse>, Status> {
-        let mut call = self.state.begin(&request, "ExchangeService/Query");
-        let result = Exchange::query(self, request, &mut call).await;
-        let (mut response, appended) = self.state.finish(call, result).await?;
-        response.audit_index = appended.index;
-        Ok(Response::new(response))
-    }
-
-    #[tracing::instrument(skip_all, fields(rpc = "Check"))]
-    async fn check(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
-        let mut call = self.state.begin(&request, "ExchangeService/Check");
-        let result = Exchange::check(self, request, &mut call).await;
-        let (mut response, appended) = self.state.finish(call, result).await?;
-        response.audit_index = appended.index;
-        Ok(Response::new(response))
-    }
-
-    #[tracing::instrument(skip_all, fields(rpc = "ListAttributes"))]
-    async fn list_attributes(&self, request: Request<ListAttributesRequest>) -> Result<Response<Catalogue>, Status> {
-        let call = self.state.begin(&request, "ExchangeService/ListAttributes");
-        let result = self
+        let (mut response, appended) = self
             .state
-            .caller(&request, &[Role::Requester])
-            .map(|_| catalogue_message());
-        let (catalogue, _) = self.state.finish(call, result).await?;
+            .call(request, "ExchangeService/Query", async |request, call| {
+                Exchange::query(self, request, call).await
+            })
+            .await?;
+        response.audit_index = appended.index;
+        Ok(Response::new(response))
+    }
+
+    async fn check(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
+        let (mut response, appended) = self
+            .state
+            .call(request, "ExchangeService/Check", async |request, call| {
+                Exchange::check(self, request, call).await
+            })
+            .await?;
+        response.audit_index = appended.index;
+        Ok(Response::new(response))
+    }
+
+    async fn list_attributes(&self, request: Request<ListAttributesRequest>) -> Result<Response<Catalogue>, Status> {
+        let (catalogue, _) = self
+            .state
+            .call(request, "ExchangeService/ListAttributes", async |request, _| {
+                self.state
+                    .caller(&request, &[Role::Requester])
+                    .map(|_| catalogue_message())
+            })
+            .await?;
         Ok(Response::new(catalogue))
     }
 }

@@ -3,6 +3,10 @@
 //! consent → adapters, then appends the call's audit record and answers only
 //! once that record is durable. A refusal is recorded like an answer.
 //!
+//! Every RPC goes through [`State::call`], the one place that starts its
+//! [`Draft`] record, runs the handler in a span naming agency, method and
+//! request id, and holds the answer until the record is durable.
+//!
 //! # Layout
 //! - [`exchange`]: `ExchangeService` (requesters).
 //! - [`consent`]: `ConsentService` (consent registrars).
@@ -16,30 +20,32 @@ pub mod exchange;
 
 use std::sync::Arc;
 
+use civex_adapters::CitizenId;
+use civex_audit::{Appended, AuditLog, Overruled, Pseudonymizer, keys::Signer};
 use civex_proto::v1::{AuditRecord, Decision};
 use tonic::{Request, Status};
+use tracing::{Instrument, field};
 
 use crate::{
-    access::{Agency, Directory, Role},
-    audit::{Appended, AuditLog, Pseudonymizer},
     authority::Authority,
-    citizen_id::CitizenId,
     clock::Clock,
     config::Limits,
-    consent::ConsentStore,
+    departments::Departments,
+    directory::Directory,
     error::{Error, Reason},
-    identity::PeerIdentity,
-    limits::RateLimiters,
-    predicates::Thresholds,
-    signing::Signer,
-    sources::Sources,
+    net::{identity::PeerIdentity, limits::RateLimiters},
+    policy::{
+        access::{Agency, Role},
+        predicates::Thresholds,
+    },
+    store::ConsentStore,
 };
 
 /// What every handler shares.
 pub struct State {
     pub directory: Directory,
-    pub consents: ConsentStore,
-    pub sources: Sources,
+    pub consents: Arc<dyn ConsentStore>,
+    pub departments: Departments,
     pub signer: Arc<Signer>,
     pub clock: Arc<dyn Clock>,
     pub limits: Limits,
@@ -64,14 +70,15 @@ fn logged(s: &str) -> String {
         .collect()
 }
 
-/// The audit record of one call, filled in as the call proceeds.
-pub struct Call {
+/// The audit record of one call, drafted as the call proceeds and
+/// appended when it ends.
+pub struct Draft {
     record: AuditRecord,
     consent_use: Option<String>,
     checkpoint: bool,
 }
 
-impl Call {
+impl Draft {
     /// Records the citizen, by pseudonym only.
     pub fn citizen(&mut self, state: &State, id: &CitizenId) {
         self.record.citizen_ref = state.pseudonyms.citizen_ref(id.as_str());
@@ -93,6 +100,7 @@ impl Call {
     pub fn labels(&mut self, operator: &str, request_id: &str) {
         self.record.operator = logged(operator);
         self.record.request_id = logged(request_id);
+        tracing::Span::current().record("request_id", self.record.request_id.as_str());
     }
 
     /// This call used `consent_id`: the log re-checks it in log order.
@@ -112,22 +120,41 @@ impl Call {
 }
 
 impl State {
-    /// Starts the audit record of a call to `action` (e.g. `ExchangeService/Query`).
-    pub fn begin<T>(&self, request: &Request<T>, action: &'static str) -> Call {
+    /// Runs one RPC: drafts its record as `method` (e.g.
+    /// `ExchangeService/Query`), runs `handle` in a span naming the agency,
+    /// method and request id, and returns its answer only once the record is
+    /// durable. If the record cannot be written, the caller gets
+    /// `AUDIT_UNAVAILABLE` and nothing else.
+    pub async fn call<T, R>(
+        &self,
+        request: Request<T>,
+        method: &'static str,
+        handle: impl AsyncFnOnce(Request<T>, &mut Draft) -> Result<R, Error>,
+    ) -> Result<(R, Appended), Status> {
         let agency = request
             .extensions()
             .get::<PeerIdentity>()
             .map(|p| p.agency.clone())
             .unwrap_or_default();
-        Call {
+        let span = tracing::info_span!("rpc", %agency, method, request_id = field::Empty);
+        let mut draft = Draft {
             record: AuditRecord {
                 agency,
-                action: action.to_owned(),
+                action: method.to_owned(),
                 ..Default::default()
             },
             consent_use: None,
             checkpoint: false,
+        };
+        async {
+            let result = handle(request, &mut draft).await;
+            if let Err(e) = &result {
+                tracing::debug!(reason = %e.reason, "refused");
+            }
+            self.finish(draft, result).await
         }
+        .instrument(span)
+        .await
     }
 
     /// The calling agency, from the connection's verified certificate only,
@@ -153,14 +180,13 @@ impl State {
     }
 
     /// Records the call's outcome and waits until the record is durable;
-    /// only then may the result leave. If the record cannot be written, the
-    /// caller gets `AUDIT_UNAVAILABLE` and nothing else.
-    pub async fn finish<R>(&self, call: Call, result: Result<R, Error>) -> Result<(R, Appended), Status> {
-        let mut record = call.record;
+    /// only then may the result leave.
+    async fn finish<R>(&self, draft: Draft, result: Result<R, Error>) -> Result<(R, Appended), Status> {
+        let mut record = draft.record;
         let consent_use = match &result {
             Ok(_) => {
                 record.decision = Decision::Allow as i32;
-                call.consent_use
+                draft.consent_use
             }
             Err(e) => {
                 record.decision = Decision::Deny as i32;
@@ -170,10 +196,14 @@ impl State {
         };
         let appended = self
             .audit
-            .append(record, consent_use, call.checkpoint)
+            .append(record, consent_use, draft.checkpoint)
             .await
             .map_err(Error::from)?;
-        if let Some(reason) = appended.overruled {
+        if let Some(overruled) = appended.overruled {
+            let reason = match overruled {
+                Overruled::ConsentRevoked => Reason::ConsentRevoked,
+                Overruled::Unchecked => Reason::Internal,
+            };
             return Err(Error::new(reason, "the consent was withdrawn before this use was recorded").into());
         }
         Ok((result?, appended))

@@ -4,7 +4,10 @@
 use std::collections::HashMap;
 
 use civex_adapters::Department;
-use civex_gateway::{client::ClientTls, pki};
+use civex_cli::{
+    client::ClientTls,
+    pki::{self, DevCa},
+};
 use civex_proto::v1::{
     AccessRight, Agency, AgencyRef, IssueCertificateRequest, ListAgenciesRequest, ListAttributesRequest, QueryRequest,
     RateLimit, RevokeCertificateRequest, Role, SetAccessRightsRequest, exchange_service_client::ExchangeServiceClient,
@@ -72,7 +75,7 @@ async fn a_new_agency_goes_from_csr_to_its_first_consented_query_without_a_resta
         cert_pem: issued.cert_pem,
         key_pem,
     };
-    let channel = civex_gateway::client::connect(&gw.endpoint(), &tls).await.unwrap();
+    let channel = civex_cli::client::connect(&gw.endpoint(), &tls).await.unwrap();
     let response = ExchangeServiceClient::new(channel)
         .query(QueryRequest {
             citizen_id: id.into(),
@@ -124,7 +127,7 @@ async fn a_revoked_certificate_is_refused_on_its_open_connection_and_at_the_next
         let cert = pem.parse_x509().unwrap();
         hex::encode(cert.raw_serial())
     };
-    let channel = civex_gateway::client::connect(&gw.endpoint(), &tls).await.unwrap();
+    let channel = civex_cli::client::connect(&gw.endpoint(), &tls).await.unwrap();
     let mut edu = ExchangeServiceClient::new(channel);
     edu.list_attributes(ListAttributesRequest {})
         .await
@@ -148,7 +151,7 @@ async fn a_revoked_certificate_is_refused_on_its_open_connection_and_at_the_next
     );
 
     // A new connection with the same certificate fails at the handshake (the CRL).
-    let fresh = match civex_gateway::client::connect(&gw.endpoint(), &tls).await {
+    let fresh = match civex_cli::client::connect(&gw.endpoint(), &tls).await {
         Err(_) => None,
         Ok(channel) => Some(
             ExchangeServiceClient::new(channel)

@@ -7,13 +7,11 @@ use std::{
 };
 
 use civex_adapters::Department;
-use civex_gateway::{
-    audit::{
-        Pseudonymizer, checkpoint,
-        merkle::{self, Hash},
-    },
+use civex_audit::{
+    Pseudonymizer, checkpoint,
     clock::{Clock, timestamp},
-    signing::Verifier,
+    keys::Verifier,
+    merkle::{self, Hash},
 };
 use civex_proto::v1::{
     AccessHistoryRequest, AuditEntry, AuditRecord, AuditSearchRequest, AuditSearchResponse, CheckpointRequest,

@@ -4,7 +4,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use civex_adapters::Department;
-use civex_gateway::{clock::timestamp, signing::Verifier};
+use civex_audit::{clock::timestamp, keys::Verifier};
 use civex_proto::v1::{
     ConsentBody, GetConsentRequest, GrantConsentRequest, ListConsentsRequest, QueryRequest, RevokeConsentRequest,
 };

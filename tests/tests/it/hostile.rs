@@ -158,9 +158,9 @@ async fn idle_connections_are_capped_and_a_freed_slot_is_reused() {
     // A ninth client waits: the cap holds.
     let ninth = tokio::spawn({
         let endpoint = gw.endpoint();
-        let tls = gw.tls_for(&civex_gateway::pki::ClientSpec::agency("qujing-edu"));
+        let tls = gw.tls_for(&civex_cli::pki::ClientSpec::agency("qujing-edu"));
         async move {
-            let channel = civex_gateway::client::connect(&endpoint, &tls).await.unwrap();
+            let channel = civex_cli::client::connect(&endpoint, &tls).await.unwrap();
             ExchangeServiceClient::new(channel)
                 .list_attributes(ListAttributesRequest {})
                 .await

@@ -2,7 +2,8 @@
 //! the demo data guarantees, through the public interface; consent and
 //! rights for predicates; clause 十五.
 
-use civex_gateway::{demo_data::BRANCHES, predicates};
+use civex_cli::demo_data::BRANCHES;
+use civex_gateway::policy::predicates;
 use civex_proto::v1::{AuditSearchRequest, CheckRequest, QueryRequest};
 use civex_tests::{TestGateway, reason};
 use tonic::Code;

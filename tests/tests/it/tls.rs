@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
-use civex_gateway::{
+use civex_cli::{
     client::{self, ClientTls},
-    pki::{Ca, ClientSpec, agency_uri},
+    pki::{ClientSpec, DevCa},
 };
+use civex_gateway::{authority::Ca, net::identity::agency_uri};
 use civex_proto::v1::{GrantConsentRequest, ListAttributesRequest, exchange_service_client::ExchangeServiceClient};
 use civex_tests::{TestGateway, reason};
 use time::OffsetDateTime;

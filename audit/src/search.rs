@@ -1,0 +1,133 @@
+//! Auditors' searches. A search walks the narrowest index that applies (the
+//! citizen's pseudonym, else the agency, else the log itself from the first
+//! record at or after `since`), in log order, and never past the durable size.
+//! Page tokens are the last index looked at, so they stay valid as the log grows.
+
+use std::time::SystemTime;
+
+use civex_proto::v1::{AuditEntry, AuditRecord, Decision};
+use prost::Message;
+
+use crate::{AuditError, AuditLog, clock::system_time, record_time, store::IndexKey};
+
+/// Largest page a search returns.
+pub const MAX_PAGE: usize = 1000;
+/// Candidates one call looks at before handing back a token to continue.
+const SCAN_BUDGET: usize = 10_000;
+
+/// What to look for; unset fields match everything.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub citizen_ref: Option<String>,
+    pub agency: Option<String>,
+    /// Any of these actions (empty: any action).
+    pub actions: Vec<String>,
+    pub decision: Option<Decision>,
+    pub since: Option<SystemTime>,
+    pub until: Option<SystemTime>,
+}
+
+impl Filter {
+    fn matches(&self, r: &AuditEntry, time: Option<SystemTime>) -> bool {
+        self.citizen_ref.as_ref().is_none_or(|c| *c == r.citizen_ref)
+            && self.agency.as_ref().is_none_or(|a| *a == r.agency)
+            && (self.actions.is_empty() || self.actions.contains(&r.action))
+            && self.decision.is_none_or(|d| d as i32 == r.decision)
+            && self.since.is_none_or(|s| time.is_some_and(|t| t >= s))
+            && self.until.is_none_or(|u| time.is_some_and(|t| t < u))
+    }
+}
+
+/// One page of results and where to continue.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub entries: Vec<AuditEntry>,
+    /// The last index looked at, when there may be more.
+    pub next: Option<u64>,
+}
+
+/// Turns a stored leaf into an entry.
+pub fn entry(index: u64, leaf: Vec<u8>) -> Result<AuditEntry, AuditError> {
+    let r = AuditRecord::decode(leaf.as_slice()).map_err(|e| AuditError::Corrupt(format!("record {index}: {e}")))?;
+    Ok(AuditEntry {
+        index,
+        time: r.time,
+        agency: r.agency,
+        operator: r.operator,
+        action: r.action,
+        citizen_ref: r.citizen_ref,
+        scopes: r.scopes,
+        purpose: r.purpose,
+        consent_id: r.consent_id,
+        decision: r.decision,
+        reason: r.reason,
+        request_id: r.request_id,
+        subject: r.subject,
+        leaf,
+    })
+}
+
+impl AuditLog {
+    /// Searches from just after `after` (or from the start).
+    pub fn search(&self, filter: &Filter, page_size: usize, after: Option<u64>) -> Result<Page, AuditError> {
+        let size = self.size();
+        let start = after.map_or(0, |a| a.saturating_add(1));
+        let page_size = page_size.clamp(1, MAX_PAGE);
+        let indices: Box<dyn Iterator<Item = Result<u64, AuditError>> + '_> = if let Some(key) = index_key(filter) {
+            Box::new(self.store().indexed(&key, start).map(|i| Ok(i?)))
+        } else {
+            let first = match filter.since {
+                Some(since) => start.max(self.first_at_or_after(since)?),
+                None => start,
+            };
+            Box::new((first..size).map(Ok))
+        };
+        let mut page = Page::default();
+        for (scanned, index) in indices.enumerate() {
+            let index = index?;
+            if index >= size {
+                break;
+            }
+            if scanned >= SCAN_BUDGET {
+                page.next = Some(index - 1);
+                break;
+            }
+            let Some(leaf) = self.leaf(index)? else { break };
+            let e = entry(index, leaf)?;
+            let time = e.time.as_ref().and_then(system_time);
+            // Times never go backwards: past `until`, nothing later can match.
+            if filter.until.is_some_and(|u| time.is_some_and(|t| t >= u)) {
+                break;
+            }
+            if filter.matches(&e, time) {
+                page.entries.push(e);
+                if page.entries.len() == page_size {
+                    page.next = Some(index);
+                    break;
+                }
+            }
+        }
+        Ok(page)
+    }
+
+    /// The first index whose record time is at or after `t` (binary search:
+    /// record times never go backwards).
+    fn first_at_or_after(&self, t: SystemTime) -> Result<u64, AuditError> {
+        let (mut lo, mut hi) = (0, self.size());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match record_time(self.store(), mid)? {
+                Some(time) if time < t => lo = mid + 1,
+                _ => hi = mid,
+            }
+        }
+        Ok(lo)
+    }
+}
+
+fn index_key(filter: &Filter) -> Option<IndexKey> {
+    if let Some(c) = &filter.citizen_ref {
+        return Some(IndexKey::Citizen(c.clone()));
+    }
+    filter.agency.clone().map(IndexKey::Agency)
+}

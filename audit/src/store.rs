@@ -1,0 +1,114 @@
+//! What a storage engine keeps for the log, and the one trait it implements.
+//!
+//! The writer ([`crate::writer`]) decides everything about a batch: where
+//! its records land, the Merkle nodes they complete, the index entries, the
+//! refusal counters and any checkpoint. An engine only stores a [`Batch`]
+//! all or nothing, durably, and reads back what it stored. The embedded
+//! engine is [`crate::embedded::SledLog`]; a database engine implements the
+//! same trait over its own tables.
+
+use crate::merkle::Hash;
+
+/// Why the log store could not be read or written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// A write failed or the store is closed after one: nothing may be
+    /// answered until [`LogStore::reopen`] succeeds.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A read failed or found something the store could not have written.
+    #[error("{0}")]
+    Storage(String),
+}
+
+impl StoreError {
+    pub fn unavailable(e: impl std::fmt::Display) -> StoreError {
+        StoreError::Unavailable(e.to_string())
+    }
+
+    pub fn storage(e: impl std::fmt::Display) -> StoreError {
+        StoreError::Storage(e.to_string())
+    }
+}
+
+/// A search index: the records of one citizen (by pseudonym) or one agency.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum IndexKey {
+    Citizen(String),
+    Agency(String),
+}
+
+/// Refusals of one agency for one reason, counted over the whole log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusalCount {
+    pub agency: String,
+    pub reason: String,
+    pub count: u64,
+}
+
+/// One group commit: everything that becomes durable together.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// The index of the first leaf.
+    pub start: u64,
+    /// Leaf bytes (encoded `AuditRecord`s) at `start`, `start + 1`, ...
+    pub leaves: Vec<Vec<u8>>,
+    /// Merkle nodes the leaves complete: (level, index, hash), leaves included.
+    pub nodes: Vec<(u32, u64, Hash)>,
+    /// Search index entries: each record's index under each key that finds it.
+    pub index: Vec<(IndexKey, u64)>,
+    /// Refusal counters that changed, with their new totals.
+    pub refusals: Vec<RefusalCount>,
+    /// The tree size once the batch is stored.
+    pub size: u64,
+    /// A signed checkpoint note of the tree at `size`.
+    pub checkpoint: Option<String>,
+}
+
+/// Stored leaves or nodes in index order, as an engine reads them back.
+pub type Scan<'a, T> = Box<dyn Iterator<Item = Result<T, StoreError>> + Send + 'a>;
+
+/// Where the log lives. Methods block: they are called from the writer's
+/// thread, at start, and by readers for short lookups. An engine whose
+/// client is asynchronous runs it on its own runtime and waits here.
+pub trait LogStore: Send + Sync + 'static {
+    /// Stores `batch` all or nothing; with `durable`, only returns once it
+    /// would survive a crash (one fsync or commit). After an error the store
+    /// may hold less than it was asked to: the writer calls
+    /// [`LogStore::discard`] and builds only on what [`LogStore::reopen`] finds.
+    fn append(&self, batch: &Batch, durable: bool) -> Result<(), StoreError>;
+
+    /// A small durable write, to tell a store that can be written from one that cannot.
+    fn probe(&self, stamp: u64) -> Result<(), StoreError>;
+
+    /// Forgets everything not durable: readers get `Unavailable` until [`LogStore::reopen`].
+    fn discard(&self);
+
+    /// Opens the store again from what is durable (nothing to do if it is open).
+    fn reopen(&self) -> Result<(), StoreError>;
+
+    /// The committed tree size.
+    fn size(&self) -> Result<u64, StoreError>;
+
+    /// The leaf bytes stored at `index`.
+    fn leaf(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// The stored Merkle node at (`level`, `index`).
+    fn node(&self, level: u32, index: u64) -> Result<Option<Hash>, StoreError>;
+
+    /// Every stored leaf, by index, including any past the committed size
+    /// (verification reports those).
+    fn leaves(&self) -> Scan<'_, (u64, Vec<u8>)>;
+
+    /// Every stored node of `level`, by index.
+    fn level(&self, level: u32) -> Scan<'_, (u64, Hash)>;
+
+    /// Every stored checkpoint note with the tree size it was stored under, by size.
+    fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError>;
+
+    /// The indices filed under `key`, at or after `from`, ascending.
+    fn indexed(&self, key: &IndexKey, from: u64) -> Scan<'_, u64>;
+
+    /// Every refusal counter.
+    fn refusals(&self) -> Result<Vec<RefusalCount>, StoreError>;
+}

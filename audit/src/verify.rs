@@ -1,0 +1,182 @@
+//! Offline verification: the whole tree recomputed from the stored records.
+
+use civex_proto::v1::AuditRecord;
+use prost::Message;
+
+use crate::{
+    checkpoint::{self, Checkpoint},
+    keys::Verifier,
+    merkle::{self, Frontier, Hash},
+    store::{LogStore, Scan},
+};
+
+/// What checking the whole store found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub size: u64,
+    pub root: Hash,
+    pub latest: Option<Checkpoint>,
+    pub checkpoints: usize,
+    pub(crate) frontier: Frontier,
+}
+
+/// Why the stored log does not verify; indices name the first bad record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("record {0} is missing (deleted?)")]
+    Missing(u64),
+    #[error("record {0} is beyond the committed tree size (inserted?)")]
+    Extra(u64),
+    #[error("record {0} was altered or moved: it does not match the tree")]
+    Altered(u64),
+    #[error("checkpoint of size {size} does not match the records: a record in {from}..{size} was altered")]
+    CheckpointMismatch { size: u64, from: u64 },
+    #[error("checkpoint of size {0}: {1}")]
+    Checkpoint(u64, checkpoint::CheckpointError),
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+/// Recomputes the whole tree from the stored records, checking every record
+/// against its stored node, every stored checkpoint's signature and root, and
+/// that records run from 0 to the committed size with no gap or extra.
+pub fn verify(store: &dyn LogStore, verifier: &Verifier) -> Result<Verified, VerifyError> {
+    let storage = |e: crate::store::StoreError| VerifyError::Storage(e.to_string());
+    let size = store.size().map_err(storage)?;
+    let mut checkpoints = Vec::new();
+    for (at, note) in store.checkpoints().map_err(storage)? {
+        let cp = checkpoint::verify(&note, verifier).map_err(|e| VerifyError::Checkpoint(at, e))?;
+        checkpoints.push(cp);
+    }
+    let mut pending = checkpoints.iter().peekable();
+    let mut last_good = 0;
+    let mut frontier = Frontier::default();
+    let mut mismatch: Option<u64> = None;
+    let mut stored = StoredNodes {
+        store,
+        levels: Vec::new(),
+    };
+    for item in store.leaves() {
+        let (index, leaf) = item.map_err(storage)?;
+        let expected = frontier.size();
+        if index != expected {
+            return Err(if index > expected && expected < size {
+                VerifyError::Missing(expected)
+            } else {
+                VerifyError::Extra(index)
+            });
+        }
+        if index >= size {
+            return Err(VerifyError::Extra(index));
+        }
+        if AuditRecord::decode(leaf.as_slice()).is_err() {
+            return Err(VerifyError::Altered(index));
+        }
+        frontier.push(merkle::leaf_hash(&leaf), |level, i, hash| {
+            if mismatch.is_none() && !stored.matches(level, i, hash) {
+                mismatch = Some(i << level);
+            }
+        });
+        if let Some(first) = mismatch {
+            return Err(VerifyError::Altered(first));
+        }
+        while let Some(cp) = pending.next_if(|cp| cp.size == frontier.size()) {
+            if cp.root != frontier.root() {
+                return Err(VerifyError::CheckpointMismatch {
+                    size: cp.size,
+                    from: last_good,
+                });
+            }
+            last_good = cp.size;
+        }
+    }
+    if frontier.size() != size {
+        return Err(VerifyError::Missing(frontier.size()));
+    }
+    if let Some(cp) = pending.next() {
+        return Err(VerifyError::CheckpointMismatch {
+            size: cp.size,
+            from: last_good,
+        });
+    }
+    Ok(Verified {
+        size,
+        root: frontier.root(),
+        latest: checkpoints.last().cloned(),
+        checkpoints: checkpoints.len(),
+        frontier,
+    })
+}
+
+/// The stored Merkle nodes, read level by level in index order as the
+/// recomputed tree completes them: one scan per level instead of a lookup
+/// per node.
+struct StoredNodes<'a> {
+    store: &'a dyn LogStore,
+    levels: Vec<Scan<'a, (u64, Hash)>>,
+}
+
+impl StoredNodes<'_> {
+    /// Whether the next stored node of `level` is node `index` with `hash`.
+    fn matches(&mut self, level: u32, index: u64, hash: &Hash) -> bool {
+        while self.levels.len() <= level as usize {
+            self.levels.push(self.store.level(self.levels.len() as u32));
+        }
+        match self.levels[level as usize].next() {
+            Some(Ok((i, stored))) => i == index && stored == *hash,
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        embedded::{SledLog, node_key},
+        keys::Signer,
+        store::{Batch, LogStore},
+    };
+
+    /// A store of `n` records and their nodes, as the writer lays them out,
+    /// without checkpoints.
+    fn store(n: u64) -> (tempfile::TempDir, SledLog, Verifier) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = SledLog::open(dir.path()).unwrap();
+        let mut frontier = Frontier::default();
+        let mut batch = Batch::default();
+        for i in 0..n {
+            let leaf = AuditRecord {
+                agency: format!("agency-{i}"),
+                ..Default::default()
+            }
+            .encode_to_vec();
+            frontier.push(merkle::leaf_hash(&leaf), |level, index, hash| {
+                batch.nodes.push((level, index, *hash))
+            });
+            batch.leaves.push(leaf);
+        }
+        batch.size = n;
+        log.append(&batch, true).unwrap();
+        let signer = Signer::load_or_create(dir.path(), "civex/test").unwrap();
+        let verifier = Verifier::parse(&signer.verifier_key()).unwrap();
+        (dir, log, verifier)
+    }
+
+    #[test]
+    fn a_missing_or_altered_node_names_the_first_record_beneath_it() {
+        let (_dir, log, verifier) = store(13);
+        assert_eq!(verify(&log, &verifier).unwrap().size, 13);
+        let tree = log.tree().unwrap();
+
+        let node = tree.remove(node_key(1, 2)).unwrap().unwrap();
+        assert_eq!(verify(&log, &verifier), Err(VerifyError::Altered(4)));
+        tree.insert(node_key(1, 2), node).unwrap();
+        assert!(verify(&log, &verifier).is_ok());
+
+        tree.insert(node_key(0, 9), &[0u8; 32]).unwrap();
+        assert_eq!(verify(&log, &verifier), Err(VerifyError::Altered(9)));
+        tree.remove(node_key(0, 9)).unwrap();
+        assert_eq!(verify(&log, &verifier), Err(VerifyError::Altered(9)));
+    }
+}

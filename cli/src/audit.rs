@@ -1,0 +1,322 @@
+//! `civex audit`: verify the log offline (from the store) or online (from
+//! checkpoints and proofs only), search it, and report refusals.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use civex_proto::v1::{
+    AccessHistoryRequest, AuditEntry, AuditSearchRequest, CheckpointRequest, ConsistencyProofRequest, Decision,
+    GetEntryRequest, InclusionProofRequest, ReportRequest, audit_service_client::AuditServiceClient,
+};
+use clap::{Args, Subcommand, ValueEnum};
+use rand::Rng;
+use tonic::transport::Channel;
+
+use super::remote::{Conn, rpc_error};
+use civex_audit::{
+    checkpoint,
+    clock::timestamp,
+    keys::{VERIFIER_KEY_FILE, Verifier},
+    merkle,
+};
+
+const AUDITOR: &str = "qujing-audit";
+
+#[derive(Debug, Subcommand)]
+pub(super) enum AuditCommand {
+    /// Check the log: offline from a data directory, or online from a gateway's checkpoints and proofs.
+    Verify(VerifyArgs),
+    /// Search the log.
+    Search(SearchArgs),
+    /// Who accessed a citizen's data.
+    History {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long)]
+        citizen: String,
+    },
+    /// Print a fresh signed checkpoint.
+    Checkpoint {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Refused requests per agency and reason.
+    Report {
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(super) struct VerifyArgs {
+    /// Verify the store in this data directory (the gateway must be stopped).
+    #[arg(long, conflicts_with = "endpoint")]
+    data: Option<PathBuf>,
+    /// Verify a running gateway from checkpoints and proofs.
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// The gateway's verifier key file (default `<data>/gateway.vkey`, or `civex-data/gateway.vkey` online).
+    #[arg(long)]
+    vkey: Option<PathBuf>,
+    /// Online: where the last verified checkpoint is kept, to prove the log only grew.
+    #[arg(long, default_value = "civex-audit-state.txt")]
+    state: PathBuf,
+    /// Online: how many random entries to check inclusion of.
+    #[arg(long, default_value_t = 16)]
+    sample: u64,
+    #[arg(long)]
+    agency: Option<String>,
+    #[arg(long, default_value = "certs")]
+    certs: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DecisionArg {
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct SearchArgs {
+    #[command(flatten)]
+    conn: Conn,
+    #[arg(long, default_value = "")]
+    citizen: String,
+    #[arg(long, default_value = "")]
+    agency_filter: String,
+    #[arg(long, default_value = "")]
+    action: String,
+    #[arg(long, value_enum)]
+    decision: Option<DecisionArg>,
+    /// Only records at or after this time (RFC 3339).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only records before this time (RFC 3339).
+    #[arg(long)]
+    until: Option<String>,
+    /// Stop after this many entries.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+}
+
+pub(super) async fn run(command: AuditCommand) -> anyhow::Result<()> {
+    match command {
+        AuditCommand::Verify(args) => match (&args.data, &args.endpoint) {
+            (Some(data), _) => verify_offline(data, args.vkey.clone()),
+            (None, Some(endpoint)) => verify_online(&args, endpoint).await,
+            (None, None) => anyhow::bail!("give --data DIR (offline) or --endpoint URL (online)"),
+        },
+        AuditCommand::Search(args) => search(args).await,
+        AuditCommand::History { conn, citizen } => {
+            let mut client = AuditServiceClient::new(conn.channel(AUDITOR).await?);
+            let mut token = String::new();
+            loop {
+                let page = client
+                    .access_history(AccessHistoryRequest {
+                        citizen_id: citizen.clone(),
+                        page_size: 500,
+                        page_token: token,
+                    })
+                    .await
+                    .map_err(rpc_error)?
+                    .into_inner();
+                page.entries.iter().for_each(print_entry);
+                if page.next_page_token.is_empty() {
+                    return Ok(());
+                }
+                token = page.next_page_token;
+            }
+        }
+        AuditCommand::Checkpoint { conn } => {
+            let mut client = AuditServiceClient::new(conn.channel(AUDITOR).await?);
+            let cp = client
+                .checkpoint(CheckpointRequest {})
+                .await
+                .map_err(rpc_error)?
+                .into_inner();
+            print!("{}", cp.note);
+            Ok(())
+        }
+        AuditCommand::Report { conn } => {
+            let mut client = AuditServiceClient::new(conn.channel(AUDITOR).await?);
+            let report = client.report(ReportRequest {}).await.map_err(rpc_error)?.into_inner();
+            println!("{:<20} {:<24} {:>8}", "agency", "reason", "refused");
+            for row in report.rows {
+                println!("{:<20} {:<24} {:>8}", row.agency, row.reason, row.count);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn read_verifier(path: &std::path::Path) -> anyhow::Result<Verifier> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read verifier key {}", path.display()))?;
+    Ok(Verifier::parse(&text)?)
+}
+
+fn verify_offline(data: &std::path::Path, vkey: Option<PathBuf>) -> anyhow::Result<()> {
+    let verifier = read_verifier(&vkey.unwrap_or_else(|| data.join(VERIFIER_KEY_FILE)))?;
+    let stores = civex_gateway::store::open(data)?;
+    let verified = civex_audit::verify(stores.audit.as_ref(), &verifier).context("audit log verification FAILED")?;
+    println!(
+        "audit log OK: {} records, root {}, {} signed checkpoints verified (latest at size {})",
+        verified.size,
+        hex::encode(verified.root),
+        verified.checkpoints,
+        verified.latest.as_ref().map_or(0, |c| c.size)
+    );
+    Ok(())
+}
+
+async fn verify_online(args: &VerifyArgs, endpoint: &str) -> anyhow::Result<()> {
+    let verifier = read_verifier(
+        &args
+            .vkey
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("civex-data").join(VERIFIER_KEY_FILE)),
+    )?;
+    let conn = Conn::new(endpoint, args.agency.clone(), args.certs.clone());
+    let mut client: AuditServiceClient<Channel> = AuditServiceClient::new(conn.channel(AUDITOR).await?);
+    let signed = client
+        .checkpoint(CheckpointRequest {})
+        .await
+        .map_err(rpc_error)?
+        .into_inner();
+    let cp = checkpoint::verify(&signed.note, &verifier).context("checkpoint signature FAILED")?;
+    anyhow::ensure!(
+        cp.size == signed.tree_size && cp.root.as_slice() == signed.root_hash,
+        "checkpoint fields disagree with its note"
+    );
+
+    if let Ok(old_note) = std::fs::read_to_string(&args.state) {
+        let old = checkpoint::verify(&old_note, &verifier).context("the saved checkpoint does not verify")?;
+        anyhow::ensure!(
+            old.size <= cp.size,
+            "the log shrank from {} to {} entries",
+            old.size,
+            cp.size
+        );
+        if old.size > 0 {
+            let proof = client
+                .consistency_proof(ConsistencyProofRequest {
+                    first: old.size,
+                    second: cp.size,
+                })
+                .await
+                .map_err(rpc_error)?
+                .into_inner();
+            merkle::verify_consistency(old.size, cp.size, &old.root, &cp.root, &hashes(&proof.hashes)?)
+                .context("consistency with the saved checkpoint FAILED: the log was rewritten")?;
+            println!("consistent with the saved checkpoint of {} entries", old.size);
+        }
+    }
+    let mut rng = rand::thread_rng();
+    let picks: Vec<u64> = if cp.size <= args.sample {
+        (0..cp.size).collect()
+    } else {
+        (0..args.sample).map(|_| rng.gen_range(0..cp.size)).collect()
+    };
+    for index in &picks {
+        let entry = client
+            .get_entry(GetEntryRequest { index: *index })
+            .await
+            .map_err(rpc_error)?
+            .into_inner();
+        let proof = client
+            .inclusion_proof(InclusionProofRequest {
+                index: *index,
+                tree_size: cp.size,
+            })
+            .await
+            .map_err(rpc_error)?
+            .into_inner();
+        merkle::verify_inclusion(
+            &merkle::leaf_hash(&entry.leaf),
+            *index,
+            cp.size,
+            &hashes(&proof.hashes)?,
+            &cp.root,
+        )
+        .with_context(|| format!("inclusion of entry {index} FAILED"))?;
+    }
+    std::fs::write(&args.state, &signed.note).with_context(|| format!("cannot save {}", args.state.display()))?;
+    println!(
+        "audit log OK: checkpoint of {} entries verified, {} entries proven included",
+        cp.size,
+        picks.len()
+    );
+    Ok(())
+}
+
+fn hashes(raw: &[Vec<u8>]) -> anyhow::Result<Vec<merkle::Hash>> {
+    raw.iter()
+        .map(|h| h.as_slice().try_into().context("a proof hash is not 32 bytes"))
+        .collect()
+}
+
+fn parse_time(s: &Option<String>) -> anyhow::Result<Option<prost_types::Timestamp>> {
+    s.as_deref()
+        .map(|s| {
+            let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .with_context(|| format!("{s:?} is not an RFC 3339 time"))?;
+            Ok(timestamp(t.into()))
+        })
+        .transpose()
+}
+
+async fn search(a: SearchArgs) -> anyhow::Result<()> {
+    let mut client = AuditServiceClient::new(a.conn.channel(AUDITOR).await?);
+    let mut request = AuditSearchRequest {
+        citizen_id: a.citizen,
+        agency: a.agency_filter,
+        action: a.action,
+        decision: match a.decision {
+            None => Decision::Unspecified,
+            Some(DecisionArg::Allow) => Decision::Allow,
+            Some(DecisionArg::Deny) => Decision::Deny,
+        } as i32,
+        since: parse_time(&a.since)?,
+        until: parse_time(&a.until)?,
+        page_size: a.limit.min(1000) as u32,
+        page_token: String::new(),
+    };
+    let mut shown = 0;
+    loop {
+        let page = client.search(request.clone()).await.map_err(rpc_error)?.into_inner();
+        for e in &page.entries {
+            if shown == a.limit {
+                return Ok(());
+            }
+            print_entry(e);
+            shown += 1;
+        }
+        if page.next_page_token.is_empty() {
+            return Ok(());
+        }
+        request.page_token = page.next_page_token;
+    }
+}
+
+fn print_entry(e: &AuditEntry) {
+    let time = e.time.as_ref().map(ToString::to_string).unwrap_or_default();
+    let decision = if e.decision == Decision::Allow as i32 {
+        "ALLOW"
+    } else {
+        "DENY"
+    };
+    let citizen = if e.citizen_ref.is_empty() {
+        "-"
+    } else {
+        &e.citizen_ref[..16]
+    };
+    println!(
+        "{:>7} {time} {:<16} {:<32} {decision:<5} {:<22} citizen {citizen}… purpose {} operator {} scopes {}",
+        e.index,
+        e.agency,
+        e.action,
+        e.reason,
+        e.purpose,
+        e.operator,
+        e.scopes.join(",")
+    );
+}

@@ -1,0 +1,269 @@
+//! `civex demo`: on a fresh checkout, everything a gateway needs, then serve.
+//!
+//! Creates the dev PKI (if absent), a data directory with synthetic citizens
+//! in every department (if empty), the demo configuration, and serves with
+//! mTLS on loopback. Run again, it keeps the data, consents and keys it finds.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use anyhow::Context;
+use civex_adapters::Department;
+use clap::Args;
+
+use super::tools::{import_file, init_certs};
+use civex_gateway::{
+    Gateway,
+    config::{Config, DepartmentConfig, RemoteDepartment, TlsConfig},
+    store,
+};
+
+use crate::demo_data;
+
+#[derive(Debug, Args)]
+pub(super) struct DemoArgs {
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    listen: SocketAddr,
+    #[arg(long, default_value = "civex-data")]
+    data: PathBuf,
+    /// Where the dev PKI is (written if absent).
+    #[arg(long, default_value = "certs")]
+    certs: PathBuf,
+    /// Synthetic citizens to generate on first start.
+    #[arg(long, default_value_t = 10_000)]
+    citizens: usize,
+    #[arg(long, default_value_t = 2016)]
+    seed: u64,
+    /// Serve these departments from their own `civex source` processes
+    /// instead of the embedded registry, e.g. `--remote housing,tax`.
+    #[arg(long, value_delimiter = ',')]
+    remote: Vec<Department>,
+}
+
+const SAMPLES_FILE: &str = "samples.tsv";
+
+pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    if !args.certs.join("ca.pem").exists() {
+        init_certs(&args.certs)?;
+        println!("wrote the development PKI to {}", args.certs.display());
+    }
+    let demo_dir = args.data.join("demo-data");
+    let samples = prepare_data(&args, &demo_dir)?;
+
+    let config = Config {
+        listen: args.listen,
+        data_dir: args.data.clone(),
+        tls: TlsConfig::in_dir(&args.certs),
+        ..Config::default()
+    };
+    let config_path = args.data.join("civex.toml");
+    if !config_path.exists() {
+        std::fs::write(&config_path, toml::to_string(&config)?)
+            .with_context(|| format!("cannot write {}", config_path.display()))?;
+    }
+    // Remote departments live only as long as this demo: their ports are not saved.
+    let mut config = config;
+    let mut sources = Vec::new();
+    for department in &args.remote {
+        let (child, endpoint) = start_source(*department, &demo_dir, &args.certs).await?;
+        println!("  {department} served by its own system at {endpoint}");
+        let certs = &args.certs;
+        let remote = RemoteDepartment::new(
+            endpoint,
+            certs.join("ca.pem"),
+            certs.join("gateway.pem"),
+            certs.join("gateway.key"),
+        );
+        config
+            .departments
+            .insert(department.code().to_owned(), DepartmentConfig::Remote(remote));
+        sources.push(child);
+    }
+    let gateway = Gateway::bind(config).await?;
+    print_banner(&gateway, &args, &config_path, &samples);
+    super::serve(gateway).await
+}
+
+/// Starts `civex source` for one department as a child process (stopped when
+/// the demo stops) and returns it with the endpoint it printed.
+async fn start_source(
+    department: Department,
+    demo_dir: &Path,
+    certs: &Path,
+) -> anyhow::Result<(tokio::process::Child, String)> {
+    use tokio::io::AsyncBufReadExt;
+    let code = department.code();
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("source")
+        .args(["--department", code, "--certs"])
+        .arg(certs)
+        .arg("--data")
+        .arg(demo_dir.join(format!("{code}.jsonl")))
+        .arg("--until-stdin-closes")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start the {code} source"))?;
+    let stdout = child.stdout.take().context("no stdout from the source")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+        .await
+        .with_context(|| format!("the {code} source did not start"))??
+        .with_context(|| format!("the {code} source exited"))?;
+    let endpoint = line.rsplit(" on ").next().unwrap_or_default().to_owned();
+    anyhow::ensure!(
+        endpoint.starts_with("https://"),
+        "unexpected output from the {code} source: {line}"
+    );
+    Ok((child, endpoint))
+}
+
+/// A citizen worth trying, as the demo prints it.
+struct DemoSample {
+    citizen_id: String,
+    label: String,
+    /// `name=value` parameters for a predicate sample.
+    params: Vec<String>,
+}
+
+/// Generates and imports the synthetic citizens unless the registries hold
+/// data already; the samples are kept beside the data (`samples.tsv`).
+fn prepare_data(args: &DemoArgs, demo_dir: &Path) -> anyhow::Result<Vec<DemoSample>> {
+    let stores = store::open(&args.data)?;
+    let registries = stores.registries.as_ref();
+    let empty = match registries.records(Department::PublicSecurity) {
+        Ok(records) => records == 0,
+        // The demo's own data can always be made again.
+        Err(e) => {
+            println!("{e}: importing the demo data again");
+            true
+        }
+    };
+    if empty {
+        println!(
+            "generating {} synthetic citizens in {}",
+            args.citizens,
+            demo_dir.display()
+        );
+        let samples = demo_data::generate(args.citizens, args.seed, demo_dir)?;
+        for department in Department::ALL {
+            let file = demo_dir.join(format!("{}.jsonl", department.code()));
+            let count = import_file(registries, department, &file)?;
+            println!("  imported {count:>6} {department} records");
+        }
+        let tsv: String = samples
+            .iter()
+            .map(|s| {
+                let params: Vec<String> = s.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("{}\t{}\t{}\n", s.citizen_id, s.label, params.join(" "))
+            })
+            .collect();
+        std::fs::write(demo_dir.join(SAMPLES_FILE), tsv)?;
+    }
+    let tsv = std::fs::read_to_string(demo_dir.join(SAMPLES_FILE)).unwrap_or_default();
+    Ok(tsv
+        .lines()
+        .filter_map(|l| {
+            let mut fields = l.split('\t');
+            Some(DemoSample {
+                citizen_id: fields.next()?.to_owned(),
+                label: fields.next()?.to_owned(),
+                params: fields
+                    .next()
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect(),
+            })
+        })
+        .collect())
+}
+
+/// Prints how to call the demo. Write errors are ignored: a demo whose
+/// stdout was closed keeps serving.
+fn print_banner(gateway: &Gateway, args: &DemoArgs, config_path: &Path, samples: &[DemoSample]) {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let addr = gateway.local_addr();
+    let endpoint = format!("https://{addr}");
+    let certs = args.certs.display();
+    // The example asks about housing and employment: a home owner shows facts from both.
+    let citizen = samples
+        .iter()
+        .find(|s| s.label.starts_with("owns a home"))
+        .or(samples.first())
+        .map(|s| s.citizen_id.as_str())
+        .unwrap_or("530302199003070011");
+    let _ = writeln!(out);
+    let _ = writeln!(out, "civex demo serving on {endpoint}");
+    let _ = writeln!(
+        out,
+        "  data {}  config {}  certs {certs}",
+        args.data.display(),
+        config_path.display()
+    );
+    let _ = writeln!(out, "  verifier key {}", gateway.verifier_key());
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Sample citizens:");
+    for s in samples.iter().filter(|s| s.params.is_empty()) {
+        let _ = writeln!(out, "  {}  {}", s.citizen_id, s.label);
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Eligibility checks (civex check), a citizen for every branch of every predicate:"
+    );
+    for s in samples.iter().filter(|s| !s.params.is_empty()) {
+        let params: Vec<String> = s.params.iter().map(|p| format!("--param {p}")).collect();
+        let _ = writeln!(
+            out,
+            "  {}\n      --citizen {} {}",
+            s.label,
+            s.citizen_id,
+            params.join(" ")
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Try it (in another terminal, from this directory):");
+    let _ = writeln!(
+        out,
+        "  cargo run --release --bin civex -- consent grant --endpoint {endpoint} --certs {certs} \\\n    \
+         --citizen {citizen} --grantee qujing-psb --purpose hukou.settlement \\\n    \
+         --scope ps.hukou.division --scope housing.owned_residence.division --scope hrss.employment.registered"
+    );
+    let _ = writeln!(
+        out,
+        "  cargo run --release --bin civex -- query --endpoint {endpoint} --certs {certs} --agency qujing-psb \\\n    \
+         --citizen {citizen} --purpose hukou.settlement --consent <consent_id printed above> \\\n    \
+         --attribute ps.hukou.division --attribute housing.owned_residence.division --attribute hrss.employment.registered"
+    );
+    if let Some(urban) = samples
+        .iter()
+        .find(|s| s.label.starts_with("settlement.urban: satisfied"))
+    {
+        let (id, params) = (
+            &urban.citizen_id,
+            urban.params.iter().map(|p| format!("--param {p}")).collect::<Vec<_>>(),
+        );
+        let _ = writeln!(
+            out,
+            "  cargo run --release --bin civex -- consent grant --endpoint {endpoint} --certs {certs} \\\n    \
+             --citizen {id} --grantee qujing-psb --purpose hukou.settlement --scope settlement.urban"
+        );
+        let _ = writeln!(
+            out,
+            "  cargo run --release --bin civex -- check --endpoint {endpoint} --certs {certs} --agency qujing-psb \\\n    \
+             --citizen {id} --purpose hukou.settlement --consent <consent_id printed above> \\\n    \
+             --predicate settlement.urban {}",
+            params.join(" ")
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Stop with Ctrl-C.");
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush());
+}

@@ -1,0 +1,183 @@
+//! civex-cli: the `civex` command line. The gateway itself (`demo`,
+//! `serve`), local tools (`certs`, `id`, `demo-data`, `import`, `keys`),
+//! gRPC clients (`query`, `check`, `consent`, `catalogue`, `agency`,
+//! `audit`) and the reference department server (`source`); and, as a
+//! library for tests and benchmarks, what those are built from: mTLS
+//! client channels, the development PKI, the demo data and the department server.
+//! Only this crate installs a tracing subscriber.
+//!
+//! # Layout
+//! - `demo`: `civex demo`, a gateway with embedded defaults on a fresh checkout.
+//! - `tools`: commands that work on local files.
+//! - `remote`: commands that call a running gateway over mTLS.
+//! - `audit`: `civex audit verify|search|history|checkpoint|report`.
+//! - `admin`: `civex agency …` and `civex certs csr`.
+//! - `source`: `civex source`, serving one department's file.
+//! - [`client`]: mTLS channels to a gateway or a department.
+//! - [`pki`]: the development PKI written to `certs/`.
+//! - [`demo_data`]: deterministic synthetic citizens, family by family.
+//! - [`department_server`]: the reference `DepartmentSourceService`.
+
+mod admin;
+mod audit;
+pub mod client;
+mod demo;
+pub mod demo_data;
+pub mod department_server;
+pub mod pki;
+mod remote;
+mod source;
+mod tools;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "civex",
+    version,
+    about = "Consent-scoped mTLS gateway for verified citizen facts"
+)]
+struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a gateway with embedded defaults: dev PKI, synthetic citizens, demo agencies.
+    Demo(demo::DemoArgs),
+    /// Run a gateway from a TOML configuration file.
+    Serve {
+        #[arg(long, default_value = "civex.toml")]
+        config: PathBuf,
+    },
+    /// Development PKI.
+    #[command(subcommand)]
+    Certs(tools::CertsCommand),
+    /// Citizen ID numbers.
+    #[command(subcommand)]
+    Id(tools::IdCommand),
+    /// Write deterministic synthetic citizens, one JSONL file per department.
+    DemoData(tools::DemoDataArgs),
+    /// Load a department's JSONL file into its embedded registry, all or nothing.
+    Import(tools::ImportArgs),
+    /// Serve one department's records as its own system would (DepartmentSourceService over mTLS).
+    Source(source::SourceArgs),
+    /// Print the gateway's public verifier key.
+    Keys {
+        #[arg(long, default_value = "civex-data")]
+        data: PathBuf,
+        #[arg(long, default_value = "qujing-demo")]
+        name: String,
+    },
+    /// Ask a gateway for facts about a citizen (ExchangeService.Query).
+    Query(remote::QueryArgs),
+    /// Ask a yes/no eligibility question (ExchangeService.Check).
+    Check(remote::CheckArgs),
+    /// Register, withdraw and read consents (ConsentService).
+    #[command(subcommand)]
+    Consent(remote::ConsentCommand),
+    /// List the attribute catalogue and purposes (ExchangeService.ListAttributes).
+    Catalogue(remote::CatalogueArgs),
+    /// Onboard, restrict, throttle and cut off agencies (AdminService).
+    #[command(subcommand)]
+    Agency(admin::AgencyCommand),
+    /// Verify, search and report on the audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Demo(args) => demo::run(args).await,
+        Command::Serve { config } => {
+            let config = civex_gateway::config::Config::load(&config)?;
+            serve(civex_gateway::Gateway::bind(config).await?).await
+        }
+        Command::Certs(tools::CertsCommand::Init { dir, force }) => tools::certs_init(&dir, force),
+        Command::Certs(tools::CertsCommand::Csr(args)) => admin::csr(args),
+        Command::Id(c) => tools::id(c),
+        Command::DemoData(a) => tools::demo_data(a),
+        Command::Import(a) => tools::import(a),
+        Command::Keys { data, name } => tools::keys(&data, &name),
+        Command::Query(a) => remote::query(a).await,
+        Command::Check(a) => remote::check(a).await,
+        Command::Consent(c) => remote::consent(c).await,
+        Command::Catalogue(a) => remote::catalogue(a).await,
+        Command::Audit(c) => audit::run(c).await,
+        Command::Source(a) => source::run(a).await,
+        Command::Agency(c) => admin::run(c).await,
+    }
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CIVEX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Serves until SIGINT or SIGTERM; SIGHUP reloads the server certificate.
+pub(crate) async fn serve(gateway: civex_gateway::Gateway) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let reloader = gateway.reloader();
+    let mut hangups = signal(SignalKind::hangup())?;
+    let reload = tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            if let Err(e) = reloader.reload() {
+                tracing::error!(cause = %e, "reload failed; keeping the current certificate");
+            }
+        }
+    });
+    let served = gateway.serve(shutdown_signal()).await;
+    reload.abort();
+    Ok(served?)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(cause = %e, "cannot listen for SIGTERM; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

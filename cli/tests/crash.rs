@@ -1,0 +1,511 @@
+//! Crash safety of the real `civex` binary: under a concurrent mixed load it
+//! is killed with SIGKILL at random moments and restarted; after every
+//! restart, everything acknowledged is still there, the log verifies, new
+//! checkpoints are consistent with all earlier ones, consents are neither
+//! lost nor over-counted. Also: a graceful SIGTERM loses nothing, and an
+//! import killed half-way leaves nothing half-imported.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    collections::HashMap,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime},
+};
+
+use civex_adapters::Department;
+use civex_audit::{checkpoint, clock::timestamp, keys::Verifier, merkle};
+use civex_cli::client::{self, ClientTls};
+use civex_proto::v1::{
+    CheckpointRequest, ConsistencyProofRequest, GetConsentRequest, GetEntryRequest, GrantConsentRequest, QueryRequest,
+    RevokeConsentRequest, audit_service_client::AuditServiceClient, consent_service_client::ConsentServiceClient,
+    exchange_service_client::ExchangeServiceClient,
+};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use tonic::transport::Channel;
+
+const CIVEX: &str = env!("CARGO_BIN_EXE_civex");
+const KILLS: usize = 20;
+
+struct Gateway(Child);
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Peak resident memory (VmHWM) of a process, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `civex demo` on `port` in `dir` and waits until it serves.
+fn start(dir: &Path, port: u16) -> Gateway {
+    let mut child = Command::new(CIVEX)
+        .args(["demo", "--citizens", "200", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("gateway.log"))
+                .unwrap(),
+        )
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let gateway = Gateway(child);
+    let started = Instant::now();
+    for line in BufReader::new(stdout).lines() {
+        assert!(started.elapsed() < Duration::from_secs(60), "the gateway did not start");
+        if line.unwrap().starts_with("civex demo serving on") {
+            return gateway;
+        }
+    }
+    panic!("the gateway exited before serving");
+}
+
+fn tls(dir: &Path, agency: &str) -> ClientTls {
+    let (ca, cert, key) = ClientTls::demo_paths(&dir.join("certs"), agency);
+    ClientTls::from_files(&ca, &cert, &key).unwrap()
+}
+
+async fn connect(dir: &Path, port: u16, agency: &str) -> Result<Channel, tonic::transport::Error> {
+    client::connect(&format!("https://127.0.0.1:{port}"), &tls(dir, agency)).await
+}
+
+async fn channel(dir: &Path, port: u16, agency: &str) -> Channel {
+    connect(dir, port, agency).await.unwrap()
+}
+
+/// What the clients were told, across all runs.
+#[derive(Default)]
+struct Acknowledged {
+    /// audit index → request id of every answered query.
+    records: HashMap<u64, String>,
+    /// consent id → (max uses, uses answered, uses attempted).
+    consents: HashMap<String, (u32, u32, u32)>,
+    revoked: Vec<String>,
+    checkpoints: Vec<(u64, merkle::Hash)>,
+}
+
+/// How much was checked, for the report.
+#[derive(Default)]
+struct Totals {
+    peak_kib: u64,
+    records: usize,
+    consents: usize,
+    revoked: usize,
+    checkpoints: usize,
+}
+
+fn citizens(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("civex-data/demo-data/ps.jsonl")).unwrap();
+    text.lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["citizen_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// One client's share of the mixed load, until `stop`.
+async fn load(
+    dir: PathBuf,
+    port: u16,
+    seed: u64,
+    ids: Arc<Vec<String>>,
+    acked: Arc<Mutex<Acknowledged>>,
+    stop: Instant,
+) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    // The gateway may already be dead: a client that cannot connect has nothing to do.
+    let (Ok(e), Ok(c), Ok(a)) = (
+        connect(&dir, port, "qujing-psb").await,
+        connect(&dir, port, "qujing-portal").await,
+        connect(&dir, port, "qujing-audit").await,
+    ) else {
+        return;
+    };
+    let (mut exchange, mut consents, mut audit) = (
+        ExchangeServiceClient::new(e),
+        ConsentServiceClient::new(c),
+        AuditServiceClient::new(a),
+    );
+    let mut mine: Vec<String> = Vec::new();
+    let mut n = 0u64;
+    while Instant::now() < stop {
+        n += 1;
+        let citizen = &ids[rng.gen_range(0..ids.len())];
+        match rng.gen_range(0..10) {
+            0..=1 => {
+                let max_uses = rng.gen_range(1..5);
+                let grant = GrantConsentRequest {
+                    citizen_id: citizen.clone(),
+                    grantee: "qujing-psb".into(),
+                    scopes: vec!["ps.hukou.division".into()],
+                    purpose: "hukou.settlement".into(),
+                    not_after: Some(timestamp(SystemTime::now() + Duration::from_secs(86_400))),
+                    max_uses,
+                };
+                let Ok(c) = consents.grant(grant).await else { return };
+                acked
+                    .lock()
+                    .unwrap()
+                    .consents
+                    .insert(c.get_ref().consent_id.clone(), (max_uses, 0, 0));
+                mine.push(c.into_inner().consent_id);
+            }
+            2..=6 if !mine.is_empty() => {
+                let consent = mine[rng.gen_range(0..mine.len())].clone();
+                let citizen_of = acked.lock().unwrap().consents.contains_key(&consent);
+                let request_id = format!("{seed}-{n}");
+                let query = QueryRequest {
+                    citizen_id: String::new(),
+                    attributes: vec!["ps.hukou.division".into()],
+                    purpose: "hukou.settlement".into(),
+                    consent_id: consent.clone(),
+                    request_id: request_id.clone(),
+                    operator: "crash-test".into(),
+                };
+                // The citizen is only known to the granting call: ask the gateway.
+                let Ok(c) = consents
+                    .get(GetConsentRequest {
+                        consent_id: consent.clone(),
+                    })
+                    .await
+                else {
+                    return;
+                };
+                let query = QueryRequest {
+                    citizen_id: c.into_inner().citizen_id,
+                    ..query
+                };
+                assert!(citizen_of);
+                acked.lock().unwrap().consents.get_mut(&consent).unwrap().2 += 1;
+                match exchange.query(query).await {
+                    Ok(r) => {
+                        let mut a = acked.lock().unwrap();
+                        a.records.insert(r.get_ref().audit_index, request_id);
+                        a.consents.get_mut(&consent).unwrap().1 += 1;
+                    }
+                    Err(s) if s.code() == tonic::Code::Unavailable || s.code() == tonic::Code::Unknown => return,
+                    Err(_) => {}
+                }
+            }
+            7 if !mine.is_empty() => {
+                let consent = mine.swap_remove(rng.gen_range(0..mine.len()));
+                if consents
+                    .revoke(RevokeConsentRequest {
+                        consent_id: consent.clone(),
+                        reason: String::new(),
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                acked.lock().unwrap().revoked.push(consent);
+            }
+            8 => {
+                // Denied: no consent at all.
+                let denied = QueryRequest {
+                    citizen_id: citizen.clone(),
+                    attributes: vec!["ps.hukou.division".into()],
+                    purpose: "hukou.settlement".into(),
+                    ..Default::default()
+                };
+                if let Err(s) = exchange.query(denied).await
+                    && s.code() != tonic::Code::PermissionDenied
+                {
+                    return;
+                }
+            }
+            _ => {
+                let Ok(cp) = audit.checkpoint(CheckpointRequest {}).await else {
+                    return;
+                };
+                let cp = cp.into_inner();
+                acked
+                    .lock()
+                    .unwrap()
+                    .checkpoints
+                    .push((cp.tree_size, cp.root_hash.try_into().unwrap()));
+            }
+        }
+    }
+}
+
+/// Retries a call refused for the checking client's own quota, as a
+/// well-behaved client does with the retry hint.
+async fn patiently<T, Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>>(
+    mut call: impl FnMut() -> Fut,
+) -> Result<T, tonic::Status> {
+    loop {
+        match call().await {
+            Err(s) if s.code() == tonic::Code::ResourceExhausted => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            r => return r.map(tonic::Response::into_inner),
+        }
+    }
+}
+
+/// Checks everything acknowledged so far against a freshly restarted gateway.
+async fn check(dir: &Path, port: u16, acked: &Acknowledged, verifier: &Verifier) {
+    let audit = AuditServiceClient::new(channel(dir, port, "qujing-audit").await);
+    let consents = ConsentServiceClient::new(channel(dir, port, "qujing-portal").await);
+    let cp = patiently(|| {
+        let mut a = audit.clone();
+        async move { a.checkpoint(CheckpointRequest {}).await }
+    })
+    .await
+    .unwrap();
+    let now = checkpoint::verify(&cp.note, verifier).unwrap();
+    for (index, request_id) in &acked.records {
+        let entry = patiently(|| {
+            let mut a = audit.clone();
+            async move { a.get_entry(GetEntryRequest { index: *index }).await }
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            &entry.request_id, request_id,
+            "acknowledged record {index} is not what was answered"
+        );
+    }
+    for (size, root) in &acked.checkpoints {
+        let proof = patiently(|| {
+            let mut a = audit.clone();
+            async move {
+                a.consistency_proof(ConsistencyProofRequest {
+                    first: *size,
+                    second: now.size,
+                })
+                .await
+            }
+        })
+        .await
+        .unwrap();
+        let hashes: Vec<merkle::Hash> = proof.hashes.into_iter().map(|h| h.try_into().unwrap()).collect();
+        merkle::verify_consistency(*size, now.size, root, &now.root, &hashes)
+            .unwrap_or_else(|e| panic!("checkpoint of {size} is not consistent with {}: {e}", now.size));
+    }
+    for (id, (max_uses, answered, attempted)) in &acked.consents {
+        let c = patiently(|| {
+            let mut c = consents.clone();
+            async move { c.get(GetConsentRequest { consent_id: id.clone() }).await }
+        })
+        .await
+        .expect("an acknowledged consent was lost");
+        let uses = c.uses;
+        assert!(
+            uses >= *answered && uses <= *attempted && uses <= *max_uses,
+            "consent {id}: {uses} uses, {answered} answered, {attempted} attempted, max {max_uses}"
+        );
+    }
+    for id in &acked.revoked {
+        let c = patiently(|| {
+            let mut c = consents.clone();
+            async move { c.get(GetConsentRequest { consent_id: id.clone() }).await }
+        })
+        .await
+        .unwrap();
+        assert!(c.revoked_at.is_some(), "an acknowledged revocation of {id} was lost");
+    }
+}
+
+fn verify_offline(dir: &Path) {
+    let out = Command::new(CIVEX)
+        .args(["audit", "verify", "--data", "civex-data"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "audit verify after a crash: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_at_random_moments_the_gateway_loses_nothing_it_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut rng = StdRng::seed_from_u64(0xC1_7E_C5);
+    let acked = Arc::new(Mutex::new(Acknowledged::default()));
+    let gateway = start(dir.path(), port);
+    let verifier =
+        Verifier::parse(&std::fs::read_to_string(dir.path().join("civex-data/gateway.vkey")).unwrap()).unwrap();
+    let ids = Arc::new(citizens(dir.path()));
+    let mut gateway = Some(gateway);
+    let mut total = Totals::default();
+    for round in 0..KILLS {
+        let life = Duration::from_millis(rng.gen_range(100..700));
+        let stop = Instant::now() + Duration::from_secs(5);
+        let clients: Vec<_> = (0..8)
+            .map(|c| {
+                tokio::spawn(load(
+                    dir.path().to_owned(),
+                    port,
+                    (round * 8 + c) as u64,
+                    ids.clone(),
+                    acked.clone(),
+                    stop,
+                ))
+            })
+            .collect();
+        tokio::time::sleep(life).await;
+        if let Some(g) = &gateway {
+            total.peak_kib = total.peak_kib.max(peak_rss_kib(g.0.id()));
+        }
+        drop(gateway.take()); // SIGKILL
+        for c in clients {
+            c.await.unwrap();
+        }
+        verify_offline(dir.path());
+        gateway = Some(start(dir.path(), port));
+        // This round's acknowledgements are checked now; earlier rounds' records
+        // stay covered by the offline verify and the consistency proofs.
+        let mut round_acked = std::mem::take(&mut *acked.lock().unwrap());
+        check(dir.path(), port, &round_acked, &verifier).await;
+        total.records += round_acked.records.len();
+        total.revoked += round_acked.revoked.len();
+        total.checkpoints += round_acked.checkpoints.len();
+        // Consents carry over: their counts must stay right across every later crash.
+        round_acked.records.clear();
+        round_acked.revoked.clear();
+        let earlier = round_acked.checkpoints.last().copied();
+        round_acked.checkpoints = earlier.into_iter().collect();
+        *acked.lock().unwrap() = round_acked;
+    }
+    let a = acked.lock().unwrap();
+    let a = Totals {
+        consents: a.consents.len(),
+        ..total
+    };
+    eprintln!(
+        "{KILLS} kills survived: {} acknowledged query records, {} consents, {} revocations, {} checkpoints checked; \
+         gateway peak resident memory {} MiB",
+        a.records,
+        a.consents,
+        a.revoked,
+        a.checkpoints,
+        a.peak_kib / 1024
+    );
+    assert!(
+        a.records > 100 && a.revoked > 0 && a.checkpoints > 10,
+        "the load was too light to prove anything"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_flushes_and_checkpoints_and_a_restart_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let acked = Arc::new(Mutex::new(Acknowledged::default()));
+    let mut gateway = start(dir.path(), port);
+    let verifier =
+        Verifier::parse(&std::fs::read_to_string(dir.path().join("civex-data/gateway.vkey")).unwrap()).unwrap();
+    let ids = Arc::new(citizens(dir.path()));
+    let stop = Instant::now() + Duration::from_millis(600);
+    let clients: Vec<_> = (0..4)
+        .map(|c| tokio::spawn(load(dir.path().to_owned(), port, c, ids.clone(), acked.clone(), stop)))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let term = Command::new("kill")
+        .args(["-TERM", &gateway.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let exit = gateway.0.wait().unwrap();
+    let log = std::fs::read_to_string(dir.path().join("gateway.log")).unwrap();
+    assert!(exit.success(), "SIGTERM exits 0: {exit:?}\n{log}");
+    for c in clients {
+        c.await.unwrap();
+    }
+    // The final checkpoint covers the whole log.
+    let out = Command::new(CIVEX)
+        .args(["audit", "verify", "--data", "civex-data"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let size = said
+        .split(" records")
+        .next()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(
+        said.contains(&format!("latest at size {size})")),
+        "no final checkpoint: {said}"
+    );
+    let _gateway = start(dir.path(), port);
+    let snapshot = std::mem::take(&mut *acked.lock().unwrap());
+    assert!(!snapshot.records.is_empty());
+    check(dir.path(), port, &snapshot, &verifier).await;
+}
+
+#[test]
+fn an_import_killed_half_way_leaves_nothing_half_imported() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(CIVEX)
+        .args(["demo-data", "--citizens", "40000", "--out", "files"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let total = std::fs::read_to_string(dir.path().join("files/ps.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut outcomes = HashMap::new();
+    for round in 0..6 {
+        let data = dir.path().join(format!("data-{round}"));
+        let mut child = Command::new(CIVEX)
+            .args(["import", "ps", "files/ps.jsonl", "--data"])
+            .arg(&data)
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.gen_range(20..600)));
+        let _ = child.kill();
+        let _ = child.wait();
+        let stores = civex_gateway::store::open(&data).unwrap();
+        let count = stores.registries.records(Department::PublicSecurity).unwrap();
+        assert!(
+            count == 0 || count == total,
+            "round {round}: {count} of {total} records imported"
+        );
+        *outcomes.entry(count == total).or_insert(0) += 1;
+    }
+    eprintln!("imports killed: {outcomes:?} (true = it had finished)");
+}

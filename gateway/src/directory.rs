@@ -1,0 +1,120 @@
+//! The directory of agencies: who may call, with which roles and rights,
+//! and whether they are suspended.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{Arc, RwLock},
+};
+
+use crate::{
+    error::{Error, Reason},
+    policy::access::{Agency, Role, Status},
+    store::AgencyStore,
+};
+
+/// The agencies the gateway serves: persisted in an [`AgencyStore`], cached
+/// in memory, looked up on every call, so a change takes effect on the next call.
+pub struct Directory {
+    store: Arc<dyn AgencyStore>,
+    agencies: RwLock<HashMap<String, Arc<Agency>>>,
+    /// Serialises changes, so each reads what the one before wrote.
+    changes: tokio::sync::Mutex<()>,
+}
+
+fn stored(e: impl fmt::Display) -> Error {
+    Error::internal(format!("agency store: {e}"))
+}
+
+impl Directory {
+    /// Loads the agencies of `store`; at first start (an empty store) it is
+    /// seeded with `seed`, and from then on the store is the source of truth.
+    pub async fn open(store: Arc<dyn AgencyStore>, seed: impl IntoIterator<Item = Agency>) -> Result<Directory, Error> {
+        let mut stored = store.list().await.map_err(stored)?;
+        if stored.is_empty() {
+            for agency in seed {
+                store.put(&agency).await.map_err(self::stored)?;
+                stored.push(agency);
+            }
+        }
+        let agencies = stored.into_iter().map(|a| (a.code.clone(), Arc::new(a))).collect();
+        Ok(Directory {
+            store,
+            agencies: RwLock::new(agencies),
+            changes: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The agency with `code`, if registered.
+    pub fn agency(&self, code: &str) -> Option<Arc<Agency>> {
+        self.agencies
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(code)
+            .cloned()
+    }
+
+    /// Every agency, by code.
+    pub fn list(&self) -> Vec<Arc<Agency>> {
+        let mut all: Vec<_> = self
+            .agencies
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| a.code.cmp(&b.code));
+        all
+    }
+
+    /// Changes (or, with `create`, registers) an agency: validated, written
+    /// through to the store and flushed before it takes effect.
+    pub async fn update(
+        &self,
+        code: &str,
+        create: impl FnOnce() -> Option<Agency>,
+        change: impl FnOnce(&mut Agency) -> Result<(), Error>,
+    ) -> Result<Arc<Agency>, Error> {
+        let _one_at_a_time = self.changes.lock().await;
+        let mut agency = match self.agency(code) {
+            Some(a) => Agency::clone(&a),
+            None => create().ok_or_else(|| Error::new(Reason::InvalidRequest, format!("no agency {code:?}")))?,
+        };
+        change(&mut agency)?;
+        agency.validate()?;
+        self.store.put(&agency).await.map_err(stored)?;
+        let agency = Arc::new(agency);
+        self.agencies
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(agency.code.clone(), agency.clone());
+        Ok(agency)
+    }
+
+    /// The calling agency, if it is registered, active and holds one of `roles`.
+    pub fn authorize(&self, code: &str, roles: &[Role]) -> Result<Arc<Agency>, Error> {
+        let agency = self.agency(code).ok_or_else(|| {
+            Error::new(
+                Reason::RoleRequired,
+                format!("agency {code} is not registered with this gateway"),
+            )
+        })?;
+        if agency.status == Status::Suspended {
+            return Err(Error::new(
+                Reason::AgencySuspended,
+                format!("agency {code} is suspended"),
+            ));
+        }
+        if !roles.iter().any(|r| agency.roles.contains(r)) {
+            let names: Vec<String> = roles.iter().map(Role::to_string).collect();
+            return Err(Error::new(
+                Reason::RoleRequired,
+                format!(
+                    "this call needs role {}; agency {code} does not hold it",
+                    names.join(" or ")
+                ),
+            ));
+        }
+        Ok(agency)
+    }
+}

@@ -1,5 +1,0 @@
-//! The `civex` command: see `civex --help`.
-
-fn main() -> std::process::ExitCode {
-    civex_gateway::cli::main()
-}

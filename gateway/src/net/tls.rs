@@ -1,0 +1,398 @@
+//! civex's own TLS acceptor: rustls with client certificates required and
+//! checked against the civex CA, a handshake deadline, a cap on open
+//! connections, and the peer's agency identity attached to each connection.
+
+use std::{
+    io,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    pin::Pin,
+    sync::{Arc, RwLock},
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use rustls::{
+    DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
+    client::danger::HandshakeSignatureValid,
+    pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime, pem::PemObject},
+    server::{
+        ClientHello, ResolvesServerCert, WebPkiClientVerifier,
+        danger::{ClientCertVerified, ClientCertVerifier},
+    },
+    sign::CertifiedKey,
+};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::{TcpListener, TcpStream},
+    sync::{OwnedSemaphorePermit, Semaphore, mpsc},
+};
+use tokio_rustls::{TlsAcceptor, server::TlsStream};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::Connected;
+
+use super::identity::{self, PeerIdentity};
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("no PEM {what} in {path}")]
+    Pem { what: &'static str, path: PathBuf },
+    #[error("invalid CA certificate in {path}: {source}")]
+    Ca { path: PathBuf, source: rustls::Error },
+    #[error("client verifier: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+    #[error("server certificate or key rejected: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("private key {path} is readable by group or others (mode {mode:o}); chmod 600 it")]
+    KeyPermissions { path: PathBuf, mode: u32 },
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Reads every certificate from a PEM file.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read(path)?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem).filter_map(Result::ok).collect();
+    if certs.is_empty() {
+        return Err(TlsError::Pem {
+            what: "certificate",
+            path: path.to_owned(),
+        });
+    }
+    Ok(certs)
+}
+
+/// Reads a private key from a PEM file.
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(&read(path)?).map_err(|_| TlsError::Pem {
+        what: "private key",
+        path: path.to_owned(),
+    })
+}
+
+/// The rustls provider civex uses everywhere.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The client-certificate verifier: webpki against the civex CA and its
+/// CRL (expiry enforced), swapped whole when a new CRL arrives, so a revoked
+/// certificate fails its next handshake without a restart.
+#[derive(Debug)]
+pub struct ClientVerifier {
+    roots: Arc<RootCertStore>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    hints: Vec<DistinguishedName>,
+    inner: RwLock<Arc<dyn ClientCertVerifier>>,
+}
+
+impl ClientVerifier {
+    fn new(ca: &Path, crl: Option<Vec<u8>>) -> Result<ClientVerifier, TlsError> {
+        let mut roots = RootCertStore::empty();
+        for c in load_certs(ca)? {
+            roots.add(c).map_err(|source| TlsError::Ca {
+                path: ca.to_owned(),
+                source,
+            })?;
+        }
+        let roots = Arc::new(roots);
+        let provider = provider();
+        let inner = Self::build(&roots, &provider, crl)?;
+        let hints = inner.root_hint_subjects().to_vec();
+        Ok(ClientVerifier {
+            roots,
+            provider,
+            hints,
+            inner: RwLock::new(inner),
+        })
+    }
+
+    fn build(
+        roots: &Arc<RootCertStore>,
+        provider: &Arc<rustls::crypto::CryptoProvider>,
+        crl: Option<Vec<u8>>,
+    ) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+        let mut builder = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone());
+        if let Some(crl) = crl {
+            builder = builder
+                .with_crls([CertificateRevocationListDer::from(crl)])
+                .enforce_revocation_expiration();
+        }
+        Ok(builder.build()?)
+    }
+
+    /// Uses `crl` (DER) from the next handshake on.
+    pub fn set_crl(&self, crl: Vec<u8>) -> Result<(), TlsError> {
+        let inner = Self::build(&self.roots, &self.provider, Some(crl))?;
+        *self.inner.write().unwrap_or_else(|p| p.into_inner()) = inner;
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<dyn ClientCertVerifier> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl ClientCertVerifier for ClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &self.hints
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.current().verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current().verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current().verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.current().supported_verify_schemes()
+    }
+}
+
+/// The gateway's own certificate, replaceable without a restart.
+#[derive(Debug)]
+pub struct ServerCert {
+    cert: PathBuf,
+    key: PathBuf,
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ServerCert {
+    fn load(cert: &Path, key: &Path) -> Result<ServerCert, TlsError> {
+        let current = RwLock::new(Arc::new(Self::read(cert, key)?));
+        Ok(ServerCert {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            current,
+        })
+    }
+
+    fn read(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
+        check_private(key)?;
+        let signing = provider().key_provider.load_private_key(load_key(key)?)?;
+        Ok(CertifiedKey::new(load_certs(cert)?, signing))
+    }
+
+    /// Re-reads the certificate and key files; new handshakes use them.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let fresh = Arc::new(Self::read(&self.cert, &self.key)?);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
+    }
+}
+
+impl ResolvesServerCert for ServerCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.read().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+}
+
+/// Refuses a private key file that group or others may read.
+pub fn check_private(path: &Path) -> Result<(), TlsError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|source| TlsError::Read {
+            path: path.to_owned(),
+            source,
+        })?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(TlsError::KeyPermissions {
+            path: path.to_owned(),
+            mode: mode & 0o777,
+        });
+    }
+    Ok(())
+}
+
+/// What can be changed under a running server.
+#[derive(Debug, Clone)]
+pub struct TlsHandles {
+    pub verifier: Arc<ClientVerifier>,
+    pub cert: Arc<ServerCert>,
+}
+
+/// A server config that requires a client certificate chaining to `ca`
+/// (and not revoked by `crl`, if given) and speaks HTTP/2.
+pub fn server_config(
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    crl: Option<Vec<u8>>,
+) -> Result<(Arc<ServerConfig>, TlsHandles), TlsError> {
+    let verifier = Arc::new(ClientVerifier::new(ca, crl)?);
+    let server_cert = Arc::new(ServerCert::load(cert, key)?);
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_client_cert_verifier(verifier.clone())
+        .with_cert_resolver(server_cert.clone());
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok((
+        Arc::new(config),
+        TlsHandles {
+            verifier,
+            cert: server_cert,
+        },
+    ))
+}
+
+/// An accepted, verified connection, with the agency it belongs to. It
+/// holds a slot of the connection cap until dropped.
+#[derive(Debug)]
+pub struct PeerStream {
+    inner: TlsStream<TcpStream>,
+    peer: PeerIdentity,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Connected for PeerStream {
+    type ConnectInfo = PeerIdentity;
+
+    fn connect_info(&self) -> PeerIdentity {
+        self.peer.clone()
+    }
+}
+
+impl AsyncRead for PeerStream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for PeerStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Accepts TCP connections on `listener` and yields those whose TLS handshake
+/// finished within `handshake_timeout` with a certificate that names an
+/// agency. At most `max_connections` are open (or handshaking) at once.
+/// Handshakes run concurrently, so a slow client delays nobody else.
+pub fn incoming(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    handshake_timeout: Duration,
+    max_connections: usize,
+) -> ReceiverStream<io::Result<PeerStream>> {
+    let (tx, rx) = mpsc::channel(64);
+    let acceptor = TlsAcceptor::from(config);
+    let slots = Arc::new(Semaphore::new(max_connections));
+    tokio::spawn(async move {
+        loop {
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let (tcp, remote) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Per-connection errors (e.g. reset before accept, fd limits) must not stop the server.
+                        tracing::warn!(cause = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                },
+                _ = tx.closed() => return,
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                if let Some(stream) = handshake(acceptor, tcp, remote, handshake_timeout, slot).await {
+                    let _ = tx.send(Ok(stream)).await;
+                }
+            });
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+async fn handshake(
+    acceptor: TlsAcceptor,
+    tcp: TcpStream,
+    remote: SocketAddr,
+    timeout: Duration,
+    slot: OwnedSemaphorePermit,
+) -> Option<PeerStream> {
+    let tls = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::info!(%remote, cause = %e, "TLS handshake refused");
+            return None;
+        }
+        Err(_) => {
+            tracing::info!(%remote, "TLS handshake timed out");
+            return None;
+        }
+    };
+    let (_, conn) = tls.get_ref();
+    let Some(leaf) = conn.peer_certificates().and_then(|c| c.first()) else {
+        tracing::info!(%remote, "no client certificate");
+        return None;
+    };
+    match identity::agency_of(leaf) {
+        Ok((agency, serial)) => {
+            tracing::debug!(%remote, %agency, "connection accepted");
+            Some(PeerStream {
+                inner: tls,
+                peer: PeerIdentity { agency, serial, remote },
+                _slot: slot,
+            })
+        }
+        Err(e) => {
+            tracing::info!(%remote, cause = %e, "client certificate names no agency");
+            None
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! What every predicate shares: the facts it reads, by catalogue name; the
+//! [`Reader`] that reads them through [`Departments`]; and the [`Condition`]s
+//! and [`Verdict`] an answer is made of.
+
+use std::{
+    collections::BTreeSet,
+    sync::{Mutex, PoisonError},
+};
+
+use civex_adapters::{Attribute, Department, catalogue, citizen_id::CitizenId, value::parse_date};
+use civex_proto::v1::{Fact, fact};
+use time::Date;
+
+use crate::{departments::Departments, error::Error};
+
+// The facts predicates read, by catalogue name.
+pub(super) const HUKOU_DIVISION: &str = "ps.hukou.division";
+pub(super) const RESIDENCE_DIVISION: &str = "ps.residence.division";
+pub(super) const RESIDENCE_SINCE: &str = "ps.residence.since";
+pub(super) const ADDRESS_KEY: &str = "ps.residence.address_key";
+pub(super) const FATHER: &str = "ps.kin.father_id";
+pub(super) const MOTHER: &str = "ps.kin.mother_id";
+pub(super) const SPOUSE: &str = "ps.kin.spouse_id";
+pub(super) const CHILDREN: &str = "ps.kin.children_ids";
+pub(super) const PERMIT_HELD: &str = "ps.residence_permit.held";
+pub(super) const PERMIT_DIVISION: &str = "ps.residence_permit.division";
+pub(super) const PERMIT_ISSUED: &str = "ps.residence_permit.issued_on";
+pub(super) const SCHOOL_DIVISION: &str = "edu.school_division";
+pub(super) const SCHOOLING_SINCE: &str = "edu.schooling_since";
+pub(super) const EMPLOYED: &str = "hrss.employment.registered";
+pub(super) const EMPLOYMENT_DIVISION: &str = "hrss.employment.division";
+pub(super) const PENSION_YEARS: &str = "hrss.pension.contribution_years";
+pub(super) const OWNED: &str = "housing.owned_residence.division";
+pub(super) const LEASE: &str = "housing.registered_lease.division";
+pub(super) const CONTRACT: &str = "land.contract_rights.held";
+pub(super) const HOMESTEAD: &str = "land.homestead_rights.held";
+pub(super) const LAND_DIVISION: &str = "land.rights.division";
+
+// What each step reads in one call to the departments.
+pub(super) const URBAN_FACTS: &[&str] = &[OWNED, LEASE, EMPLOYED, EMPLOYMENT_DIVISION];
+pub(super) const RESIDENCE_FACTS: &[&str] = &[RESIDENCE_DIVISION, RESIDENCE_SINCE];
+pub(super) const KIN_FACTS: &[&str] = &[FATHER, MOTHER, SPOUSE, ADDRESS_KEY];
+pub(super) const PARENT_IDS: &[&str] = &[FATHER, MOTHER];
+pub(super) const FAMILY_FACTS: &[&str] = &[RESIDENCE_DIVISION, FATHER, MOTHER, SPOUSE, CHILDREN];
+pub(super) const HOLDINGS: &[&str] = &[CONTRACT, HOMESTEAD, LAND_DIVISION, OWNED];
+pub(super) const PERMIT_FACTS: &[&str] = &[RESIDENCE_DIVISION, RESIDENCE_SINCE, HUKOU_DIVISION];
+pub(super) const CHILD_FACTS: &[&str] = &[SCHOOL_DIVISION, SCHOOLING_SINCE, FATHER, MOTHER];
+pub(super) const PARENT_FACTS: &[&str] = &[PERMIT_HELD, PERMIT_DIVISION, PERMIT_ISSUED, PENSION_YEARS];
+
+/// Children looked at for clause 八, at most; a longer list is cut short.
+pub(super) const MAX_CHILDREN: usize = 16;
+
+/// Reads facts through the departments and remembers which departments it asked.
+pub(super) struct Reader<'a> {
+    departments: &'a Departments,
+    read: Mutex<BTreeSet<Department>>,
+}
+
+impl<'a> Reader<'a> {
+    pub(super) fn new(departments: &'a Departments) -> Reader<'a> {
+        Reader {
+            departments,
+            read: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// The facts `names` about `citizen`, all or an error.
+    pub(super) async fn facts(&self, citizen: &str, names: &[&'static str]) -> Result<Facts, Error> {
+        let mut attributes: Vec<&'static Attribute> = Vec::with_capacity(names.len());
+        for name in names {
+            attributes.push(
+                catalogue::attribute(name)
+                    .ok_or_else(|| Error::internal(format!("predicate fact {name} is not in the catalogue")))?,
+            );
+        }
+        self.read
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(attributes.iter().map(|a| a.department));
+        let facts = self.departments.fetch(citizen, &attributes).await?;
+        Ok(Facts(names.iter().copied().zip(facts).collect()))
+    }
+
+    /// Codes of the departments asked so far, in catalogue order.
+    pub(super) fn departments(&self) -> Vec<String> {
+        let read = self.read.lock().unwrap_or_else(PoisonError::into_inner);
+        Department::ALL
+            .iter()
+            .filter(|d| read.contains(d))
+            .map(|d| d.code().to_owned())
+            .collect()
+    }
+}
+
+/// Facts about one citizen, by attribute name; an unrecorded fact reads as `None`.
+#[derive(Debug, Default)]
+pub(super) struct Facts(Vec<(&'static str, Fact)>);
+
+impl Facts {
+    pub(super) fn value(&self, name: &str) -> Option<&fact::Value> {
+        self.0
+            .iter()
+            .find(|(n, _)| *n == name)
+            .filter(|(_, f)| f.recorded)
+            .and_then(|(_, f)| f.value.as_ref())
+    }
+
+    pub(super) fn text(&self, name: &str) -> Option<&str> {
+        match self.value(name)? {
+            fact::Value::TextValue(s) => Some(s.as_str()),
+            _ => None,
+        }
+    }
+
+    pub(super) fn flag(&self, name: &str) -> Option<bool> {
+        match self.value(name)? {
+            fact::Value::BoolValue(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    pub(super) fn int(&self, name: &str) -> Option<i64> {
+        match self.value(name)? {
+            fact::Value::IntValue(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    pub(super) fn date(&self, name: &str) -> Option<Date> {
+        match self.value(name)? {
+            fact::Value::DateValue(s) => parse_date(s),
+            _ => None,
+        }
+    }
+
+    /// A relative's ID; one that does not parse is treated as not recorded.
+    pub(super) fn id(&self, name: &str, today: Date) -> Option<CitizenId> {
+        self.text(name).and_then(|s| CitizenId::parse_on(s, today).ok())
+    }
+
+    /// A comma-separated list of IDs, skipping any that do not parse.
+    pub(super) fn ids(&self, name: &str, today: Date) -> Vec<CitizenId> {
+        self.text(name)
+            .map(|s| {
+                s.split(',')
+                    .filter_map(|one| CitizenId::parse_on(one.trim(), today).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether the fact `name` is `id` (compared in normal form: a lower-case `x` counts as `X`).
+    pub(super) fn names(&self, name: &str, id: &CitizenId) -> bool {
+        self.text(name).is_some_and(|s| s.eq_ignore_ascii_case(id.as_str()))
+    }
+}
+
+/// Whose holdings count under clause 八: "本人或者其家庭成员（含其父母、配偶、子女）".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Member {
+    Applicant,
+    Father,
+    Mother,
+    Spouse,
+    Child,
+}
+
+impl Member {
+    pub(super) fn names(self) -> [&'static str; 2] {
+        match self {
+            Member::Applicant => ["本人", "the applicant"],
+            Member::Father => ["父亲", "the father"],
+            Member::Mother => ["母亲", "the mother"],
+            Member::Spouse => ["配偶", "the spouse"],
+            Member::Child => ["子女", "a child"],
+        }
+    }
+}
+
+/// One condition checked: whether it held, and the reason given for it.
+pub(super) struct Condition {
+    pub(super) holds: bool,
+    pub(super) reason: String,
+}
+
+/// A condition's reason: `<topic>：<detail>——符合 / <topic>: <detail> — holds`.
+pub(super) fn condition(holds: bool, topic: [&str; 2], zh: &str, en: &str) -> Condition {
+    let (verdict_zh, verdict_en) = if holds {
+        ("符合", "holds")
+    } else {
+        ("不符合", "does not hold")
+    };
+    Condition {
+        holds,
+        reason: format!("{}：{zh}——{verdict_zh} / {}: {en} — {verdict_en}", topic[0], topic[1]),
+    }
+}
+
+/// The conditions checked and whether the predicate holds.
+pub(super) struct Verdict {
+    pub(super) satisfied: bool,
+    pub(super) checks: Vec<Condition>,
+}
+
+/// Whole years from `from` to `to` (negative if `from` is later).
+pub(super) fn full_years(from: Date, to: Date) -> i64 {
+    let years = i64::from(to.year()) - i64::from(from.year());
+    if (u8::from(to.month()), to.day()) < (u8::from(from.month()), from.day()) {
+        years - 1
+    } else {
+        years
+    }
+}

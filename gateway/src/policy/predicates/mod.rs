@@ -1,0 +1,248 @@
+//! Eligibility predicates for `ExchangeService.Check`: yes/no answers to the
+//! questions the household-registration reform asks (曲政发〔2015〕82号), each
+//! with its reasons, the clause it applies and the departments it read.
+//!
+//! A predicate is data minimisation at work: a department learns whether an
+//! applicant may settle in a town, join a relative, move back to the rural
+//! place of origin, get a residence permit or sit the entrance exams where
+//! they live, not the records behind the answer. Every condition checked gives
+//! one reason, `中文 / English`, saying whether it held; a reason names what
+//! the question itself names (the division asked about, the relation found,
+//! the threshold) and never the underlying values (another division, a date,
+//! a number of years).
+//!
+//! Facts come only through [`Departments::fetch`], the path `ExchangeService.Query`
+//! takes, so each department's deadline and the all-or-nothing rule apply; a
+//! relative's facts are read the same way. A fact a department does not hold
+//! fails its condition, and the reason says it is not recorded: a predicate
+//! never guesses. Thresholds the document leaves to local rules are
+//! [`Thresholds`], from configuration.
+//!
+//! # Layout
+//! - `mod.rs`: the predicates' names and parameters, [`PREDICATES`] and
+//!   [`predicate`], [`Thresholds`], and [`evaluate`], which checks a call and
+//!   hands it to the predicate's own file.
+//! - `params.rs`: a call's parameters, checked (a county-level division code,
+//!   a relative's citizen ID).
+//! - `facts.rs`: the facts predicates read and how they are read through
+//!   [`Departments`]; the conditions and verdicts every predicate builds.
+//! - `urban.rs` (四), `join_kin.rs` (五), `return_rural.rs` (八),
+//!   `residence_permit.rs` (十二), `exam.rs` (十二、十六): one predicate each.
+//! - `tests.rs`: every predicate against a table of hand-made citizens.
+
+mod exam;
+mod facts;
+mod join_kin;
+mod params;
+mod residence_permit;
+mod return_rural;
+#[cfg(test)]
+#[allow(clippy::type_complexity)] // Table rows are tuples on purpose: the expectation sits next to the input.
+mod tests;
+mod urban;
+
+use std::collections::HashMap;
+
+use civex_adapters::{Department, citizen_id::CitizenId};
+use serde::{Deserialize, Serialize};
+use time::Date;
+
+use self::{
+    exam::exam,
+    facts::Reader,
+    join_kin::join_kin,
+    params::{check_params, required},
+    residence_permit::residence_permit,
+    return_rural::return_rural,
+    urban::urban,
+};
+use crate::{
+    departments::Departments,
+    error::{Error, Reason},
+};
+
+/// Clause 四: settling in a town where one has a home or a job.
+pub const SETTLEMENT_URBAN: &str = "settlement.urban";
+/// Clause 五: joining lineal relatives one lives with.
+pub const SETTLEMENT_JOIN_KIN: &str = "settlement.join_kin";
+/// Clause 八: moving back to the rural place of origin.
+pub const SETTLEMENT_RETURN_RURAL: &str = "settlement.return_rural";
+/// Clause 十二: applying for a residence permit.
+pub const RESIDENCE_PERMIT_APPLY: &str = "residence_permit.apply";
+/// Clauses 十二 and 十六: entrance exams for children who moved with their parents.
+pub const EXAM_ACCOMPANYING_CHILD: &str = "exam.accompanying_child";
+
+/// Parameter: a six-digit county-level division code (县级行政区划代码).
+pub const DIVISION: &str = "division";
+/// Parameter: the citizen ID of the relative to be joined (被投靠人).
+pub const RELATIVE_CITIZEN_ID: &str = "relative_citizen_id";
+
+/// One eligibility rule of the reform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Predicate {
+    /// `<topic>.<rule>`, usable as a consent scope and in access rights.
+    pub name: &'static str,
+    pub description: &'static str,
+    /// The parameters a call must give, no more and no fewer.
+    pub params: &'static [&'static str],
+    /// The document and clause applied, e.g. `曲政发〔2015〕82号（四）`.
+    pub basis: &'static str,
+    /// The departments it may read, in catalogue order; an answer names those it actually read.
+    pub sources: &'static [Department],
+    /// Reads land facts: never usable for purpose `hukou.settlement` (clause 十五).
+    pub land_based: bool,
+}
+
+/// Every predicate `ExchangeService.Check` answers.
+pub static PREDICATES: &[Predicate] = &[
+    Predicate {
+        name: SETTLEMENT_URBAN,
+        description: "Has a legal stable residence (an owned home or a registered lease) or legal stable employment \
+                      in the county-level division, and so may settle in its towns \
+                      (合法稳定住所（含租赁）或合法稳定就业)",
+        params: &[DIVISION],
+        basis: "曲政发〔2015〕82号（四）",
+        // Public security only when `settlement_residence_years` is set.
+        sources: &[
+            Department::PublicSecurity,
+            Department::HumanResources,
+            Department::Housing,
+        ],
+        land_based: false,
+    },
+    Predicate {
+        name: SETTLEMENT_JOIN_KIN,
+        description: "The applicant and the relative are lineal relatives within three generations (parent, child, \
+                      grandparent, grandchild) who live together, so the applicant may settle where they live \
+                      (三代以内共同居住的直系亲属投靠落户)",
+        params: &[RELATIVE_CITIZEN_ID],
+        basis: "曲政发〔2015〕82号（五）",
+        sources: &[Department::PublicSecurity],
+        land_based: false,
+    },
+    Predicate {
+        name: SETTLEMENT_RETURN_RURAL,
+        description: "The applicant or a family member (parents, spouse, children) holds land contract rights, \
+                      homestead rights or an owned home in the rural place of origin, and the applicant actually \
+                      lives there, so the registration may move back (返农村原籍地落户)",
+        params: &[DIVISION],
+        basis: "曲政发〔2015〕82号（八）",
+        sources: &[Department::PublicSecurity, Department::Housing, Department::Land],
+        land_based: true,
+    },
+    Predicate {
+        name: RESIDENCE_PERMIT_APPLY,
+        description: "Lives in the division, away from the place of household registration, for at least the \
+                      configured number of days (30 by default), and so may apply for a residence permit (居住证)",
+        params: &[DIVISION],
+        basis: "曲政发〔2015〕82号（十二）",
+        sources: &[Department::PublicSecurity],
+        land_based: false,
+    },
+    Predicate {
+        name: EXAM_ACCOMPANYING_CHILD,
+        description: "A child who moved with the parents (随迁子女) has been at school in the division for the \
+                      configured years, and a parent has held a residence permit there and paid social insurance \
+                      for the configured years, so the child may sit the entrance exams there (中考、高考)",
+        params: &[DIVISION],
+        basis: "曲政发〔2015〕82号（十二）（十六）",
+        sources: &[
+            Department::PublicSecurity,
+            Department::Education,
+            Department::HumanResources,
+        ],
+        land_based: false,
+    },
+];
+
+/// Looks a predicate up, refusing unknown names with `UNKNOWN_PREDICATE`.
+pub fn predicate(name: &str) -> Result<&'static Predicate, Error> {
+    if name.is_empty() {
+        return Err(Error::new(Reason::UnknownPredicate, "predicate is required"));
+    }
+    PREDICATES.iter().find(|p| p.name == name).ok_or_else(|| {
+        let shown: String = name.chars().take(80).collect();
+        Error::new(Reason::UnknownPredicate, format!("unknown predicate {shown:?}"))
+    })
+}
+
+/// Thresholds that 曲政发〔2015〕82号 leaves to local rules, from configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Thresholds {
+    /// Days lived away from the place of registration before one applies for a
+    /// residence permit (default 30: clause 十二, 居住三十日以上).
+    pub residence_permit_days: u32,
+    /// Years of continuous schooling in the division a child needs for the
+    /// entrance exams (default 3; clause 十二 leaves it to local rules).
+    pub exam_schooling_years: u32,
+    /// Years a parent must have held a residence permit in the division (default 3).
+    pub exam_permit_years: u32,
+    /// Years of a parent's social insurance (basic pension) contributions (default 3).
+    pub exam_social_insurance_years: u32,
+    /// Years of actual residence in the division needed to settle there
+    /// (default 0: clause 四 sets none; a positive value adds the condition).
+    pub settlement_residence_years: u32,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            residence_permit_days: 30,
+            exam_schooling_years: 3,
+            exam_permit_years: 3,
+            exam_social_insurance_years: 3,
+            settlement_residence_years: 0,
+        }
+    }
+}
+
+/// A predicate's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub satisfied: bool,
+    /// One per condition checked, `中文 / English`, saying whether it held.
+    pub reasons: Vec<String>,
+    /// The document and clause applied.
+    pub basis: String,
+    /// Codes of the departments actually read, in catalogue order.
+    pub sources: Vec<String>,
+}
+
+/// Evaluates `p` for `citizen` on `today`. Parameters must be exactly the
+/// predicate's (`INVALID_REQUEST` otherwise); a `division` must be a six-digit
+/// county-level division code, a `relative_citizen_id` a valid citizen ID
+/// (`INVALID_CITIZEN_ID`) other than the applicant's. A department that
+/// cannot answer fails the whole call (`SOURCE_UNAVAILABLE`, from [`Departments`]).
+pub async fn evaluate(
+    p: &Predicate,
+    citizen: &CitizenId,
+    params: &HashMap<String, String>,
+    departments: &Departments,
+    thresholds: &Thresholds,
+    today: Date,
+) -> Result<Outcome, Error> {
+    let known = predicate(p.name)?;
+    let given = check_params(known, params, citizen, today)?;
+    let reader = Reader::new(departments);
+    let division = given.division.as_deref();
+    let verdict = match known.name {
+        SETTLEMENT_URBAN => urban(&reader, citizen, required(division)?, thresholds, today).await?,
+        SETTLEMENT_JOIN_KIN => join_kin(&reader, citizen, required(given.relative.as_ref())?, today).await?,
+        SETTLEMENT_RETURN_RURAL => return_rural(&reader, citizen, required(division)?, today).await?,
+        RESIDENCE_PERMIT_APPLY => residence_permit(&reader, citizen, required(division)?, thresholds, today).await?,
+        EXAM_ACCOMPANYING_CHILD => exam(&reader, citizen, required(division)?, thresholds, today).await?,
+        other => {
+            return Err(Error::new(
+                Reason::UnknownPredicate,
+                format!("unknown predicate {other:?}"),
+            ));
+        }
+    };
+    Ok(Outcome {
+        satisfied: verdict.satisfied,
+        reasons: verdict.checks.into_iter().map(|c| c.reason).collect(),
+        basis: known.basis.to_owned(),
+        sources: reader.departments(),
+    })
+}

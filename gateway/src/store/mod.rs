@@ -1,0 +1,114 @@
+//! The storage seam: every piece of persistent state behind a trait, and
+//! the engines that implement them. The request path sees only the traits.
+//!
+//! | state | trait |
+//! |---|---|
+//! | agencies | [`AgencyStore`] |
+//! | issued certificates' revocations | [`RevocationStore`] |
+//! | consents and their uses | [`ConsentStore`] (and the log's [`UseLedger`]) |
+//! | the audit log, its indexes and checkpoints | [`civex_audit::LogStore`] |
+//! | departments' registries | [`civex_adapters::RegistryStore`] |
+//!
+//! Each trait says what must hold, not how: the embedded engine keeps
+//! consent uses exact with compare-and-swap, a database engine with a
+//! conditional `UPDATE`. State added later (alerts, cases, commitments,
+//! objections) gets a trait of its own here and a field in [`Stores`].
+//!
+//! # Layout
+//! - [`embedded`]: the embedded engine (sled in the data directory); the
+//!   only module of the gateway that names sled.
+
+pub mod embedded;
+
+use std::{path::Path, sync::Arc, time::SystemTime};
+
+use async_trait::async_trait;
+use civex_adapters::{CitizenId, RegistryStore};
+use civex_audit::{LogStore, UseLedger};
+use civex_proto::v1::Consent;
+
+use crate::{
+    consent::{ConsentError, Use},
+    policy::access::Agency,
+};
+
+/// Why a store could not be read or written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(pub String);
+
+impl StoreError {
+    pub fn new(e: impl std::fmt::Display) -> StoreError {
+        StoreError(e.to_string())
+    }
+}
+
+/// Every store of one deployment, opened by one engine.
+#[derive(Clone)]
+pub struct Stores {
+    pub agencies: Arc<dyn AgencyStore>,
+    pub revocations: Arc<dyn RevocationStore>,
+    pub consents: Arc<dyn ConsentStore>,
+    /// The consents as the audit writer sees them.
+    pub ledger: Arc<dyn UseLedger>,
+    pub audit: Arc<dyn LogStore>,
+    pub registries: Arc<dyn RegistryStore>,
+}
+
+/// Opens the stores of the data directory `data_dir` (the embedded engine).
+pub fn open(data_dir: &Path) -> Result<Stores, StoreError> {
+    embedded::open(data_dir)
+}
+
+/// The agencies, as administrators registered and changed them.
+#[async_trait]
+pub trait AgencyStore: Send + Sync {
+    /// Every stored agency.
+    async fn list(&self) -> Result<Vec<Agency>, StoreError>;
+
+    /// Stores `agency` under its code, replacing what was there; durable on return.
+    async fn put(&self, agency: &Agency) -> Result<(), StoreError>;
+}
+
+/// A certificate's revocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    /// Lower-case hex.
+    pub serial: String,
+    /// Unix seconds.
+    pub revoked_at: i64,
+    pub reason: String,
+}
+
+/// Revoked certificates.
+#[async_trait]
+pub trait RevocationStore: Send + Sync {
+    /// Every revocation.
+    async fn list(&self) -> Result<Vec<Revocation>, StoreError>;
+
+    /// Records `revocation` unless its serial was revoked before (the first
+    /// time is kept); durable on return.
+    async fn revoke(&self, revocation: &Revocation) -> Result<(), StoreError>;
+}
+
+/// Citizens' consents and their uses.
+#[async_trait]
+pub trait ConsentStore: Send + Sync {
+    /// Stores a consent made by [`crate::consent::sign`]; durable on return.
+    async fn insert(&self, consent: &Consent) -> Result<(), ConsentError>;
+
+    /// The consent with `id`.
+    async fn get(&self, id: &str) -> Result<Consent, ConsentError>;
+
+    /// Every consent registered for `citizen`.
+    async fn list(&self, citizen: &CitizenId) -> Result<Vec<Consent>, ConsentError>;
+
+    /// Withdraws a consent from `now` on; withdrawing twice keeps the first time.
+    async fn revoke(&self, id: &str, now: SystemTime) -> Result<Consent, ConsentError>;
+
+    /// Checks that the consent covers `u` ([`crate::consent::check_use`]) and
+    /// counts one use, atomically: concurrent uses, from however many
+    /// gateways, never push `uses` past `max_uses`. The use becomes durable
+    /// with the call's audit record (the writer flushes the [`UseLedger`]).
+    async fn use_for(&self, id: &str, u: Use<'_>) -> Result<Consent, ConsentError>;
+}
