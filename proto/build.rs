@@ -21,11 +21,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(PROTOS, ["."])?;
     let out = PathBuf::from(env::var("OUT_DIR")?);
     fs::write(out.join("civex_descriptor.bin"), fds.encode_to_vec())?;
-    // Services only with the `grpc` feature: without it the crate needs no tonic.
-    let grpc = env::var_os("CARGO_FEATURE_GRPC").is_some();
-    tonic_prost_build::configure()
-        .build_client(grpc)
-        .build_server(grpc)
-        .compile_fds(fds)?;
+    // Services only with the `grpc` feature: without it nothing of tonic is built.
+    #[cfg(feature = "grpc")]
+    tonic_prost_build::configure().compile_fds(fds)?;
+    #[cfg(not(feature = "grpc"))]
+    prost_build::Config::new().compile_fds(fds)?;
     Ok(())
 }

@@ -2,9 +2,10 @@
 //! panic their decoders.
 #![no_main]
 
-use civex_gateway::{
-    audit::{checkpoint, search},
-    signing::{Signer, Verifier},
+use civex_audit::{
+    checkpoint,
+    keys::{Signer, Verifier},
+    search,
 };
 use libfuzzer_sys::fuzz_target;
 

@@ -1,7 +1,7 @@
 //! Citizen ID parsing never panics, and what it accepts is a fixed point.
 #![no_main]
 
-use civex_gateway::citizen_id::CitizenId;
+use civex_adapters::citizen_id::CitizenId;
 use libfuzzer_sys::fuzz_target;
 use time::macros::date;
 
@@ -11,5 +11,5 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(id.as_str().len(), 18);
         assert_eq!(CitizenId::parse_on(id.as_str(), date!(2026 - 11 - 29)), Ok(id.clone()));
     }
-    let _ = civex_gateway::citizen_id::upgrade_legacy(s);
+    let _ = civex_adapters::citizen_id::upgrade_legacy(s);
 });

@@ -4,7 +4,8 @@
 
 use std::sync::OnceLock;
 
-use civex_gateway::{identity::agency_of, pki::Ca};
+use civex_cli::pki::DevCa;
+use civex_gateway::{authority::Ca, net::identity::agency_of};
 use libfuzzer_sys::fuzz_target;
 
 fn ca() -> &'static Ca {

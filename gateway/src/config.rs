@@ -13,12 +13,9 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    net::identity::is_agency_code,
-    policy::{
-        access::{self, AccessRight, Agency, RateLimit, Role, Status},
-        predicates::Thresholds,
-    },
+use crate::policy::{
+    access::{self, AccessRight, Agency, RateLimit, Role, Status, is_agency_code},
+    predicates::Thresholds,
 };
 
 /// Why a configuration cannot be used.

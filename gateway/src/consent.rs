@@ -1,6 +1,6 @@
 //! Citizens' consents: what one says, how the gateway signs it, and the rule
-//! every use is checked against. The stores behind
-//! [`crate::store::ConsentStore`] count uses atomically.
+//! every use is checked against. The consent stores (`store`) apply the
+//! rule and count uses atomically.
 //!
 //! A consent says: citizen C authorises agency G to obtain scopes S for
 //! purpose P from `not_before` until `not_after`, at most `max_uses` times
@@ -100,7 +100,7 @@ fn at(t: &Option<prost_types::Timestamp>) -> Option<SystemTime> {
 }
 
 /// Makes a consent valid from `now`, with a fresh id, signed by the gateway.
-/// It takes effect once [`crate::store::ConsentStore::insert`]ed.
+/// It takes effect once stored.
 pub fn sign(new: NewConsent, signer: &Signer, now: SystemTime) -> Consent {
     let mut id = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut id);
@@ -135,8 +135,8 @@ pub fn sign(new: NewConsent, signer: &Signer, now: SystemTime) -> Consent {
 }
 
 /// Checks that `consent` covers the use `u` and counts it in `consent.uses`.
-/// Every engine's [`crate::store::ConsentStore::use_for`] applies this one
-/// rule, atomically with its own means.
+/// Every engine's consent store applies this one rule, atomically by its
+/// own means.
 pub fn check_use(consent: &mut Consent, u: &Use<'_>) -> Result<(), ConsentError> {
     if consent.grantee != u.caller {
         return Err(ConsentError::Grantee);

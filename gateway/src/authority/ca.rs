@@ -17,7 +17,7 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime, UtcOffset};
 
-use crate::net::identity::{agency_uri, is_agency_code};
+use crate::{net::identity::agency_uri, policy::access::is_agency_code};
 
 /// Organization written into every subject, so certificates made here are
 /// recognisable at a glance in any tool that prints a DN.

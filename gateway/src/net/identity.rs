@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 
 use x509_parser::{extensions::GeneralName, prelude::*};
 
+use crate::policy::access::is_agency_code;
+
 /// The prefix of the SAN URI that names an agency.
 pub const AGENCY_URI_PREFIX: &str = "spiffe://civex/agency/";
 
@@ -19,15 +21,6 @@ pub fn agency_uri(code: &str) -> String {
 /// The agency code carried by `uri`, if it is a well-formed agency URI.
 pub fn parse_agency_uri(uri: &str) -> Option<&str> {
     uri.strip_prefix(AGENCY_URI_PREFIX).filter(|code| is_agency_code(code))
-}
-
-/// Whether `code` is a well-formed agency code: 1-64 of `a-z`, `0-9` and
-/// `-`, which is also safe as a file name and a URI path segment.
-pub fn is_agency_code(code: &str) -> bool {
-    (1..=64).contains(&code.len())
-        && code
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// The verified identity of the peer of one connection.

@@ -7,10 +7,7 @@ use civex_adapters::{Attribute, Department, catalogue};
 use serde::{Deserialize, Serialize};
 
 use super::{land::land_rule, predicates, purposes::purpose};
-use crate::{
-    error::{Error, Reason},
-    net::identity::is_agency_code,
-};
+use crate::error::{Error, Reason};
 
 /// What an agency may do; one agency may hold several.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -165,6 +162,15 @@ pub fn validate_right(right: &AccessRight) -> Result<(), Error> {
         land_rule(scope, p)?;
     }
     Ok(())
+}
+
+/// Whether `code` is a well-formed agency code: 1-64 of `a-z`, `0-9` and
+/// `-`, which is also safe as a file name and a URI path segment.
+pub fn is_agency_code(code: &str) -> bool {
+    (1..=64).contains(&code.len())
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// Whether `code` names a department, or is `other`.

@@ -90,8 +90,8 @@ impl Admin {
         Admin { state }
     }
 
-    async fn register(&self, request: Request<pb::Agency>, call: &mut Draft) -> Result<pb::Agency, Error> {
-        call.subject(&request.get_ref().code);
+    async fn register(&self, request: Request<pb::Agency>, draft: &mut Draft) -> Result<pb::Agency, Error> {
+        draft.subject(&request.get_ref().code);
         self.state.caller(&request, &[Role::Admin])?;
         let req = request.into_inner();
         let roles = req.roles.iter().map(|r| role_from(*r)).collect::<Result<Vec<_>, _>>()?;
@@ -127,10 +127,10 @@ impl Admin {
     async fn set_status(
         &self,
         request: Request<AgencyRef>,
-        call: &mut Draft,
+        draft: &mut Draft,
         status: AgencyStatus,
     ) -> Result<pb::Agency, Error> {
-        call.subject(&request.get_ref().code);
+        draft.subject(&request.get_ref().code);
         self.state.caller(&request, &[Role::Admin])?;
         let req = request.into_inner();
         check_label("reason", &req.reason)?;
@@ -153,13 +153,13 @@ impl Admin {
     async fn set_rights(
         &self,
         request: Request<SetAccessRightsRequest>,
-        call: &mut Draft,
+        draft: &mut Draft,
     ) -> Result<pb::Agency, Error> {
-        call.subject(&request.get_ref().agency_code);
+        draft.subject(&request.get_ref().agency_code);
         self.state.caller(&request, &[Role::Admin])?;
         let req = request.into_inner();
         let rights = rights_from(req.rights);
-        call.scopes(&rights.iter().map(|r| r.scope.clone()).collect::<Vec<_>>());
+        draft.scopes(&rights.iter().map(|r| r.scope.clone()).collect::<Vec<_>>());
         let rate = rate_from(req.rate);
         let agency = self
             .state
@@ -179,8 +179,8 @@ impl Admin {
         Ok(agency_message(&agency))
     }
 
-    fn issue(&self, request: Request<IssueCertificateRequest>, call: &mut Draft) -> Result<IssuedCertificate, Error> {
-        call.subject(&request.get_ref().agency_code);
+    fn issue(&self, request: Request<IssueCertificateRequest>, draft: &mut Draft) -> Result<IssuedCertificate, Error> {
+        draft.subject(&request.get_ref().agency_code);
         self.state.caller(&request, &[Role::Admin])?;
         let req = request.into_inner();
         if req.csr_pem.len() > MAX_CSR {
@@ -196,7 +196,7 @@ impl Admin {
             )
         })?;
         let issued = self.state.authority.issue(&agency.code, &req.csr_pem)?;
-        call.subject(&format!("{} {}", agency.code, issued.serial));
+        draft.subject(&format!("{} {}", agency.code, issued.serial));
         Ok(IssuedCertificate {
             cert_pem: issued.cert_pem,
             chain_pem: self.state.authority.ca_pem()?,
@@ -208,9 +208,9 @@ impl Admin {
     async fn revoke(
         &self,
         request: Request<RevokeCertificateRequest>,
-        call: &mut Draft,
+        draft: &mut Draft,
     ) -> Result<RevokeCertificateResponse, Error> {
-        call.subject(&request.get_ref().serial);
+        draft.subject(&request.get_ref().serial);
         self.state.caller(&request, &[Role::Admin])?;
         let req = request.into_inner();
         check_label("reason", &req.reason)?;
@@ -225,95 +225,74 @@ impl Admin {
 #[tonic::async_trait]
 impl AdminService for Admin {
     async fn register_agency(&self, request: Request<pb::Agency>) -> Result<Response<pb::Agency>, Status> {
-        Ok(Response::new(
-            self.state
-                .call(request, "AdminService/RegisterAgency", async |request, call| {
-                    self.register(request, call).await
-                })
-                .await?
-                .0,
-        ))
+        self.state
+            .answer(request, "AdminService/RegisterAgency", async |request, draft| {
+                self.register(request, draft).await
+            })
+            .await
     }
 
     async fn list_agencies(
         &self,
         request: Request<ListAgenciesRequest>,
     ) -> Result<Response<ListAgenciesResponse>, Status> {
-        Ok(Response::new(
-            self.state
-                .call(request, "AdminService/ListAgencies", async |request, _| {
-                    self.state
-                        .caller(&request, &[Role::Admin])
-                        .map(|_| ListAgenciesResponse {
-                            agencies: self.state.directory.list().iter().map(|a| agency_message(a)).collect(),
-                        })
-                })
-                .await?
-                .0,
-        ))
+        self.state
+            .answer(request, "AdminService/ListAgencies", async |request, _| {
+                self.state
+                    .caller(&request, &[Role::Admin])
+                    .map(|_| ListAgenciesResponse {
+                        agencies: self.state.directory.list().iter().map(|a| agency_message(a)).collect(),
+                    })
+            })
+            .await
     }
 
     async fn suspend_agency(&self, request: Request<AgencyRef>) -> Result<Response<pb::Agency>, Status> {
-        Ok(Response::new(
-            self.state
-                .call(request, "AdminService/SuspendAgency", async |request, call| {
-                    self.set_status(request, call, AgencyStatus::Suspended).await
-                })
-                .await?
-                .0,
-        ))
+        self.state
+            .answer(request, "AdminService/SuspendAgency", async |request, draft| {
+                self.set_status(request, draft, AgencyStatus::Suspended).await
+            })
+            .await
     }
 
     async fn reinstate_agency(&self, request: Request<AgencyRef>) -> Result<Response<pb::Agency>, Status> {
-        Ok(Response::new(
-            self.state
-                .call(request, "AdminService/ReinstateAgency", async |request, call| {
-                    self.set_status(request, call, AgencyStatus::Active).await
-                })
-                .await?
-                .0,
-        ))
+        self.state
+            .answer(request, "AdminService/ReinstateAgency", async |request, draft| {
+                self.set_status(request, draft, AgencyStatus::Active).await
+            })
+            .await
     }
 
     async fn set_access_rights(
         &self,
         request: Request<SetAccessRightsRequest>,
     ) -> Result<Response<pb::Agency>, Status> {
-        Ok(Response::new(
-            self.state
-                .call(request, "AdminService/SetAccessRights", async |request, call| {
-                    self.set_rights(request, call).await
-                })
-                .await?
-                .0,
-        ))
+        self.state
+            .answer(request, "AdminService/SetAccessRights", async |request, draft| {
+                self.set_rights(request, draft).await
+            })
+            .await
     }
 
     async fn issue_certificate(
         &self,
         request: Request<IssueCertificateRequest>,
     ) -> Result<Response<IssuedCertificate>, Status> {
-        Ok(Response::new(
-            self.state
-                .call(request, "AdminService/IssueCertificate", async |request, call| {
-                    self.issue(request, call)
-                })
-                .await?
-                .0,
-        ))
+        self.state
+            .answer(request, "AdminService/IssueCertificate", async |request, draft| {
+                self.issue(request, draft)
+            })
+            .await
     }
 
     async fn revoke_certificate(
         &self,
         request: Request<RevokeCertificateRequest>,
     ) -> Result<Response<RevokeCertificateResponse>, Status> {
-        Ok(Response::new(
-            self.state
-                .call(request, "AdminService/RevokeCertificate", async |request, call| {
-                    self.revoke(request, call).await
-                })
-                .await?
-                .0,
-        ))
+        self.state
+            .answer(request, "AdminService/RevokeCertificate", async |request, draft| {
+                self.revoke(request, draft).await
+            })
+            .await
     }
 }

@@ -55,13 +55,13 @@ impl Audit {
         })
     }
 
-    fn search(&self, request: Request<AuditSearchRequest>, call: &mut Draft) -> Result<AuditSearchResponse, Error> {
+    fn search(&self, request: Request<AuditSearchRequest>, draft: &mut Draft) -> Result<AuditSearchResponse, Error> {
         self.state.caller(&request, &[Role::Auditor])?;
         let req = request.into_inner();
         let mut filter = Filter::default();
         if !req.citizen_id.is_empty() {
             let citizen = CitizenId::parse(&req.citizen_id)?;
-            call.citizen(&self.state, &citizen);
+            draft.citizen(&self.state, &citizen);
             filter.citizen_ref = Some(self.state.pseudonyms.citizen_ref(citizen.as_str()));
         }
         for (field, value) in [("agency", &req.agency), ("action", &req.action)] {
@@ -85,11 +85,11 @@ impl Audit {
         self.respond(&filter, req.page_size, &req.page_token)
     }
 
-    fn history(&self, request: Request<AccessHistoryRequest>, call: &mut Draft) -> Result<AuditSearchResponse, Error> {
+    fn history(&self, request: Request<AccessHistoryRequest>, draft: &mut Draft) -> Result<AuditSearchResponse, Error> {
         self.state.caller(&request, &[Role::Auditor, Role::ConsentRegistrar])?;
         let req = request.into_inner();
         let citizen = CitizenId::parse(&req.citizen_id)?;
-        call.citizen(&self.state, &citizen);
+        draft.citizen(&self.state, &citizen);
         let filter = Filter {
             citizen_ref: Some(self.state.pseudonyms.citizen_ref(citizen.as_str())),
             actions: DATA_ACCESS.iter().map(|a| (*a).to_owned()).collect(),
@@ -121,35 +121,29 @@ impl Audit {
 #[tonic::async_trait]
 impl AuditService for Audit {
     async fn search(&self, request: Request<AuditSearchRequest>) -> Result<Response<AuditSearchResponse>, Status> {
-        Ok(Response::new(
-            self.state
-                .call(request, "AuditService/Search", async |request, call| {
-                    Audit::search(self, request, call)
-                })
-                .await?
-                .0,
-        ))
+        self.state
+            .answer(request, "AuditService/Search", async |request, draft| {
+                Audit::search(self, request, draft)
+            })
+            .await
     }
 
     async fn access_history(
         &self,
         request: Request<AccessHistoryRequest>,
     ) -> Result<Response<AuditSearchResponse>, Status> {
-        Ok(Response::new(
-            self.state
-                .call(request, "AuditService/AccessHistory", async |request, call| {
-                    self.history(request, call)
-                })
-                .await?
-                .0,
-        ))
+        self.state
+            .answer(request, "AuditService/AccessHistory", async |request, draft| {
+                self.history(request, draft)
+            })
+            .await
     }
 
     async fn checkpoint(&self, request: Request<CheckpointRequest>) -> Result<Response<SignedCheckpoint>, Status> {
         let (_, appended) = self
             .state
-            .call(request, "AuditService/Checkpoint", async |request, call| {
-                call.with_checkpoint();
+            .call(request, "AuditService/Checkpoint", async |request, draft| {
+                draft.with_checkpoint();
                 self.state.caller(&request, &[Role::Auditor]).map(drop)
             })
             .await?;
@@ -164,38 +158,33 @@ impl AuditService for Audit {
     }
 
     async fn get_entry(&self, request: Request<GetEntryRequest>) -> Result<Response<AuditEntry>, Status> {
-        Ok(Response::new(
-            self.state
-                .call(request, "AuditService/GetEntry", async |request, _| self.entry(request))
-                .await?
-                .0,
-        ))
+        self.state
+            .answer(request, "AuditService/GetEntry", async |request, _| self.entry(request))
+            .await
     }
 
     async fn inclusion_proof(&self, request: Request<InclusionProofRequest>) -> Result<Response<Proof>, Status> {
-        let call = async |request: Request<InclusionProofRequest>, _: &mut Draft| {
+        let handle = async |request: Request<InclusionProofRequest>, _: &mut Draft| {
             self.state.caller(&request, &[Role::Auditor])?;
             let r = request.get_ref();
             Ok(self.proof(self.state.audit.inclusion_proof(r.index, r.tree_size)?))
         };
-        Ok(Response::new(
-            self.state.call(request, "AuditService/InclusionProof", call).await?.0,
-        ))
+        self.state.answer(request, "AuditService/InclusionProof", handle).await
     }
 
     async fn consistency_proof(&self, request: Request<ConsistencyProofRequest>) -> Result<Response<Proof>, Status> {
-        let call = async |request: Request<ConsistencyProofRequest>, _: &mut Draft| {
+        let handle = async |request: Request<ConsistencyProofRequest>, _: &mut Draft| {
             self.state.caller(&request, &[Role::Auditor])?;
             let r = request.get_ref();
             Ok(self.proof(self.state.audit.consistency_proof(r.first, r.second)?))
         };
-        Ok(Response::new(
-            self.state.call(request, "AuditService/ConsistencyProof", call).await?.0,
-        ))
+        self.state
+            .answer(request, "AuditService/ConsistencyProof", handle)
+            .await
     }
 
     async fn report(&self, request: Request<ReportRequest>) -> Result<Response<ReportResponse>, Status> {
-        let call = async |request: Request<ReportRequest>, _: &mut Draft| {
+        let handle = async |request: Request<ReportRequest>, _: &mut Draft| {
             self.state.caller(&request, &[Role::Auditor])?;
             let rows = self.state.audit.report()?;
             Ok(ReportResponse {
@@ -209,8 +198,6 @@ impl AuditService for Audit {
                     .collect(),
             })
         };
-        Ok(Response::new(
-            self.state.call(request, "AuditService/Report", call).await?.0,
-        ))
+        self.state.answer(request, "AuditService/Report", handle).await
     }
 }

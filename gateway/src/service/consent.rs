@@ -39,14 +39,14 @@ impl Consents {
 
     /// Validates a grant and makes the signed consent; it is stored only
     /// after its audit record is durable.
-    fn prepare_grant(&self, request: Request<GrantConsentRequest>, call: &mut Draft) -> Result<Consent, Error> {
+    fn prepare_grant(&self, request: Request<GrantConsentRequest>, draft: &mut Draft) -> Result<Consent, Error> {
         let state = &self.state;
-        call.scopes(&request.get_ref().scopes);
-        call.purpose(&request.get_ref().purpose);
+        draft.scopes(&request.get_ref().scopes);
+        draft.purpose(&request.get_ref().purpose);
         let registrar = state.caller(&request, &[Role::ConsentRegistrar])?;
         let req = request.into_inner();
         let citizen = CitizenId::parse(&req.citizen_id)?;
-        call.citizen(state, &citizen);
+        draft.citizen(state, &citizen);
         // Scopes are exact attribute or predicate names: a citizen consents to
         // named facts, or to a named yes/no answer (which reveals no fact).
         let scopes = access::scopes(&req.scopes, MAX_SCOPES)?;
@@ -86,17 +86,17 @@ impl Consents {
             &state.signer,
             now,
         );
-        call.consent(&consent.consent_id);
+        draft.consent(&consent.consent_id);
         Ok(consent)
     }
 
-    async fn revoke(&self, request: Request<RevokeConsentRequest>, call: &mut Draft) -> Result<Consent, Error> {
-        call.consent(&request.get_ref().consent_id);
+    async fn revoke(&self, request: Request<RevokeConsentRequest>, draft: &mut Draft) -> Result<Consent, Error> {
+        draft.consent(&request.get_ref().consent_id);
         self.state.caller(&request, &[Role::ConsentRegistrar])?;
         let req = request.into_inner();
         check_label("reason", &req.reason)?;
         let consent = self.state.consents.get(&req.consent_id).await?;
-        self.cite(call, &consent);
+        self.cite(draft, &consent);
         Ok(self
             .state
             .consents
@@ -104,35 +104,35 @@ impl Consents {
             .await?)
     }
 
-    async fn get(&self, request: Request<GetConsentRequest>, call: &mut Draft) -> Result<Consent, Error> {
-        call.consent(&request.get_ref().consent_id);
+    async fn get(&self, request: Request<GetConsentRequest>, draft: &mut Draft) -> Result<Consent, Error> {
+        draft.consent(&request.get_ref().consent_id);
         self.state.caller(&request, &[Role::ConsentRegistrar])?;
         let consent = self.state.consents.get(&request.into_inner().consent_id).await?;
-        self.cite(call, &consent);
+        self.cite(draft, &consent);
         Ok(consent)
     }
 
     async fn list(
         &self,
         request: Request<ListConsentsRequest>,
-        call: &mut Draft,
+        draft: &mut Draft,
     ) -> Result<ListConsentsResponse, Error> {
         self.state.caller(&request, &[Role::ConsentRegistrar])?;
         let citizen = CitizenId::parse(&request.into_inner().citizen_id)?;
-        call.citizen(&self.state, &citizen);
+        draft.citizen(&self.state, &citizen);
         Ok(ListConsentsResponse {
             consents: self.state.consents.list(&citizen).await?,
         })
     }
 
     /// Records whose consent a call touched.
-    fn cite(&self, call: &mut Draft, consent: &Consent) {
+    fn cite(&self, draft: &mut Draft, consent: &Consent) {
         // Invariant: stored consents were validated when granted.
         if let Ok(citizen) = CitizenId::parse(&consent.citizen_id) {
-            call.citizen(&self.state, &citizen);
+            draft.citizen(&self.state, &citizen);
         }
-        call.scopes(&consent.scopes);
-        call.purpose(&consent.purpose);
+        draft.scopes(&consent.scopes);
+        draft.purpose(&consent.purpose);
     }
 }
 
@@ -141,8 +141,8 @@ impl ConsentService for Consents {
     async fn grant(&self, request: Request<GrantConsentRequest>) -> Result<Response<Consent>, Status> {
         let (consent, _) = self
             .state
-            .call(request, "ConsentService/Grant", async |request, call| {
-                self.prepare_grant(request, call)
+            .call(request, "ConsentService/Grant", async |request, draft| {
+                self.prepare_grant(request, draft)
             })
             .await?;
         self.state.consents.insert(&consent).await.map_err(Error::from)?;
@@ -150,35 +150,26 @@ impl ConsentService for Consents {
     }
 
     async fn revoke(&self, request: Request<RevokeConsentRequest>) -> Result<Response<Consent>, Status> {
-        Ok(Response::new(
-            self.state
-                .call(request, "ConsentService/Revoke", async |request, call| {
-                    Consents::revoke(self, request, call).await
-                })
-                .await?
-                .0,
-        ))
+        self.state
+            .answer(request, "ConsentService/Revoke", async |request, draft| {
+                Consents::revoke(self, request, draft).await
+            })
+            .await
     }
 
     async fn get(&self, request: Request<GetConsentRequest>) -> Result<Response<Consent>, Status> {
-        Ok(Response::new(
-            self.state
-                .call(request, "ConsentService/Get", async |request, call| {
-                    Consents::get(self, request, call).await
-                })
-                .await?
-                .0,
-        ))
+        self.state
+            .answer(request, "ConsentService/Get", async |request, draft| {
+                Consents::get(self, request, draft).await
+            })
+            .await
     }
 
     async fn list(&self, request: Request<ListConsentsRequest>) -> Result<Response<ListConsentsResponse>, Status> {
-        Ok(Response::new(
-            self.state
-                .call(request, "ConsentService/List", async |request, call| {
-                    Consents::list(self, request, call).await
-                })
-                .await?
-                .0,
-        ))
+        self.state
+            .answer(request, "ConsentService/List", async |request, draft| {
+                Consents::list(self, request, draft).await
+            })
+            .await
     }
 }

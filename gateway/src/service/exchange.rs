@@ -32,19 +32,19 @@ impl Exchange {
         Exchange { state }
     }
 
-    async fn query(&self, request: Request<QueryRequest>, call: &mut Draft) -> Result<QueryResponse, Error> {
+    async fn query(&self, request: Request<QueryRequest>, draft: &mut Draft) -> Result<QueryResponse, Error> {
         let state = &self.state;
         {
             let req = request.get_ref();
-            call.labels(&req.operator, &req.request_id);
-            call.scopes(&req.attributes);
-            call.purpose(&req.purpose);
-            call.consent(&req.consent_id);
+            draft.labels(&req.operator, &req.request_id);
+            draft.scopes(&req.attributes);
+            draft.purpose(&req.purpose);
+            draft.consent(&req.consent_id);
         }
         let caller = state.caller(&request, &[Role::Requester])?;
         let req = request.into_inner();
         let citizen = CitizenId::parse(&req.citizen_id)?;
-        call.citizen(state, &citizen);
+        draft.citizen(state, &citizen);
         let attributes = access::attributes(&req.attributes, state.limits.max_attributes)?;
         let purpose = purposes::purpose(&req.purpose)?;
         check_label("request_id", &req.request_id)?;
@@ -64,7 +64,7 @@ impl Exchange {
                 },
             )
             .await?;
-        call.uses_consent(&req.consent_id);
+        draft.uses_consent(&req.consent_id);
         let facts = state.departments.fetch(citizen.as_str(), &attributes).await?;
         Ok(QueryResponse {
             facts,
@@ -75,21 +75,21 @@ impl Exchange {
 }
 
 impl Exchange {
-    async fn check(&self, request: Request<CheckRequest>, call: &mut Draft) -> Result<CheckResponse, Error> {
+    async fn check(&self, request: Request<CheckRequest>, draft: &mut Draft) -> Result<CheckResponse, Error> {
         let state = &self.state;
         {
             let req = request.get_ref();
-            call.labels(&req.operator, &req.request_id);
+            draft.labels(&req.operator, &req.request_id);
             // Only the predicate's name is logged: its parameters may hold a
             // relative's ID number, which must never enter the log.
-            call.scopes(std::slice::from_ref(&req.predicate));
-            call.purpose(&req.purpose);
-            call.consent(&req.consent_id);
+            draft.scopes(std::slice::from_ref(&req.predicate));
+            draft.purpose(&req.purpose);
+            draft.consent(&req.consent_id);
         }
         let caller = state.caller(&request, &[Role::Requester])?;
         let req = request.into_inner();
         let citizen = CitizenId::parse(&req.citizen_id)?;
-        call.citizen(state, &citizen);
+        draft.citizen(state, &citizen);
         let predicate = predicates::predicate(&req.predicate)?;
         let purpose = purposes::purpose(&req.purpose)?;
         check_label("request_id", &req.request_id)?;
@@ -109,7 +109,7 @@ impl Exchange {
                 },
             )
             .await?;
-        call.uses_consent(&req.consent_id);
+        draft.uses_consent(&req.consent_id);
         let today = (time::OffsetDateTime::from(now) + time::Duration::hours(8)).date();
         let outcome = predicates::evaluate(
             predicate,
@@ -182,8 +182,8 @@ impl ExchangeService for Exchange {
     async fn query(&self, request: Request<QueryRequest>) -> Result<Response<QueryResponse>, Status> {
         let (mut response, appended) = self
             .state
-            .call(request, "ExchangeService/Query", async |request, call| {
-                Exchange::query(self, request, call).await
+            .call(request, "ExchangeService/Query", async |request, draft| {
+                Exchange::query(self, request, draft).await
             })
             .await?;
         response.audit_index = appended.index;
@@ -193,8 +193,8 @@ impl ExchangeService for Exchange {
     async fn check(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
         let (mut response, appended) = self
             .state
-            .call(request, "ExchangeService/Check", async |request, call| {
-                Exchange::check(self, request, call).await
+            .call(request, "ExchangeService/Check", async |request, draft| {
+                Exchange::check(self, request, draft).await
             })
             .await?;
         response.audit_index = appended.index;

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use civex_adapters::CitizenId;
 use civex_audit::{Appended, AuditLog, Overruled, Pseudonymizer, keys::Signer};
 use civex_proto::v1::{AuditRecord, Decision};
-use tonic::{Request, Status};
+use tonic::{Request, Response, Status};
 use tracing::{Instrument, field};
 
 use crate::{
@@ -155,6 +155,16 @@ impl State {
         }
         .instrument(span)
         .await
+    }
+
+    /// [`State::call`] for the RPCs whose answer is the handler's result alone.
+    pub async fn answer<T, R>(
+        &self,
+        request: Request<T>,
+        method: &'static str,
+        handle: impl AsyncFnOnce(Request<T>, &mut Draft) -> Result<R, Error>,
+    ) -> Result<Response<R>, Status> {
+        Ok(Response::new(self.call(request, method, handle).await?.0))
     }
 
     /// The calling agency, from the connection's verified certificate only,
