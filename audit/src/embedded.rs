@@ -18,6 +18,7 @@
 //! Indices are big-endian so keys sort in log order.
 
 use std::{
+    ops::ControlFlow,
     path::{Path, PathBuf},
     sync::RwLock,
     time::{Duration, Instant},
@@ -213,14 +214,19 @@ impl LogStore for SledLog {
     }
 
     fn discard(&self) {
-        *self.open.write().unwrap_or_else(|p| p.into_inner()) = None;
+        let handles = self.open.write().unwrap_or_else(|p| p.into_inner()).take();
+        // Dropped outside the lock: readers fail at once instead of waiting for sled.
+        drop(handles);
     }
 
     fn reopen(&self) -> Result<(), StoreError> {
-        let mut open = self.open.write().unwrap_or_else(|p| p.into_inner());
-        if open.is_none() {
-            *open = Some(open_tree(&self.dir)?);
+        if self.open.read().unwrap_or_else(|p| p.into_inner()).is_some() {
+            return Ok(());
         }
+        // Opened outside the lock (it may wait for sled's file lock); only
+        // the writer reopens, so no other open can race this one.
+        let handles = open_tree(&self.dir)?;
+        *self.open.write().unwrap_or_else(|p| p.into_inner()) = Some(handles);
         Ok(())
     }
 
@@ -247,10 +253,15 @@ impl LogStore for SledLog {
         Ok(v.and_then(|v| <Hash>::try_from(v.as_ref()).ok()))
     }
 
-    fn leaves(&self) -> Scan<'_, (u64, Vec<u8>)> {
-        self.scan(b"r".to_vec(), b"r".to_vec(), |k, v| {
-            Some((index_suffix(k)?, v.to_vec()))
-        })
+    fn scan_leaves(&self, visit: &mut dyn FnMut(u64, &[u8]) -> ControlFlow<()>) -> Result<(), StoreError> {
+        for kv in self.tree()?.scan_prefix(b"r") {
+            let (k, leaf) = kv.map_err(StoreError::storage)?;
+            // A key that holds no index sorts after every record: report it as one.
+            if visit(index_suffix(&k).unwrap_or(u64::MAX), &leaf).is_break() {
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn level(&self, level: u32) -> Scan<'_, (u64, Hash)> {

@@ -92,9 +92,9 @@ pub trait UseLedger: Send + Sync + 'static {
     /// Whether the consent `consent_id` has been withdrawn.
     fn withdrawn(&self, consent_id: &str) -> Result<bool, String>;
 
-    /// Makes every use and withdrawal counted so far durable. The writer
-    /// calls it once per batch before the batch's records become durable,
-    /// so a use or withdrawal is durable once its call is answered.
+    /// Makes every use and withdrawal counted so far durable. The durable
+    /// writer calls it once per batch before the batch's records are
+    /// written, so a use or withdrawal is durable once its call is answered.
     fn flush(&self) -> Result<(), String>;
 }
 

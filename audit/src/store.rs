@@ -7,6 +7,8 @@
 //! engine is [`crate::embedded::SledLog`]; a database engine implements the
 //! same trait over its own tables.
 
+use std::ops::ControlFlow;
+
 use crate::merkle::Hash;
 
 /// Why the log store could not be read or written.
@@ -81,7 +83,8 @@ pub trait LogStore: Send + Sync + 'static {
     /// A small durable write, to tell a store that can be written from one that cannot.
     fn probe(&self, stamp: u64) -> Result<(), StoreError>;
 
-    /// Forgets everything not durable: readers get `Unavailable` until [`LogStore::reopen`].
+    /// Closes the store after a failed write, so that nothing is built on
+    /// what may not be durable: readers get `Unavailable` until [`LogStore::reopen`].
     fn discard(&self);
 
     /// Opens the store again from what is durable (nothing to do if it is open).
@@ -96,9 +99,10 @@ pub trait LogStore: Send + Sync + 'static {
     /// The stored Merkle node at (`level`, `index`).
     fn node(&self, level: u32, index: u64) -> Result<Option<Hash>, StoreError>;
 
-    /// Every stored leaf, by index, including any past the committed size
-    /// (verification reports those).
-    fn leaves(&self) -> Scan<'_, (u64, Vec<u8>)>;
+    /// Shows `visit` every stored leaf, by index, including any past the
+    /// committed size (verification reports those), until it breaks. The
+    /// leaf is lent, not copied: verification reads every record.
+    fn scan_leaves(&self, visit: &mut dyn FnMut(u64, &[u8]) -> ControlFlow<()>) -> Result<(), StoreError>;
 
     /// Every stored node of `level`, by index.
     fn level(&self, level: u32) -> Scan<'_, (u64, Hash)>;

@@ -1,5 +1,7 @@
 //! Offline verification: the whole tree recomputed from the stored records.
 
+use std::ops::ControlFlow;
+
 use civex_proto::v1::AuditRecord;
 use prost::Message;
 
@@ -56,8 +58,8 @@ pub fn verify(store: &dyn LogStore, verifier: &Verifier) -> Result<Verified, Ver
         store,
         levels: Vec::new(),
     };
-    for item in store.leaves() {
-        let (index, leaf) = item.map_err(storage)?;
+    let mut failed = None;
+    let mut check = |index: u64, leaf: &[u8]| -> Result<(), VerifyError> {
         let expected = frontier.size();
         if index != expected {
             return Err(if index > expected && expected < size {
@@ -69,10 +71,10 @@ pub fn verify(store: &dyn LogStore, verifier: &Verifier) -> Result<Verified, Ver
         if index >= size {
             return Err(VerifyError::Extra(index));
         }
-        if AuditRecord::decode(leaf.as_slice()).is_err() {
+        if AuditRecord::decode(leaf).is_err() {
             return Err(VerifyError::Altered(index));
         }
-        frontier.push(merkle::leaf_hash(&leaf), |level, i, hash| {
+        frontier.push(merkle::leaf_hash(leaf), |level, i, hash| {
             if mismatch.is_none() && !stored.matches(level, i, hash) {
                 mismatch = Some(i << level);
             }
@@ -89,6 +91,19 @@ pub fn verify(store: &dyn LogStore, verifier: &Verifier) -> Result<Verified, Ver
             }
             last_good = cp.size;
         }
+        Ok(())
+    };
+    store
+        .scan_leaves(&mut |index, leaf| match check(index, leaf) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                failed = Some(e);
+                ControlFlow::Break(())
+            }
+        })
+        .map_err(storage)?;
+    if let Some(e) = failed {
+        return Err(e);
     }
     if frontier.size() != size {
         return Err(VerifyError::Missing(frontier.size()));

@@ -268,12 +268,8 @@ impl Writer {
             .collect();
         let durable = self.config.durable;
         // Consent uses and withdrawals of this batch's calls first, then the records.
-        let written = if durable {
-            self.ledger.flush().map_err(AuditError::Unavailable)
-        } else {
-            Ok(())
-        }
-        .and_then(|()| Ok(self.store.append(&batch, durable)?));
+        let written = if durable { self.ledger.flush() } else { Ok(()) }
+            .and_then(|()| self.store.append(&batch, durable).map_err(|e| e.to_string()));
         match written {
             Ok(()) => {
                 self.tip.frontier = frontier;
@@ -297,7 +293,7 @@ impl Writer {
                 tracing::error!(cause = %e, "audit log write failed: refusing every call until it works again");
                 self.break_store();
                 for (reply, ..) in landed {
-                    let _ = reply.send(Err(AuditError::Unavailable(e.to_string())));
+                    let _ = reply.send(Err(AuditError::Unavailable(e.clone())));
                 }
             }
         }

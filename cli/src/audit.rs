@@ -156,8 +156,8 @@ fn read_verifier(path: &std::path::Path) -> anyhow::Result<Verifier> {
 
 fn verify_offline(data: &std::path::Path, vkey: Option<PathBuf>) -> anyhow::Result<()> {
     let verifier = read_verifier(&vkey.unwrap_or_else(|| data.join(VERIFIER_KEY_FILE)))?;
-    let stores = civex_gateway::store::open(data)?;
-    let verified = civex_audit::verify(stores.audit.as_ref(), &verifier).context("audit log verification FAILED")?;
+    let log = civex_gateway::store::open_log(data)?;
+    let verified = civex_audit::verify(log.as_ref(), &verifier).context("audit log verification FAILED")?;
     println!(
         "audit log OK: {} records, root {}, {} signed checkpoints verified (latest at size {})",
         verified.size,

@@ -112,8 +112,8 @@ pub(super) fn demo_data(args: DemoDataArgs) -> anyhow::Result<()> {
 }
 
 pub(super) fn import(args: ImportArgs) -> anyhow::Result<()> {
-    let stores = store::open(&args.data)?;
-    let count = import_file(stores.registries.as_ref(), args.department, &args.file)?;
+    let registries = store::open_registries(&args.data)?;
+    let count = import_file(registries.as_ref(), args.department, &args.file)?;
     println!(
         "imported {count} {} records from {}",
         args.department,

@@ -145,7 +145,7 @@ impl RemoteDepartment {
         2_000
     }
 
-    /// A source at `endpoint`, with the default bounds.
+    /// A department's system at `endpoint`, with the default bounds.
     pub fn new(endpoint: String, ca: PathBuf, cert: PathBuf, key: PathBuf) -> RemoteDepartment {
         RemoteDepartment {
             endpoint,

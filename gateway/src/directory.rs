@@ -30,14 +30,12 @@ impl Directory {
     /// Loads the agencies of `store`; at first start (an empty store) it is
     /// seeded with `seed`, and from then on the store is the source of truth.
     pub async fn open(store: Arc<dyn AgencyStore>, seed: impl IntoIterator<Item = Agency>) -> Result<Directory, Error> {
-        let mut stored = store.list().await.map_err(stored)?;
-        if stored.is_empty() {
-            for agency in seed {
-                store.put(&agency).await.map_err(self::stored)?;
-                stored.push(agency);
-            }
+        let mut known = store.list().await.map_err(stored)?;
+        if known.is_empty() {
+            known = seed.into_iter().collect();
+            store.put(&known).await.map_err(stored)?;
         }
-        let agencies = stored.into_iter().map(|a| (a.code.clone(), Arc::new(a))).collect();
+        let agencies = known.into_iter().map(|a| (a.code.clone(), Arc::new(a))).collect();
         Ok(Directory {
             store,
             agencies: RwLock::new(agencies),
@@ -82,7 +80,7 @@ impl Directory {
         };
         change(&mut agency)?;
         agency.validate()?;
-        self.store.put(&agency).await.map_err(stored)?;
+        self.store.put(std::slice::from_ref(&agency)).await.map_err(stored)?;
         let agency = Arc::new(agency);
         self.agencies
             .write()

@@ -92,6 +92,7 @@ pub struct Gateway {
     listener: TcpListener,
     local_addr: SocketAddr,
     state: Arc<State>,
+    stores: store::Stores,
     tls: Arc<rustls::ServerConfig>,
     tls_handles: tls::TlsHandles,
 }
@@ -254,6 +255,7 @@ impl Gateway {
             listener,
             local_addr,
             state,
+            stores,
             tls,
             tls_handles,
         })
@@ -278,7 +280,7 @@ impl Gateway {
 
     /// Serves until `shutdown` resolves, then: health NOT_SERVING → stop
     /// accepting → drain in-flight calls → flush the audit log and write a
-    /// final checkpoint.
+    /// final checkpoint → flush the stores.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
         let limits = &self.config.limits;
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -353,6 +355,7 @@ impl Gateway {
             .serve_with_incoming_shutdown(incoming, signal)
             .await?;
         self.state.audit.close().await;
+        self.stores.ledger.flush().map_err(store::StoreError)?;
         tracing::info!("stopped");
         Ok(())
     }

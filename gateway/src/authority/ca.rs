@@ -56,8 +56,8 @@ pub enum PkiError {
     #[error("the CA private key does not match the CA certificate's public key")]
     KeyMismatch,
     /// An agency code is empty, too long or has characters outside
-    /// `[A-Za-z0-9._-]` (codes become URI path segments and file names).
-    #[error("invalid agency code {0:?}: use 1 to 64 ASCII letters, digits, '-', '_' or '.', not starting with '.'")]
+    /// `[a-z0-9-]` (codes become URI path segments and file names).
+    #[error("invalid agency code {0:?}: use 1 to 64 of a-z, 0-9 and '-'")]
     InvalidAgencyCode(String),
     /// A server certificate was requested without a single name.
     #[error("a server certificate needs at least one DNS name or IP address")]
@@ -233,6 +233,8 @@ impl Ca {
 
     /// Signs `params` for `public_key` with the CA key (`key_pem` is handed
     /// back in the [`Issued`], empty when the key stays with its holder).
+    /// The gateway itself signs only through [`Ca::sign_csr`], which fixes
+    /// every extension; this is the seam the development PKI builds on.
     pub fn sign(
         &self,
         params: &CertificateParams,
@@ -298,7 +300,7 @@ pub fn set_validity(
     Ok(())
 }
 
-pub fn whole_seconds_utc(t: OffsetDateTime) -> OffsetDateTime {
+fn whole_seconds_utc(t: OffsetDateTime) -> OffsetDateTime {
     let t = t.to_offset(UtcOffset::UTC);
     t - Duration::nanoseconds(i64::from(t.nanosecond()))
 }

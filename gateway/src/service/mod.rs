@@ -96,7 +96,8 @@ impl Draft {
         self.record.consent_id = logged(consent_id);
     }
 
-    /// The agency's own labels: the official at the counter and its request id.
+    /// The agency's own labels: the official at the counter and its request
+    /// id, which the call's span carries from here on.
     pub fn labels(&mut self, operator: &str, request_id: &str) {
         self.record.operator = logged(operator);
         self.record.request_id = logged(request_id);

@@ -13,8 +13,8 @@
 use std::{path::Path, sync::Arc, time::SystemTime};
 
 use async_trait::async_trait;
-use civex_adapters::{CitizenId, EmbeddedRegistries};
-use civex_audit::{UseLedger, embedded::SledLog};
+use civex_adapters::{CitizenId, EmbeddedRegistries, RegistryStore};
+use civex_audit::{LogStore, UseLedger, embedded::SledLog};
 use civex_proto::v1::Consent;
 use prost::Message;
 use serde::{Deserialize, Serialize};
@@ -30,7 +30,7 @@ pub const DB_DIR: &str = "db";
 
 /// Opens (creating if needed) every store of the data directory `dir`.
 pub fn open(dir: &Path) -> Result<Stores, StoreError> {
-    let db = civex_audit::embedded::open_db(dir, DB_DIR).map_err(StoreError::new)?;
+    let db = open_db(dir)?;
     let tree = |name: &str| db.open_tree(name).map_err(StoreError::new);
     let consents = Arc::new(SledConsents {
         consents: tree("consents")?,
@@ -41,9 +41,23 @@ pub fn open(dir: &Path) -> Result<Stores, StoreError> {
         revocations: Arc::new(SledRevocations(tree("revoked_certificates")?)),
         consents: consents.clone(),
         ledger: consents,
-        audit: Arc::new(SledLog::open(dir).map_err(StoreError::new)?),
+        audit: open_log(dir)?,
         registries: Arc::new(EmbeddedRegistries::new(db)),
     })
+}
+
+fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
+    civex_audit::embedded::open_db(dir, DB_DIR).map_err(StoreError::new)
+}
+
+/// Opens only the audit log of the data directory `dir`.
+pub fn open_log(dir: &Path) -> Result<Arc<dyn LogStore>, StoreError> {
+    Ok(Arc::new(SledLog::open(dir).map_err(StoreError::new)?))
+}
+
+/// Opens only the registries of the data directory `dir`.
+pub fn open_registries(dir: &Path) -> Result<Arc<dyn RegistryStore>, StoreError> {
+    Ok(Arc::new(EmbeddedRegistries::new(open_db(dir)?)))
 }
 
 struct SledAgencies(sled::Tree);
@@ -58,9 +72,15 @@ impl AgencyStore for SledAgencies {
             .collect()
     }
 
-    async fn put(&self, agency: &Agency) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(agency).map_err(StoreError::new)?;
-        self.0.insert(agency.code.as_bytes(), bytes).map_err(StoreError::new)?;
+    async fn put(&self, agencies: &[Agency]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for agency in agencies {
+            batch.insert(
+                agency.code.as_bytes(),
+                serde_json::to_vec(agency).map_err(StoreError::new)?,
+            );
+        }
+        self.0.apply_batch(batch).map_err(StoreError::new)?;
         self.0.flush().map_err(StoreError::new)?;
         Ok(())
     }

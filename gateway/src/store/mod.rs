@@ -60,14 +60,26 @@ pub fn open(data_dir: &Path) -> Result<Stores, StoreError> {
     embedded::open(data_dir)
 }
 
+/// Opens only the audit log of `data_dir`, for tools that read a stopped
+/// gateway's log (`civex audit verify --data`).
+pub fn open_log(data_dir: &Path) -> Result<Arc<dyn LogStore>, StoreError> {
+    embedded::open_log(data_dir)
+}
+
+/// Opens only the registries of `data_dir`, for `civex import`.
+pub fn open_registries(data_dir: &Path) -> Result<Arc<dyn RegistryStore>, StoreError> {
+    embedded::open_registries(data_dir)
+}
+
 /// The agencies, as administrators registered and changed them.
 #[async_trait]
 pub trait AgencyStore: Send + Sync {
     /// Every stored agency.
     async fn list(&self) -> Result<Vec<Agency>, StoreError>;
 
-    /// Stores `agency` under its code, replacing what was there; durable on return.
-    async fn put(&self, agency: &Agency) -> Result<(), StoreError>;
+    /// Stores each of `agencies` under its code, replacing what was there,
+    /// all durable together on return.
+    async fn put(&self, agencies: &[Agency]) -> Result<(), StoreError>;
 }
 
 /// A certificate's revocation.
@@ -107,8 +119,8 @@ pub trait ConsentStore: Send + Sync {
     async fn revoke(&self, id: &str, now: SystemTime) -> Result<Consent, ConsentError>;
 
     /// Checks that the consent covers `u` ([`crate::consent::check_use`]) and
-    /// counts one use, atomically: concurrent uses, from however many
-    /// gateways, never push `uses` past `max_uses`. The use becomes durable
-    /// with the call's audit record (the writer flushes the [`UseLedger`]).
+    /// counts one use, atomically: concurrent uses never push `uses` past
+    /// `max_uses`. The use becomes durable with the call's audit record (the
+    /// writer flushes the [`UseLedger`]).
     async fn use_for(&self, id: &str, u: Use<'_>) -> Result<Consent, ConsentError>;
 }
