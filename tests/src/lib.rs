@@ -317,10 +317,14 @@ fn import_demo_data(data: &Path, files: &Path) -> Vec<demo_data::Sample> {
 pub type SourceService = dyn civex_proto::v1::department_source_service_server::DepartmentSourceService;
 
 /// A department source on loopback, over mTLS with a certificate from the test CA.
+///
+/// It runs on a runtime of its own, so that [`TestSource::kill`] drops its open
+/// connections with it, as a crashed process would; aborting only the accept
+/// loop would leave them draining gracefully.
 pub struct TestSource {
     pub addr: SocketAddr,
     pub department: Department,
-    task: JoinHandle<()>,
+    runtime: std::sync::Mutex<Option<tokio::runtime::Runtime>>,
 }
 
 struct Boxed(Box<SourceService>);
@@ -349,14 +353,24 @@ impl TestSource {
             cert_pem: issued.cert_pem,
             key_pem: issued.key_pem,
         };
-        let listener = tokio::net::TcpListener::bind(at.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))))
-            .await
+        let listener = std::net::TcpListener::bind(at.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))))
             .expect("source binds");
+        listener.set_nonblocking(true).expect("non-blocking listener");
         let addr = listener.local_addr().expect("source address");
-        let task = tokio::spawn(async move {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("source runtime");
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("source listener");
             let _ = civex_cli::department_server::serve(Boxed(service), &tls, listener, std::future::pending()).await;
         });
-        TestSource { addr, department, task }
+        TestSource {
+            addr,
+            department,
+            runtime: std::sync::Mutex::new(Some(runtime)),
+        }
     }
 
     /// The reference source for `department`, from the demo-data directory.
@@ -365,15 +379,22 @@ impl TestSource {
         Box::new(civex_cli::department_server::DepartmentServer::open(department, &path).expect("source data"))
     }
 
-    /// Stops the source abruptly, as a crash would.
+    /// Stops the source abruptly, as a crash would: its listener and every
+    /// open connection close at once.
     pub fn kill(&self) {
-        self.task.abort();
+        if let Some(runtime) = self.runtime.lock().expect("source runtime").take() {
+            // Waits until its tasks (and so its sockets) are gone; on a thread of
+            // its own because a runtime may not be shut down from async code.
+            std::thread::spawn(move || runtime.shutdown_timeout(Duration::from_secs(5)))
+                .join()
+                .expect("source runtime shut down");
+        }
     }
 }
 
 impl Drop for TestSource {
     fn drop(&mut self) {
-        self.task.abort();
+        self.kill();
     }
 }
 
