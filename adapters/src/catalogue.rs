@@ -141,15 +141,6 @@ pub static ATTRIBUTES: &[Attribute] = &[
         false,
         "Registered in a collective household (集体户) rather than a family household",
     ),
-    attr(
-        "ps.hukou.rural",
-        PublicSecurity,
-        Bool,
-        Conditional,
-        false,
-        "The registered address lies in a rural village (农村, under a villagers' committee) rather than a town \
-         (城镇); a fact about the address, not the abolished household type (户口性质)",
-    ),
     Attribute {
         name: HOUSEHOLD_NATURE,
         department: PublicSecurity,
@@ -411,6 +402,16 @@ pub static ATTRIBUTES: &[Attribute] = &[
     ),
 ];
 
+/// The abolished attribute that `name` spells in another case or with
+/// surrounding blanks (`PS.HUKOU.NATURE`): recognised, so that it is refused
+/// as abolished and logged under its own name, never taken as merely unknown.
+pub fn abolished_like(name: &str) -> Option<&'static Attribute> {
+    let name = name.trim();
+    ATTRIBUTES
+        .iter()
+        .find(|a| a.abolished && a.name.eq_ignore_ascii_case(name))
+}
+
 /// Looks an attribute up by name.
 pub fn attribute(name: &str) -> Option<&'static Attribute> {
     static BY_NAME: std::sync::LazyLock<std::collections::HashMap<&str, &Attribute>> =
@@ -470,9 +471,22 @@ mod tests {
             );
             assert!(a.sensitive, "{name}");
         }
-        // A fact about the registered address, kept apart from the abolished household type.
-        let rural = attribute("ps.hukou.rural").unwrap();
-        assert_eq!(rural.value_type, Bool);
-        assert!(!rural.abolished);
+    }
+
+    #[test]
+    fn nothing_re_creates_the_household_type() {
+        // Rural or urban registration, alone, is the abolished 户口性质 by another name.
+        for a in ATTRIBUTES.iter().filter(|a| !a.abolished) {
+            let name = a.name.to_ascii_lowercase();
+            assert!(
+                !name.contains("rural") && !name.contains("urban") && !name.contains("nature"),
+                "{} says whether a hukou is rural or urban",
+                a.name
+            );
+        }
+        for spelling in ["PS.HUKOU.NATURE", " ps.hukou.Nature ", HOUSEHOLD_NATURE] {
+            assert_eq!(abolished_like(spelling).map(|a| a.name), Some(HOUSEHOLD_NATURE));
+        }
+        assert!(abolished_like("ps.hukou.division").is_none());
     }
 }

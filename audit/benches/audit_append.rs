@@ -6,7 +6,7 @@
 
 use std::{sync::Arc, time::Instant};
 
-use civex_audit::{AuditLog, UseLedger, WriterConfig, clock::SystemClock, embedded::SledLog, keys::Signer};
+use civex_audit::{AuditLog, Entry, UseLedger, WriterConfig, clock::SystemClock, embedded::SledLog, keys::Signer};
 use civex_proto::v1::{AuditRecord, Decision};
 
 /// The records carry no consent uses, so there is nothing to re-check or flush.
@@ -15,6 +15,18 @@ struct NoUses;
 impl UseLedger for NoUses {
     fn withdrawn(&self, _: &str) -> Result<bool, String> {
         Ok(false)
+    }
+
+    fn withdraw(&self, _: &str, _: std::time::SystemTime) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn applied(&self) -> Result<u64, String> {
+        Ok(0)
+    }
+
+    fn set_applied(&self, _: u64) -> Result<(), String> {
+        Ok(())
     }
 
     fn flush(&self) -> Result<(), String> {
@@ -55,7 +67,12 @@ async fn run(total: u64, writers: u64) -> f64 {
             let log = log.clone();
             tokio::spawn(async move {
                 for i in (w..total).step_by(writers as usize) {
-                    log.append(record(i), None, false).await.expect("append");
+                    log.append(Entry {
+                        record: record(i),
+                        ..Entry::default()
+                    })
+                    .await
+                    .expect("append");
                 }
             })
         })

@@ -85,17 +85,75 @@ impl From<StoreError> for AuditError {
     }
 }
 
+/// The action of a consent withdrawal's record: the log applies the
+/// withdrawal itself, in log order (and again at start, from its records).
+pub const WITHDRAWAL_ACTION: &str = "ConsentService/Revoke";
+
 /// What the writer asks of the consents whose uses it records, and tells
 /// them. It sits between the log and the consent store, so that neither
-/// reaches into the other: the log orders uses against withdrawals.
+/// reaches into the other: the log orders uses against withdrawals, and a
+/// withdrawal takes effect only once its record is durable.
 pub trait UseLedger: Send + Sync + 'static {
     /// Whether the consent `consent_id` has been withdrawn.
     fn withdrawn(&self, consent_id: &str) -> Result<bool, String>;
+
+    /// Withdraws `consent_id` as of `at`, whose withdrawal the log has made
+    /// durable; a consent already withdrawn keeps its first time.
+    fn withdraw(&self, consent_id: &str, at: SystemTime) -> Result<(), String>;
+
+    /// The log size up to which every recorded withdrawal has been applied
+    /// (0 for a new ledger). Durable with the next [`UseLedger::flush`].
+    fn applied(&self) -> Result<u64, String>;
+
+    /// Moves [`UseLedger::applied`] forward.
+    fn set_applied(&self, size: u64) -> Result<(), String>;
 
     /// Makes every use and withdrawal counted so far durable. The durable
     /// writer calls it once per batch before the batch's records are
     /// written, so a use or withdrawal is durable once its call is answered.
     fn flush(&self) -> Result<(), String>;
+}
+
+/// One call's record with what the log does with it.
+#[derive(Debug, Clone, Default)]
+pub struct Entry {
+    pub record: AuditRecord,
+    /// If the record allows a use of these consents, refuse it when one was
+    /// withdrawn before the record's place in the log.
+    pub consent_uses: Vec<String>,
+    /// The record withdraws this consent: applied once it is durable.
+    pub withdrawal: Option<String>,
+    /// Sign a checkpoint that includes this record.
+    pub checkpoint: bool,
+}
+
+/// Applies the withdrawals recorded after the ledger's watermark: those a
+/// crash may have cut off between the record and the consent store.
+fn replay_withdrawals(store: &dyn LogStore, ledger: &dyn UseLedger, size: u64) -> Result<(), AuditError> {
+    let ledger_error = |e: String| AuditError::Storage(format!("consent ledger: {e}"));
+    let from = ledger.applied().map_err(ledger_error)?.min(size);
+    for index in from..size {
+        let leaf = store
+            .leaf(index)?
+            .ok_or_else(|| AuditError::Corrupt(format!("record {index} is missing")))?;
+        let record = AuditRecord::decode(leaf.as_slice()).map_err(|e| AuditError::Corrupt(e.to_string()))?;
+        if record.action == WITHDRAWAL_ACTION
+            && record.decision == civex_proto::v1::Decision::Allow as i32
+            && !record.consent_id.is_empty()
+        {
+            let at = record
+                .time
+                .as_ref()
+                .and_then(system_time)
+                .unwrap_or(std::time::UNIX_EPOCH);
+            ledger.withdraw(&record.consent_id, at).map_err(ledger_error)?;
+        }
+    }
+    if from < size {
+        ledger.set_applied(size).map_err(ledger_error)?;
+        ledger.flush().map_err(ledger_error)?;
+    }
+    Ok(())
 }
 
 /// The time of a stored record.
@@ -152,6 +210,7 @@ impl AuditLog {
     ) -> Result<(AuditLog, Verified), AuditError> {
         let verifier = Verifier::parse(&signer.verifier_key()).map_err(|e| AuditError::Corrupt(e.to_string()))?;
         let (verified, tip) = load(store.as_ref(), &verifier)?;
+        replay_withdrawals(store.as_ref(), ledger.as_ref(), verified.size)?;
         let committed = Arc::new(AtomicU64::new(verified.size));
         let (healthy_tx, healthy) = watch::channel(true);
         let writer = Writer {
@@ -164,6 +223,7 @@ impl AuditLog {
             signer,
             clock,
             ledger,
+            unapplied: HashMap::new(),
             healthy: healthy_tx,
             config,
         };
@@ -183,22 +243,10 @@ impl AuditLog {
         Ok((log, verified))
     }
 
-    /// Appends `record` and waits until it is durable. `consent_use` names
-    /// the consent an allowed call used; `checkpoint` asks for a signed
-    /// checkpoint that includes the record.
-    pub async fn append(
-        &self,
-        record: AuditRecord,
-        consent_use: Option<String>,
-        checkpoint: bool,
-    ) -> Result<Appended, AuditError> {
+    /// Appends `entry`'s record and waits until it is durable.
+    pub async fn append(&self, entry: Entry) -> Result<Appended, AuditError> {
         let (reply, answer) = oneshot::channel();
-        let pending = Pending {
-            record,
-            consent_use,
-            checkpoint,
-            reply,
-        };
+        let pending = Pending { entry, reply };
         let sent = match &*self.tx.lock().unwrap_or_else(|p| p.into_inner()) {
             Some(tx) => tx.send(Msg::Append(Box::new(pending))).is_ok(),
             None => false,

@@ -1,5 +1,5 @@
 //! Auditors' searches. A search walks the narrowest index that applies (the
-//! citizen's pseudonym, else the agency, else the log itself from the first
+//! citizen's pseudonym, as the subject or as a related person of a record, else the agency, else the log itself from the first
 //! record at or after `since`), in log order, and never past the durable size.
 //! Page tokens are the last index looked at, so they stay valid as the log grows.
 
@@ -29,7 +29,9 @@ pub struct Filter {
 
 impl Filter {
     fn matches(&self, r: &AuditEntry, time: Option<SystemTime>) -> bool {
-        self.citizen_ref.as_ref().is_none_or(|c| *c == r.citizen_ref)
+        self.citizen_ref
+            .as_ref()
+            .is_none_or(|c| *c == r.citizen_ref || r.related_refs.contains(c))
             && self.agency.as_ref().is_none_or(|a| *a == r.agency)
             && (self.actions.is_empty() || self.actions.contains(&r.action))
             && self.decision.is_none_or(|d| d as i32 == r.decision)
@@ -63,6 +65,8 @@ pub fn entry(index: u64, leaf: Vec<u8>) -> Result<AuditEntry, AuditError> {
         reason: r.reason,
         request_id: r.request_id,
         subject: r.subject,
+        note: r.note,
+        related_refs: r.related_refs,
         leaf,
     })
 }

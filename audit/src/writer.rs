@@ -8,7 +8,7 @@
 //! index range.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -17,12 +17,12 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use civex_proto::v1::{AuditRecord, Decision};
+use civex_proto::v1::Decision;
 use prost::Message;
 use tokio::sync::{oneshot, watch};
 
 use crate::{
-    AuditError, UseLedger,
+    AuditError, Entry, UseLedger,
     checkpoint::{self, Checkpoint},
     clock::{Clock, timestamp},
     keys::{Signer, Verifier},
@@ -51,12 +51,7 @@ impl Overruled {
 
 /// A record waiting for its turn in the log.
 pub(crate) struct Pending {
-    pub(crate) record: AuditRecord,
-    /// If the record allows a use of this consent, refuse it when the consent
-    /// was revoked before the record's place in the log.
-    pub(crate) consent_use: Option<String>,
-    /// Sign a checkpoint that includes this record.
-    pub(crate) checkpoint: bool,
+    pub(crate) entry: Entry,
     pub(crate) reply: oneshot::Sender<Result<Appended, AuditError>>,
 }
 
@@ -64,6 +59,8 @@ pub(crate) struct Pending {
 #[derive(Debug, Clone)]
 pub struct Appended {
     pub index: u64,
+    /// The record's time.
+    pub time: SystemTime,
     /// Set when the writer turned an allowed use into a refusal.
     pub overruled: Option<Overruled>,
     pub checkpoint: Option<Checkpoint>,
@@ -102,6 +99,9 @@ pub(crate) struct Writer {
     pub(crate) signer: Arc<Signer>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) ledger: Arc<dyn UseLedger>,
+    /// Withdrawals that are durable in the log but that the ledger failed to
+    /// take: still applied to every use, and retried with each batch.
+    pub(crate) unapplied: HashMap<String, SystemTime>,
     pub(crate) healthy: watch::Sender<bool>,
     pub(crate) config: WriterConfig,
 }
@@ -217,8 +217,10 @@ impl Writer {
         };
         let mut landed = Vec::with_capacity(pending.len());
         let mut want_checkpoint = force_checkpoint;
-        for mut p in pending {
-            let overruled = self.overrule(&p);
+        let mut withdrawals: Vec<(String, SystemTime)> = Vec::new();
+        let mut withdrawn_here = HashSet::new();
+        for Pending { entry: mut p, reply } in pending {
+            let overruled = self.overrule(&p, &withdrawn_here);
             if let Some(o) = overruled {
                 p.record.decision = Decision::Deny as i32;
                 p.record.reason = o.reason().to_owned();
@@ -226,16 +228,25 @@ impl Writer {
             let now = self.clock.now().max(last_time);
             last_time = now;
             p.record.time = Some(timestamp(now));
+            if let Some(id) = p
+                .withdrawal
+                .take()
+                .filter(|_| p.record.decision == Decision::Allow as i32)
+            {
+                withdrawn_here.insert(id.clone());
+                withdrawals.push((id, now));
+            }
             let index = frontier.size();
             let leaf = p.record.encode_to_vec();
             frontier.push(merkle::leaf_hash(&leaf), |level, i, hash| {
                 batch.nodes.push((level, i, *hash))
             });
             batch.leaves.push(leaf);
-            if !p.record.citizen_ref.is_empty() {
-                batch
-                    .index
-                    .push((IndexKey::Citizen(p.record.citizen_ref.clone()), index));
+            // A related person's history shows the access too.
+            for citizen in std::iter::once(&p.record.citizen_ref).chain(&p.record.related_refs) {
+                if !citizen.is_empty() {
+                    batch.index.push((IndexKey::Citizen(citizen.clone()), index));
+                }
             }
             batch.index.push((IndexKey::Agency(p.record.agency.clone()), index));
             if p.record.decision == Decision::Deny as i32 {
@@ -244,7 +255,7 @@ impl Writer {
                 *changed.entry(key).or_insert(before) += 1;
             }
             want_checkpoint |= p.checkpoint;
-            landed.push((p.reply, index, overruled, p.checkpoint));
+            landed.push((reply, index, now, overruled, p.checkpoint));
         }
         let size = frontier.size();
         let (last_size, last_at) = self.last_checkpoint;
@@ -280,10 +291,12 @@ impl Writer {
                     self.last_checkpoint = (cp.size, Instant::now());
                 }
                 self.healthy.send_if_modified(|h| !std::mem::replace(h, true));
-                for (reply, index, overruled, wants) in landed {
+                self.apply_withdrawals(withdrawals, size);
+                for (reply, index, time, overruled, wants) in landed {
                     let cp = if wants { checkpoint.clone() } else { None };
                     let _ = reply.send(Ok(Appended {
                         index,
+                        time,
                         overruled,
                         checkpoint: cp,
                     }));
@@ -299,20 +312,44 @@ impl Writer {
         }
     }
 
+    /// Hands the ledger the withdrawals of a durable batch (and any it
+    /// failed to take before), then moves its watermark past the batch if
+    /// nothing is left over. What it fails to take stays in force here, and
+    /// a restart replays it from the log.
+    fn apply_withdrawals(&mut self, withdrawals: Vec<(String, SystemTime)>, size: u64) {
+        self.unapplied.extend(withdrawals);
+        self.unapplied.retain(|id, at| match self.ledger.withdraw(id, *at) {
+            Ok(()) => false,
+            Err(e) => {
+                tracing::error!(cause = %e, "consent store did not take a recorded withdrawal; retrying");
+                true
+            }
+        });
+        if self.unapplied.is_empty()
+            && let Err(e) = self.ledger.set_applied(size)
+        {
+            tracing::warn!(cause = %e, "consent store watermark not moved; a restart replays from the older one");
+        }
+    }
+
     /// The ordering rule for withdrawals: a use whose record lands after the
-    /// consent's revocation is refused, whatever the handler saw.
-    fn overrule(&self, p: &Pending) -> Option<Overruled> {
-        let id = p.consent_use.as_deref()?;
+    /// consent's withdrawal is refused, whatever the handler saw.
+    fn overrule(&self, p: &Entry, withdrawn_here: &HashSet<String>) -> Option<Overruled> {
         if p.record.decision != Decision::Allow as i32 {
             return None;
         }
-        match self.ledger.withdrawn(id) {
-            Ok(true) => Some(Overruled::ConsentRevoked),
-            Ok(false) => None,
-            Err(e) => {
-                tracing::error!(cause = %e, "cannot re-check a consent while logging its use");
-                Some(Overruled::Unchecked)
+        p.consent_uses.iter().find_map(|id| {
+            if withdrawn_here.contains(id) || self.unapplied.contains_key(id) {
+                return Some(Overruled::ConsentRevoked);
             }
-        }
+            match self.ledger.withdrawn(id) {
+                Ok(true) => Some(Overruled::ConsentRevoked),
+                Ok(false) => None,
+                Err(e) => {
+                    tracing::error!(cause = %e, "cannot re-check a consent while logging its use");
+                    Some(Overruled::Unchecked)
+                }
+            }
+        })
     }
 }

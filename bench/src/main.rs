@@ -40,7 +40,7 @@ use anyhow::{Context, Result, anyhow, ensure};
 use civex_adapters::import;
 use civex_adapters::{Department, catalogue};
 use civex_audit::{
-    AuditLog, WriterConfig,
+    AuditLog, Entry, WriterConfig,
     embedded::SledLog,
     keys::{Signer, Verifier},
 };
@@ -447,9 +447,10 @@ fn consented(rng: &mut Rng) -> Vec<&'static str> {
 }
 
 /// The purpose qujing-psb checks `predicate` for under the demo rights; `None` if not psb's to check.
+/// `settlement.join_kin` is left out: it needs the relative's consent as well.
 fn psb_purpose(predicate: &str) -> Option<&'static str> {
     match predicate {
-        predicates::SETTLEMENT_URBAN | predicates::SETTLEMENT_JOIN_KIN => Some("hukou.settlement"),
+        predicates::SETTLEMENT_URBAN => Some("hukou.settlement"),
         predicates::SETTLEMENT_RETURN_RURAL => Some("hukou.return_rural"),
         predicates::RESIDENCE_PERMIT_APPLY => Some(PERMIT),
         _ => None,
@@ -561,6 +562,7 @@ impl Pool {
             consent_id: g.consent.clone(),
             request_id: format!("bench-{seq}"),
             operator: OPERATOR.into(),
+            related_consent_ids: Vec::new(),
         }
     }
 
@@ -972,7 +974,12 @@ async fn verify(records: u64, out: &Path) -> Result<()> {
             let log = log.clone();
             tokio::spawn(async move {
                 for i in (w..records).step_by(WRITERS as usize) {
-                    log.append(audit_record(i), None, false).await.context("append")?;
+                    log.append(Entry {
+                        record: audit_record(i),
+                        ..Entry::default()
+                    })
+                    .await
+                    .context("append")?;
                 }
                 anyhow::Ok(())
             })

@@ -1090,7 +1090,6 @@ fn ps(rng: &mut ChaCha8Rng, p: &Person) -> Map<String, Value> {
     put(&mut m, "ps.hukou.division", p.hukou);
     put(&mut m, "ps.hukou.category", "resident");
     put(&mut m, "ps.hukou.collective", rng.gen_bool(0.05));
-    put(&mut m, "ps.hukou.rural", p.rural);
     put(&mut m, "ps.residence_permit.held", p.permit.is_some());
     if let Some((division, issued)) = p.permit {
         put(&mut m, "ps.residence_permit.division", division);

@@ -105,6 +105,10 @@ pub(super) struct CheckArgs {
     /// `name=value`, e.g. `division=530302`; repeat for several.
     #[arg(long = "param")]
     params: Vec<String>,
+    /// The consent of a person the parameters name (e.g. the relative of
+    /// `relative_citizen_id`) to the same check; repeat for several.
+    #[arg(long = "related-consent")]
+    related_consents: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -215,6 +219,7 @@ pub(super) async fn check(c: CheckArgs) -> anyhow::Result<()> {
             consent_id: a.consent,
             request_id: a.request_id,
             operator: a.operator,
+            related_consent_ids: c.related_consents,
         })
         .await
         .map_err(rpc_error)?

@@ -134,10 +134,10 @@ pub fn sign(new: NewConsent, signer: &Signer, now: SystemTime) -> Consent {
     }
 }
 
-/// Checks that `consent` covers the use `u` and counts it in `consent.uses`.
-/// Every engine's consent store applies this one rule, atomically by its
-/// own means.
-pub fn check_use(consent: &mut Consent, u: &Use<'_>) -> Result<(), ConsentError> {
+/// Checks that `consent` covers the use `u` and has a use left, counting
+/// nothing: a call checks this first, and counts its use ([`check_use`])
+/// only once everything else about it is answerable.
+pub fn covers(consent: &Consent, u: &Use<'_>) -> Result<(), ConsentError> {
     if consent.grantee != u.caller {
         return Err(ConsentError::Grantee);
     }
@@ -165,6 +165,14 @@ pub fn check_use(consent: &mut Consent, u: &Use<'_>) -> Result<(), ConsentError>
     if consent.max_uses != 0 && consent.uses >= consent.max_uses {
         return Err(ConsentError::Exhausted(consent.uses));
     }
+    Ok(())
+}
+
+/// Checks that `consent` covers the use `u` and counts it in `consent.uses`.
+/// Every engine's consent store applies this one rule, atomically by its
+/// own means.
+pub fn check_use(consent: &mut Consent, u: &Use<'_>) -> Result<(), ConsentError> {
+    covers(consent, u)?;
     consent.uses += 1;
     Ok(())
 }

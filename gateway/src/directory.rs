@@ -65,28 +65,29 @@ impl Directory {
         all
     }
 
-    /// Changes (or, with `create`, registers) an agency: validated, written
-    /// through to the store and flushed before it takes effect.
-    pub async fn update(
+    /// Prepares a change of (or, with `create`, the registration of) an
+    /// agency: validated, but not in effect until [`Change::apply`]. Changes
+    /// run one at a time from here until applied or dropped, so that a
+    /// change's audit record can be made durable in between and each change
+    /// reads what the one before wrote.
+    pub async fn prepare(
         &self,
         code: &str,
         create: impl FnOnce() -> Option<Agency>,
         change: impl FnOnce(&mut Agency) -> Result<(), Error>,
-    ) -> Result<Arc<Agency>, Error> {
-        let _one_at_a_time = self.changes.lock().await;
+    ) -> Result<Change<'_>, Error> {
+        let one_at_a_time = self.changes.lock().await;
         let mut agency = match self.agency(code) {
             Some(a) => Agency::clone(&a),
             None => create().ok_or_else(|| Error::new(Reason::InvalidRequest, format!("no agency {code:?}")))?,
         };
         change(&mut agency)?;
         agency.validate()?;
-        self.store.put(std::slice::from_ref(&agency)).await.map_err(stored)?;
-        let agency = Arc::new(agency);
-        self.agencies
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(agency.code.clone(), agency.clone());
-        Ok(agency)
+        Ok(Change {
+            directory: self,
+            agency,
+            _one_at_a_time: one_at_a_time,
+        })
     }
 
     /// The calling agency, if it is registered, active and holds one of `roles`.
@@ -113,6 +114,37 @@ impl Directory {
                 ),
             ));
         }
+        Ok(agency)
+    }
+}
+
+/// A validated change of one agency, not yet in effect.
+pub struct Change<'a> {
+    directory: &'a Directory,
+    agency: Agency,
+    _one_at_a_time: tokio::sync::MutexGuard<'a, ()>,
+}
+
+impl Change<'_> {
+    /// The agency as it will be.
+    pub fn agency(&self) -> &Agency {
+        &self.agency
+    }
+
+    /// Writes the agency through to the store, durable, and puts it in effect.
+    pub async fn apply(self) -> Result<Arc<Agency>, Error> {
+        let directory = self.directory;
+        directory
+            .store
+            .put(std::slice::from_ref(&self.agency))
+            .await
+            .map_err(stored)?;
+        let agency = Arc::new(self.agency);
+        directory
+            .agencies
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(agency.code.clone(), agency.clone());
         Ok(agency)
     }
 }

@@ -39,6 +39,14 @@ pub enum Reason {
     RateLimited,
     SourceUnavailable,
     AuditUnavailable,
+    /// A free-text label holds what looks like an ID number (DESIGN §11).
+    LabelHoldsCitizenId,
+    /// A predicate reads a person named in its parameters without their consent.
+    RelatedConsentRequired,
+    /// The decoder refused the request before any handler ran.
+    MalformedRequest,
+    CertificateNotFound,
+    AlreadyExists,
     /// Not in the contract's table: a fault inside civex (storage, bugs).
     Internal,
 }
@@ -68,6 +76,11 @@ impl Reason {
             Reason::RateLimited => "RATE_LIMITED",
             Reason::SourceUnavailable => "SOURCE_UNAVAILABLE",
             Reason::AuditUnavailable => "AUDIT_UNAVAILABLE",
+            Reason::LabelHoldsCitizenId => "LABEL_HOLDS_CITIZEN_ID",
+            Reason::RelatedConsentRequired => "RELATED_CONSENT_REQUIRED",
+            Reason::MalformedRequest => "MALFORMED_REQUEST",
+            Reason::CertificateNotFound => "CERTIFICATE_NOT_FOUND",
+            Reason::AlreadyExists => "ALREADY_EXISTS",
             Reason::Internal => "INTERNAL",
         }
     }
@@ -80,7 +93,9 @@ impl Reason {
             | Reason::UnknownPredicate
             | Reason::UnknownPurpose
             | Reason::AttributeAbolished
-            | Reason::InvalidRequest => Code::InvalidArgument,
+            | Reason::InvalidRequest
+            | Reason::LabelHoldsCitizenId
+            | Reason::MalformedRequest => Code::InvalidArgument,
             Reason::RoleRequired
             | Reason::NoAccessRight
             | Reason::ConsentRequired
@@ -88,8 +103,10 @@ impl Reason {
             | Reason::ConsentPurpose
             | Reason::ConsentGrantee
             | Reason::AgencySuspended
-            | Reason::CertificateRevoked => Code::PermissionDenied,
-            Reason::ConsentNotFound => Code::NotFound,
+            | Reason::CertificateRevoked
+            | Reason::RelatedConsentRequired => Code::PermissionDenied,
+            Reason::ConsentNotFound | Reason::CertificateNotFound => Code::NotFound,
+            Reason::AlreadyExists => Code::AlreadyExists,
             Reason::ConsentExpired | Reason::ConsentRevoked | Reason::ConsentExhausted => Code::FailedPrecondition,
             Reason::RateLimited => Code::ResourceExhausted,
             Reason::SourceUnavailable | Reason::AuditUnavailable => Code::Unavailable,

@@ -36,7 +36,7 @@ pub mod store;
 
 pub use civex_audit::clock;
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use civex_adapters::{Adapter, AdapterError, Department, RegistryStore, RemoteAdapter, RemoteAdapterConfig};
 use civex_audit::{AuditLog, Pseudonymizer, WriterConfig, keys::Signer};
@@ -214,11 +214,13 @@ impl Gateway {
             checkpoints = verified.checkpoints,
             "audit log verified"
         );
+        let ca_dir = config.tls.ca_cert.parent().unwrap_or(Path::new("."));
         let authority = Authority::open(
-            stores.revocations.clone(),
+            stores.certificates.clone(),
             ca,
             tls_handles.verifier.clone(),
             &config.data_dir,
+            ca_dir,
             config.tls.certificate_days,
             config.tls.crl_days,
         )

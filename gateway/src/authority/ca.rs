@@ -310,8 +310,14 @@ fn whole_seconds_utc(t: OffsetDateTime) -> OffsetDateTime {
 /// matches what any tool prints. About 126 bits of randomness: far beyond the
 /// 64 bits the CA/Browser Forum asks for.
 pub fn random_serial() -> Vec<u8> {
-    let mut bytes = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    bytes[0] = (bytes[0] & 0x7f).max(1);
-    bytes.to_vec()
+    loop {
+        let mut bytes = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        bytes[0] = (bytes[0] & 0x7f).max(1);
+        // A serial is logged as hex: never one that looks like an ID number
+        // (about 1 in 100 would hold a run of 15 decimal digits).
+        if !crate::policy::labels::holds_citizen_id(&hex::encode(bytes)) {
+            return bytes.to_vec();
+        }
+    }
 }

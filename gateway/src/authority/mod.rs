@@ -1,7 +1,10 @@
 //! The gateway as certificate authority for agencies: certificates issued
-//! from agencies' CSRs (their keys never reach the gateway), revocations kept
-//! in a [`RevocationStore`] and checked on every call, and a signed CRL that
-//! the TLS verifier uses for new handshakes.
+//! from agencies' CSRs (their keys never reach the gateway) and registered,
+//! revocations of registered serials kept in a [`CertificateStore`] and
+//! checked on every call, and a signed CRL that the TLS verifier uses for new
+//! handshakes. Certificates the CA issued outside the gateway (the dev PKI,
+//! `civex certs`) are listed in [`ISSUED_FILE`] beside the CA certificate,
+//! as openssl's `index.txt` lists its own.
 //!
 //! # Layout
 //! - [`ca`]: the CA key: signing CSRs and CRLs.
@@ -20,21 +23,52 @@ pub use self::ca::{Ca, Issued, PkiError};
 use crate::{
     error::{Error, Reason},
     net::tls::ClientVerifier,
-    store::{Revocation, RevocationStore},
+    policy::labels,
+    store::{CertificateStore, Revocation},
 };
 
 /// File the current CRL (DER) is published to, in the data directory.
 pub const CRL_FILE: &str = "crl.der";
+/// File beside the CA certificate listing certificates issued outside the
+/// gateway: one `<serial> <name>` line each (serial in lower-case hex).
+pub const ISSUED_FILE: &str = "issued.txt";
+
+/// Adds a certificate issued outside the gateway to the [`ISSUED_FILE`] of
+/// the CA directory `ca_dir`, so that the gateway can revoke it.
+pub fn note_issued(ca_dir: &Path, serial: &str, name: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(ca_dir.join(ISSUED_FILE))?;
+    writeln!(file, "{serial} {name}")
+}
+
+/// The serials an [`ISSUED_FILE`] lists with their names; none if it is absent.
+fn read_issued(path: &Path) -> Vec<(String, String)> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| {
+            let (serial, name) = line.split_once(' ')?;
+            Some((labels::serial(serial)?, name.trim().to_owned()))
+        })
+        .collect()
+}
 
 /// Issues and revokes agency certificates.
 pub struct Authority {
     /// `None` when the gateway was started without the CA key: it can then
     /// still refuse revoked serials, but not issue certificates or CRLs.
     ca: Option<Ca>,
-    revocations: Arc<dyn RevocationStore>,
+    certificates: Arc<dyn CertificateStore>,
     revoked: RwLock<HashSet<String>>,
     verifier: Arc<ClientVerifier>,
     crl_path: PathBuf,
+    issued_file: PathBuf,
+    /// One CRL publication at a time, so the newest list is the one installed last.
+    publishing: tokio::sync::Mutex<()>,
     certificate_days: u32,
     crl_validity: time::Duration,
 }
@@ -44,17 +78,20 @@ fn stored(e: impl std::fmt::Display) -> Error {
 }
 
 impl Authority {
-    /// Loads the revocations of `revocations`; with a CA, signs a fresh CRL
-    /// and hands it to `verifier`.
+    /// Loads the revocations of `certificates`; with a CA, signs a fresh CRL
+    /// (without, loads the last one published) and hands it to `verifier`.
+    /// `ca_dir` holds the CA certificate and its [`ISSUED_FILE`].
+    #[allow(clippy::too_many_arguments)]
     pub async fn open(
-        revocations: Arc<dyn RevocationStore>,
+        certificates: Arc<dyn CertificateStore>,
         ca: Option<Ca>,
         verifier: Arc<ClientVerifier>,
         data_dir: &Path,
+        ca_dir: &Path,
         certificate_days: u32,
         crl_days: u32,
     ) -> Result<Authority, Error> {
-        let revoked = revocations
+        let revoked = certificates
             .list()
             .await
             .map_err(stored)?
@@ -63,10 +100,12 @@ impl Authority {
             .collect::<HashSet<_>>();
         let authority = Authority {
             ca,
-            revocations,
+            certificates,
             revoked: RwLock::new(revoked),
             verifier,
             crl_path: data_dir.join(CRL_FILE),
+            issued_file: ca_dir.join(ISSUED_FILE),
+            publishing: tokio::sync::Mutex::new(()),
             certificate_days,
             crl_validity: time::Duration::days(i64::from(crl_days)),
         };
@@ -94,8 +133,8 @@ impl Authority {
     }
 
     /// Signs an agency's CSR after checking its signature; the certificate
-    /// carries exactly the agency's SAN URI.
-    pub fn issue(&self, code: &str, csr_pem: &str) -> Result<Issued, Error> {
+    /// carries exactly the agency's SAN URI. It is not [`Authority::register`]ed yet.
+    pub fn sign(&self, code: &str, csr_pem: &str) -> Result<Issued, Error> {
         self.ca()?
             .sign_csr(csr_pem, code, self.certificate_days)
             .map_err(|e| match e {
@@ -105,25 +144,46 @@ impl Authority {
             })
     }
 
-    /// Revokes a serial (lower-case hex) from now on: on every open connection
-    /// at its next call, and at the handshake once the new CRL is published.
-    pub async fn revoke(&self, serial: &str, reason: &str) -> Result<OffsetDateTime, Error> {
-        let well_formed = (2..=40).contains(&serial.len())
-            && serial.len().is_multiple_of(2)
-            && serial.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !well_formed {
-            return Err(Error::new(
+    /// Registers a certificate signed for agency `code`, so it can be revoked.
+    pub async fn register(&self, code: &str, issued: &Issued) -> Result<(), Error> {
+        self.certificates.issued(&issued.serial, code).await.map_err(stored)
+    }
+
+    /// `serial` (hex in either case) in the form the gateway writes it, if
+    /// the CA issued it: `INVALID_REQUEST` if it is not hex,
+    /// `CERTIFICATE_NOT_FOUND` if it was never issued.
+    pub async fn issued(&self, serial: &str) -> Result<String, Error> {
+        let normal = labels::serial(serial).ok_or_else(|| {
+            Error::new(
                 Reason::InvalidRequest,
-                "serial must be lower-case hex, as issued",
-            ));
+                "serial must be hex, as printed by openssl or civex",
+            )
+        })?;
+        if self.certificates.agency_of(&normal).await.map_err(stored)?.is_some() {
+            return Ok(normal);
         }
+        // Issued outside the gateway since it last looked?
+        if let Some((_, name)) = read_issued(&self.issued_file).into_iter().find(|(s, _)| *s == normal) {
+            self.certificates.issued(&normal, &name).await.map_err(stored)?;
+            return Ok(normal);
+        }
+        Err(Error::new(
+            Reason::CertificateNotFound,
+            "no certificate with this serial was issued by this CA",
+        ))
+    }
+
+    /// Revokes an issued serial ([`Authority::issued`]) from now on: on every
+    /// open connection at its next call, and at the handshake once the new
+    /// CRL is published.
+    pub async fn revoke(&self, serial: &str, reason: &str) -> Result<OffsetDateTime, Error> {
         let now = OffsetDateTime::now_utc();
         let revocation = Revocation {
             serial: serial.to_owned(),
             revoked_at: now.unix_timestamp(),
             reason: reason.to_owned(),
         };
-        self.revocations.revoke(&revocation).await.map_err(stored)?;
+        self.certificates.revoke(&revocation).await.map_err(stored)?;
         self.revoked
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -134,11 +194,19 @@ impl Authority {
 
     /// Signs a CRL of every revocation, writes it to `<data>/crl.der` and
     /// gives it to the TLS verifier. Called at start, on each revocation and
-    /// periodically, well before the previous one expires.
+    /// periodically, well before the previous one expires. Without the CA
+    /// key, the last CRL published to `<data>/crl.der` is used.
     pub async fn publish_crl(&self) -> Result<(), Error> {
-        let Some(ca) = &self.ca else { return Ok(()) };
+        let _one_at_a_time = self.publishing.lock().await;
+        let Some(ca) = &self.ca else {
+            return match std::fs::read(&self.crl_path) {
+                Ok(der) => self.verifier.set_crl(der).map_err(Error::internal),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(Error::internal(e)),
+            };
+        };
         let mut revoked = Vec::new();
-        for r in self.revocations.list().await.map_err(stored)? {
+        for r in self.certificates.list().await.map_err(stored)? {
             let at = OffsetDateTime::from_unix_timestamp(r.revoked_at).map_err(stored)?;
             revoked.push((r.serial, at));
         }

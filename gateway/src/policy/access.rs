@@ -226,6 +226,9 @@ impl Agency {
     /// Checks everything about an agency that an administrator may set.
     pub fn validate(&self) -> Result<(), Error> {
         let invalid = |m: String| Err(Error::new(Reason::InvalidRequest, m));
+        if super::labels::holds_citizen_id(&self.code) {
+            super::labels::check_label("agency code", &self.code)?;
+        }
         if !is_agency_code(&self.code) {
             return invalid(format!("agency code {:?} must be 1-64 of a-z, 0-9 and '-'", self.code));
         }
@@ -237,6 +240,10 @@ impl Agency {
         }
         if self.roles.is_empty() {
             return invalid("an agency needs at least one role".into());
+        }
+        if self.roles.contains(&Role::Requester) && self.roles.contains(&Role::ConsentRegistrar) {
+            // A registrar that could ask would grant itself what it wants to read.
+            return invalid("no agency may hold both requester and consent_registrar".into());
         }
         if self.rights.len() > 256 {
             return invalid("at most 256 access rights per agency".into());

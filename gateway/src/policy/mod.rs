@@ -5,10 +5,12 @@
 //! # Layout
 //! - [`access`]: roles, access rights, the `Agency` and what an administrator may set.
 //! - [`purposes`]: the purpose registry.
+//! - [`labels`]: what caller text may enter the log (no raw ID, no unknown name).
 //! - [`land`]: land facts are never used for settling in a town (十五).
 //! - [`predicates`]: `ExchangeService.Check`'s rules, one file per predicate.
 
 pub mod access;
+pub mod labels;
 pub mod land;
 pub mod predicates;
 pub mod purposes;

@@ -1,5 +1,6 @@
 //! `AdminService`: onboard, restrict, throttle and cut off agencies, without
-//! a restart (role `admin`). Every change is written through and audited.
+//! a restart (role `admin`). Every change takes effect only once its audit
+//! record is durable, and is then written through to the store.
 
 use std::sync::Arc;
 
@@ -9,11 +10,14 @@ use civex_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{Draft, State, exchange::check_label};
+use super::{Draft, State};
 use crate::{
     clock::timestamp,
     error::{Error, Reason},
-    policy::access::{AccessRight, Agency, RateLimit, Role, Status as AgencyStatus},
+    policy::{
+        access::{AccessRight, Agency, RateLimit, Role, Status as AgencyStatus},
+        labels::check_label,
+    },
 };
 
 /// Largest CSR accepted, in bytes.
@@ -91,7 +95,7 @@ impl Admin {
     }
 
     async fn register(&self, request: Request<pb::Agency>, draft: &mut Draft) -> Result<pb::Agency, Error> {
-        draft.subject(&request.get_ref().code);
+        draft.subject_agency(&request.get_ref().code);
         self.state.caller(&request, &[Role::Admin])?;
         let req = request.into_inner();
         let roles = req.roles.iter().map(|r| role_from(*r)).collect::<Result<Vec<_>, _>>()?;
@@ -104,11 +108,12 @@ impl Admin {
             rate: rate_from(req.rate).unwrap_or_default(),
             status: AgencyStatus::Active,
         };
+        draft.scopes(&fresh.rights.iter().map(|r| r.scope.clone()).collect::<Vec<_>>());
         let template = fresh.clone();
-        let agency = self
+        let change = self
             .state
             .directory
-            .update(
+            .prepare(
                 &req.code,
                 || Some(template),
                 |existing| {
@@ -121,6 +126,8 @@ impl Admin {
                 },
             )
             .await?;
+        self.state.record(draft).await?;
+        let agency = change.apply().await?;
         Ok(agency_message(&agency))
     }
 
@@ -130,14 +137,15 @@ impl Admin {
         draft: &mut Draft,
         status: AgencyStatus,
     ) -> Result<pb::Agency, Error> {
-        draft.subject(&request.get_ref().code);
+        draft.subject_agency(&request.get_ref().code);
+        draft.note(&request.get_ref().reason);
         self.state.caller(&request, &[Role::Admin])?;
         let req = request.into_inner();
         check_label("reason", &req.reason)?;
-        let agency = self
+        let change = self
             .state
             .directory
-            .update(
+            .prepare(
                 &req.code,
                 || None,
                 |a| {
@@ -146,7 +154,9 @@ impl Admin {
                 },
             )
             .await?;
-        tracing::info!(agency = %agency.code, ?status, reason = %req.reason, "agency status changed");
+        self.state.record(draft).await?;
+        let agency = change.apply().await?;
+        tracing::info!(agency = %agency.code, ?status, "agency status changed");
         Ok(agency_message(&agency))
     }
 
@@ -155,16 +165,16 @@ impl Admin {
         request: Request<SetAccessRightsRequest>,
         draft: &mut Draft,
     ) -> Result<pb::Agency, Error> {
-        draft.subject(&request.get_ref().agency_code);
+        draft.subject_agency(&request.get_ref().agency_code);
         self.state.caller(&request, &[Role::Admin])?;
         let req = request.into_inner();
         let rights = rights_from(req.rights);
         draft.scopes(&rights.iter().map(|r| r.scope.clone()).collect::<Vec<_>>());
         let rate = rate_from(req.rate);
-        let agency = self
+        let change = self
             .state
             .directory
-            .update(
+            .prepare(
                 &req.agency_code,
                 || None,
                 |a| {
@@ -176,11 +186,17 @@ impl Admin {
                 },
             )
             .await?;
+        self.state.record(draft).await?;
+        let agency = change.apply().await?;
         Ok(agency_message(&agency))
     }
 
-    fn issue(&self, request: Request<IssueCertificateRequest>, draft: &mut Draft) -> Result<IssuedCertificate, Error> {
-        draft.subject(&request.get_ref().agency_code);
+    async fn issue(
+        &self,
+        request: Request<IssueCertificateRequest>,
+        draft: &mut Draft,
+    ) -> Result<IssuedCertificate, Error> {
+        draft.subject_agency(&request.get_ref().agency_code);
         self.state.caller(&request, &[Role::Admin])?;
         let req = request.into_inner();
         if req.csr_pem.len() > MAX_CSR {
@@ -195,8 +211,12 @@ impl Admin {
                 format!("no agency {:?}: register it first", req.agency_code),
             )
         })?;
-        let issued = self.state.authority.issue(&agency.code, &req.csr_pem)?;
-        draft.subject(&format!("{} {}", agency.code, issued.serial));
+        let issued = self.state.authority.sign(&agency.code, &req.csr_pem)?;
+        draft.subject_serial(&issued.serial);
+        // The certificate is a credential: it leaves only once its record is
+        // durable, and is registered (so it can be revoked) before it leaves.
+        self.state.record(draft).await?;
+        self.state.authority.register(&agency.code, &issued).await?;
         Ok(IssuedCertificate {
             cert_pem: issued.cert_pem,
             chain_pem: self.state.authority.ca_pem()?,
@@ -210,13 +230,16 @@ impl Admin {
         request: Request<RevokeCertificateRequest>,
         draft: &mut Draft,
     ) -> Result<RevokeCertificateResponse, Error> {
-        draft.subject(&request.get_ref().serial);
+        draft.subject_serial(&request.get_ref().serial);
+        draft.note(&request.get_ref().reason);
         self.state.caller(&request, &[Role::Admin])?;
         let req = request.into_inner();
         check_label("reason", &req.reason)?;
-        let at = self.state.authority.revoke(&req.serial, &req.reason).await?;
+        let serial = self.state.authority.issued(&req.serial).await?;
+        self.state.record(draft).await?;
+        let at = self.state.authority.revoke(&serial, &req.reason).await?;
         Ok(RevokeCertificateResponse {
-            serial: req.serial,
+            serial,
             revoked_at: Some(timestamp(at.into())),
         })
     }
@@ -280,7 +303,7 @@ impl AdminService for Admin {
     ) -> Result<Response<IssuedCertificate>, Status> {
         self.state
             .answer(request, "AdminService/IssueCertificate", async |request, draft| {
-                self.issue(request, draft)
+                self.issue(request, draft).await
             })
             .await
     }

@@ -10,18 +10,27 @@ use civex_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{Draft, State, exchange::check_label};
+use super::{Draft, State};
 use civex_adapters::CitizenId;
 use civex_audit::search::{self, Filter};
 
 use crate::{
     clock::system_time,
     error::{Error, Reason},
-    policy::access::Role,
+    policy::{access::Role, labels::check_label},
 };
 
-/// Actions that read a citizen's data: what `AccessHistory` shows.
-const DATA_ACCESS: &[&str] = &["ExchangeService/Query", "ExchangeService/Check"];
+/// What `AccessHistory` shows a citizen: who read their data, and every
+/// reading or change of their consents and of this history at a counter.
+const HISTORY: &[&str] = &[
+    "ExchangeService/Query",
+    "ExchangeService/Check",
+    "ConsentService/Grant",
+    civex_audit::WITHDRAWAL_ACTION,
+    "ConsentService/Get",
+    "ConsentService/List",
+    "AuditService/AccessHistory",
+];
 const DEFAULT_PAGE: usize = 100;
 
 pub struct Audit {
@@ -92,7 +101,7 @@ impl Audit {
         draft.citizen(&self.state, &citizen);
         let filter = Filter {
             citizen_ref: Some(self.state.pseudonyms.citizen_ref(citizen.as_str())),
-            actions: DATA_ACCESS.iter().map(|a| (*a).to_owned()).collect(),
+            actions: HISTORY.iter().map(|a| (*a).to_owned()).collect(),
             decision: Some(Decision::Allow),
             ..Filter::default()
         };

@@ -9,15 +9,16 @@ use civex_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{Draft, State, exchange::check_label};
+use super::{Draft, State};
 use civex_adapters::CitizenId;
 
 use crate::{
-    clock::system_time,
+    clock::{system_time, timestamp},
     consent::{self, NewConsent},
     error::{Error, Reason},
     policy::{
         access::{self, Role},
+        labels::{self, check_label},
         land::land_rule,
         purposes::purpose,
     },
@@ -37,12 +38,13 @@ impl Consents {
         Consents { state }
     }
 
-    /// Validates a grant and makes the signed consent; it is stored only
-    /// after its audit record is durable.
-    fn prepare_grant(&self, request: Request<GrantConsentRequest>, draft: &mut Draft) -> Result<Consent, Error> {
+    /// Validates a grant and makes the signed consent, which is stored (and
+    /// so takes effect) only after its audit record is durable.
+    async fn grant(&self, request: Request<GrantConsentRequest>, draft: &mut Draft) -> Result<Consent, Error> {
         let state = &self.state;
         draft.scopes(&request.get_ref().scopes);
         draft.purpose(&request.get_ref().purpose);
+        draft.subject_agency(&request.get_ref().grantee);
         let registrar = state.caller(&request, &[Role::ConsentRegistrar])?;
         let req = request.into_inner();
         let citizen = CitizenId::parse(&req.citizen_id)?;
@@ -54,13 +56,21 @@ impl Consents {
         for scope in &scopes {
             land_rule(scope, purpose.code).map_err(|e| Error::new(Reason::InvalidRequest, e.message))?;
         }
-        check_label("grantee", &req.grantee)?;
         let grantee = state.directory.agency(&req.grantee).ok_or_else(|| {
             Error::new(
                 Reason::InvalidRequest,
-                format!("grantee {:?} is not a registered agency", req.grantee),
+                format!(
+                    "grantee {:?} is not a registered agency",
+                    labels::logged_agency_code(&req.grantee)
+                ),
             )
         })?;
+        if grantee.code == registrar.code {
+            return Err(Error::new(
+                Reason::ConsentGrantee,
+                "a registrar never grants a consent to itself",
+            ));
+        }
         let now = state.clock.now();
         let not_after = req
             .not_after
@@ -87,21 +97,27 @@ impl Consents {
             now,
         );
         draft.consent(&consent.consent_id);
+        state.record(draft).await?;
+        state.consents.insert(&consent).await?;
         Ok(consent)
     }
 
+    /// Withdraws a consent: the log applies the withdrawal once its record
+    /// is durable, in log order, so that every use recorded after it is refused.
     async fn revoke(&self, request: Request<RevokeConsentRequest>, draft: &mut Draft) -> Result<Consent, Error> {
         draft.consent(&request.get_ref().consent_id);
+        draft.note(&request.get_ref().reason);
         self.state.caller(&request, &[Role::ConsentRegistrar])?;
         let req = request.into_inner();
         check_label("reason", &req.reason)?;
         let consent = self.state.consents.get(&req.consent_id).await?;
         self.cite(draft, &consent);
-        Ok(self
-            .state
-            .consents
-            .revoke(&req.consent_id, self.state.clock.now())
-            .await?)
+        draft.withdraws(&consent.consent_id);
+        let appended = self.state.record(draft).await?;
+        let mut consent = self.state.consents.get(&req.consent_id).await?;
+        // The log holds the withdrawal even if the store has yet to take it.
+        consent.revoked_at.get_or_insert_with(|| timestamp(appended.time));
+        Ok(consent)
     }
 
     async fn get(&self, request: Request<GetConsentRequest>, draft: &mut Draft) -> Result<Consent, Error> {
@@ -139,19 +155,16 @@ impl Consents {
 #[tonic::async_trait]
 impl ConsentService for Consents {
     async fn grant(&self, request: Request<GrantConsentRequest>) -> Result<Response<Consent>, Status> {
-        let (consent, _) = self
-            .state
-            .call(request, "ConsentService/Grant", async |request, draft| {
-                self.prepare_grant(request, draft)
+        self.state
+            .answer(request, "ConsentService/Grant", async |request, draft| {
+                Consents::grant(self, request, draft).await
             })
-            .await?;
-        self.state.consents.insert(&consent).await.map_err(Error::from)?;
-        Ok(Response::new(consent))
+            .await
     }
 
     async fn revoke(&self, request: Request<RevokeConsentRequest>) -> Result<Response<Consent>, Status> {
         self.state
-            .answer(request, "ConsentService/Revoke", async |request, draft| {
+            .answer(request, civex_audit::WITHDRAWAL_ACTION, async |request, draft| {
                 Consents::revoke(self, request, draft).await
             })
             .await

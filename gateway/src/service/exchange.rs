@@ -15,13 +15,14 @@ use crate::{
     error::{Error, Reason},
     policy::{
         access::{self, Role},
+        labels::{self, check_label},
         predicates,
         purposes::{self, PURPOSES},
     },
 };
 
-/// Longest caller label (`request_id`, `operator`, `reason`), in bytes.
-const MAX_LABEL: usize = 128;
+/// Most people a predicate's parameters may name, and so related consents a Check may carry.
+const MAX_RELATED: usize = 8;
 
 pub struct Exchange {
     state: Arc<State>,
@@ -51,37 +52,30 @@ impl Exchange {
         check_label("operator", &req.operator)?;
         let scopes: Vec<&str> = attributes.iter().map(|a| a.name).collect();
         caller.check_rights(scopes.iter().copied(), purpose.code)?;
-        state
-            .consents
-            .use_for(
-                &req.consent_id,
-                Use {
-                    caller: &caller.code,
-                    citizen: &citizen,
-                    scopes: &scopes,
-                    purpose: purpose.code,
-                    now: state.clock.now(),
-                },
-            )
-            .await?;
-        draft.uses_consent(&req.consent_id);
+        let asked = Use {
+            caller: &caller.code,
+            citizen: &citizen,
+            scopes: &scopes,
+            purpose: purpose.code,
+            now: state.clock.now(),
+        };
+        state.consent_allows(&req.consent_id, asked).await?;
         let facts = state.departments.fetch(citizen.as_str(), &attributes).await?;
+        state.take_use(&req.consent_id, asked, draft).await?;
         Ok(QueryResponse {
             facts,
             audit_index: 0,
             request_id: req.request_id,
         })
     }
-}
 
-impl Exchange {
     async fn check(&self, request: Request<CheckRequest>, draft: &mut Draft) -> Result<CheckResponse, Error> {
         let state = &self.state;
         {
             let req = request.get_ref();
             draft.labels(&req.operator, &req.request_id);
             // Only the predicate's name is logged: its parameters may hold a
-            // relative's ID number, which must never enter the log.
+            // relative's ID number, which enters the log only as a pseudonym.
             draft.scopes(std::slice::from_ref(&req.predicate));
             draft.purpose(&req.purpose);
             draft.consent(&req.consent_id);
@@ -96,30 +90,27 @@ impl Exchange {
         check_label("operator", &req.operator)?;
         caller.check_rights([predicate.name], purpose.code)?;
         let now = state.clock.now();
-        state
-            .consents
-            .use_for(
-                &req.consent_id,
-                Use {
-                    caller: &caller.code,
-                    citizen: &citizen,
-                    scopes: &[predicate.name],
-                    purpose: purpose.code,
-                    now,
-                },
-            )
-            .await?;
-        draft.uses_consent(&req.consent_id);
         let today = (time::OffsetDateTime::from(now) + time::Duration::hours(8)).date();
-        let outcome = predicates::evaluate(
-            predicate,
-            &citizen,
-            &req.params.into_iter().collect(),
-            &state.departments,
-            &state.thresholds,
-            today,
-        )
-        .await?;
+        // Parameters first: a call that cannot be answered uses no consent.
+        let params = predicates::check(predicate, &citizen, &req.params.into_iter().collect(), today)?;
+        let named = params.named();
+        draft.related(state, &named);
+        let scope = [predicate.name];
+        let asked = |whom| Use {
+            caller: &caller.code,
+            citizen: whom,
+            scopes: &scope,
+            purpose: purpose.code,
+            now,
+        };
+        state.consent_allows(&req.consent_id, asked(&citizen)).await?;
+        let related = self.related_consents(&named, &req.related_consent_ids, asked).await?;
+        let outcome = predicates::evaluate_checked(params, &state.departments, &state.thresholds).await?;
+        state.take_use(&req.consent_id, asked(&citizen), draft).await?;
+        for (person, consent_id) in named.iter().zip(&related) {
+            state.take_use(consent_id, asked(person), draft).await?;
+        }
+        draft.related(state, &outcome.related);
         Ok(CheckResponse {
             satisfied: outcome.satisfied,
             reasons: outcome.reasons,
@@ -128,17 +119,54 @@ impl Exchange {
             audit_index: 0,
         })
     }
-}
 
-/// Refuses over-long or non-printable caller labels with `INVALID_REQUEST`.
-pub(crate) fn check_label(field: &str, value: &str) -> Result<(), Error> {
-    if value.len() > MAX_LABEL || value.chars().any(char::is_control) {
-        return Err(Error::new(
-            Reason::InvalidRequest,
-            format!("{field} must be at most {MAX_LABEL} bytes of printable text"),
-        ));
+    /// The consent of each person in `named`, among `given`, that covers
+    /// `asked(person)`: `RELATED_CONSENT_REQUIRED` for anyone without one.
+    /// Returns them in the order of `named`.
+    async fn related_consents<'a>(
+        &self,
+        named: &'a [CitizenId],
+        given: &[String],
+        asked: impl Fn(&'a CitizenId) -> Use<'a>,
+    ) -> Result<Vec<String>, Error> {
+        if given.len() > MAX_RELATED {
+            return Err(Error::new(
+                Reason::InvalidRequest,
+                format!("at most {MAX_RELATED} related_consent_ids"),
+            ));
+        }
+        if let Some(bad) = given.iter().find(|id| !labels::is_consent_id(id)) {
+            let shown = labels::logged_label(bad);
+            return Err(Error::new(
+                Reason::InvalidRequest,
+                format!("related consent id {shown:?} is not 32 lower-case hex characters"),
+            ));
+        }
+        let mut found = Vec::with_capacity(named.len());
+        for person in named {
+            let mut covering = None;
+            for id in given {
+                if self.state.consent_allows(id, asked(person)).await.is_ok() {
+                    covering = Some(id.clone());
+                    break;
+                }
+            }
+            found.push(covering.ok_or_else(|| {
+                Error::new(
+                    Reason::RelatedConsentRequired,
+                    "a person named in the parameters has not consented to this check for this purpose \
+                     (related_consent_ids)",
+                )
+            })?);
+        }
+        if found.len() < given.len() {
+            return Err(Error::new(
+                Reason::InvalidRequest,
+                "related_consent_ids names consents of no one in the parameters",
+            ));
+        }
+        Ok(found)
     }
-    Ok(())
 }
 
 /// The catalogue as served by `ListAttributes`.

@@ -30,12 +30,14 @@ use crate::{
     authority::Authority,
     clock::Clock,
     config::Limits,
+    consent::{Use, covers},
     departments::Departments,
     directory::Directory,
     error::{Error, Reason},
     net::{identity::PeerIdentity, limits::RateLimiters},
     policy::{
         access::{Agency, Role},
+        labels,
         predicates::Thresholds,
     },
     store::ConsentStore,
@@ -57,25 +59,20 @@ pub struct State {
     pub limiters: RateLimiters,
 }
 
-/// Longest caller-supplied text kept in an audit record, in characters.
-const MAX_LOGGED: usize = 128;
 /// Most scopes kept in one audit record.
 const MAX_LOGGED_SCOPES: usize = 64;
 
-/// Caller text as it may enter the log: bounded, without control characters.
-fn logged(s: &str) -> String {
-    s.chars()
-        .take(MAX_LOGGED)
-        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
-        .collect()
-}
-
 /// The audit record of one call, drafted as the call proceeds and
-/// appended when it ends.
+/// appended when it ends. Every setter stores caller text only as
+/// [`labels`] allows: a name civex knows, a label that passed its check, or
+/// `[redacted]` / `[invalid]` in its place.
 pub struct Draft {
     record: AuditRecord,
-    consent_use: Option<String>,
+    consent_uses: Vec<String>,
+    withdrawal: Option<String>,
     checkpoint: bool,
+    /// Set once the handler wrote the record itself (see [`State::record`]).
+    recorded: Option<Appended>,
 }
 
 impl Draft {
@@ -84,34 +81,62 @@ impl Draft {
         self.record.citizen_ref = state.pseudonyms.citizen_ref(id.as_str());
     }
 
+    /// Records the other people whose records the call read, by pseudonym only.
+    pub fn related(&mut self, state: &State, ids: &[CitizenId]) {
+        self.record.related_refs = ids.iter().map(|id| state.pseudonyms.citizen_ref(id.as_str())).collect();
+    }
+
     pub fn scopes(&mut self, scopes: &[String]) {
-        self.record.scopes = scopes.iter().take(MAX_LOGGED_SCOPES).map(|s| logged(s)).collect();
+        self.record.scopes = scopes
+            .iter()
+            .take(MAX_LOGGED_SCOPES)
+            .map(|s| labels::logged_scope(s))
+            .collect();
     }
 
     pub fn purpose(&mut self, purpose: &str) {
-        self.record.purpose = logged(purpose);
+        self.record.purpose = labels::logged_purpose(purpose);
     }
 
     pub fn consent(&mut self, consent_id: &str) {
-        self.record.consent_id = logged(consent_id);
+        self.record.consent_id = labels::logged_consent_id(consent_id);
     }
 
     /// The agency's own labels: the official at the counter and its request
     /// id, which the call's span carries from here on.
     pub fn labels(&mut self, operator: &str, request_id: &str) {
-        self.record.operator = logged(operator);
-        self.record.request_id = logged(request_id);
+        self.record.operator = labels::logged_label(operator);
+        self.record.request_id = labels::logged_label(request_id);
         tracing::Span::current().record("request_id", self.record.request_id.as_str());
     }
 
-    /// This call used `consent_id`: the log re-checks it in log order.
-    pub fn uses_consent(&mut self, consent_id: &str) {
-        self.consent_use = Some(consent_id.to_owned());
+    /// The caller's own words for a change (a reason text).
+    pub fn note(&mut self, note: &str) {
+        self.record.note = labels::logged_label(note);
     }
 
-    /// What an administrative call acted on.
-    pub fn subject(&mut self, subject: &str) {
-        self.record.subject = logged(subject);
+    /// This call used `consent_id`: the log re-checks it in log order.
+    fn uses_consent(&mut self, consent_id: &str) {
+        self.consent_uses.push(consent_id.to_owned());
+    }
+
+    /// This call withdraws `consent_id`: the log applies it in log order.
+    pub fn withdraws(&mut self, consent_id: &str) {
+        self.withdrawal = Some(consent_id.to_owned());
+    }
+
+    /// The agency an administrative call acted on.
+    pub fn subject_agency(&mut self, code: &str) {
+        self.record.subject = labels::logged_agency_code(code);
+    }
+
+    /// The certificate an administrative call acted on.
+    pub fn subject_serial(&mut self, serial: &str) {
+        self.record.subject = match labels::serial(serial) {
+            Some(_) if labels::holds_citizen_id(serial) => labels::REDACTED.to_owned(),
+            Some(serial) => serial,
+            None => labels::INVALID.to_owned(),
+        };
     }
 
     /// Sign a checkpoint that includes this call's record.
@@ -144,8 +169,10 @@ impl State {
                 action: method.to_owned(),
                 ..Default::default()
             },
-            consent_use: None,
+            consent_uses: Vec::new(),
+            withdrawal: None,
             checkpoint: false,
+            recorded: None,
         };
         async {
             let result = handle(request, &mut draft).await;
@@ -190,33 +217,78 @@ impl State {
         Ok(agency)
     }
 
-    /// Records the call's outcome and waits until the record is durable;
-    /// only then may the result leave.
-    async fn finish<R>(&self, draft: Draft, result: Result<R, Error>) -> Result<(R, Appended), Status> {
-        let mut record = draft.record;
-        let consent_use = match &result {
-            Ok(_) => {
-                record.decision = Decision::Allow as i32;
-                draft.consent_use
-            }
-            Err(e) => {
-                record.decision = Decision::Deny as i32;
-                record.reason = e.reason.as_str().to_owned();
-                None
-            }
-        };
+    /// Checks, counting nothing, that the consent `id` covers `asked` and
+    /// has a use left.
+    pub async fn consent_allows(&self, id: &str, asked: Use<'_>) -> Result<(), Error> {
+        let consent = self.consents.get(id).await?;
+        Ok(covers(&consent, &asked)?)
+    }
+
+    /// Counts one use of the consent `id` for `asked`, atomically (it may
+    /// have run out since [`State::consent_allows`]), and has the log refuse
+    /// the call if the consent's withdrawal lands before its record. A call
+    /// takes its uses last, once everything else about it is answerable: a
+    /// refused call uses nothing.
+    pub async fn take_use(&self, id: &str, asked: Use<'_>, draft: &mut Draft) -> Result<(), Error> {
+        self.consents.use_for(id, asked).await?;
+        draft.uses_consent(id);
+        Ok(())
+    }
+
+    /// Writes the call's record now, as allowed, and waits until it is
+    /// durable. A handler whose call changes state calls it once everything
+    /// is checked and before the change is applied: the change then happens
+    /// only after its record (DESIGN §11). If the change fails after all, the
+    /// failure is recorded too.
+    pub async fn record(&self, draft: &mut Draft) -> Result<Appended, Error> {
+        let mut record = draft.record.clone();
+        record.decision = Decision::Allow as i32;
+        let appended = self.append(record, draft).await?;
+        draft.recorded = Some(appended.clone());
+        Ok(appended)
+    }
+
+    async fn append(&self, record: AuditRecord, draft: &Draft) -> Result<Appended, Error> {
+        let allowed = record.decision == Decision::Allow as i32;
         let appended = self
             .audit
-            .append(record, consent_use, draft.checkpoint)
-            .await
-            .map_err(Error::from)?;
+            .append(civex_audit::Entry {
+                record,
+                consent_uses: if allowed {
+                    draft.consent_uses.clone()
+                } else {
+                    Vec::new()
+                },
+                withdrawal: draft.withdrawal.clone().filter(|_| allowed),
+                checkpoint: draft.checkpoint,
+            })
+            .await?;
         if let Some(overruled) = appended.overruled {
             let reason = match overruled {
                 Overruled::ConsentRevoked => Reason::ConsentRevoked,
                 Overruled::Unchecked => Reason::Internal,
             };
-            return Err(Error::new(reason, "the consent was withdrawn before this use was recorded").into());
+            return Err(Error::new(
+                reason,
+                "the consent was withdrawn before this use was recorded",
+            ));
         }
+        Ok(appended)
+    }
+
+    /// Records the call's outcome (unless the handler already did) and
+    /// waits until the record is durable; only then may the result leave.
+    async fn finish<R>(&self, draft: Draft, result: Result<R, Error>) -> Result<(R, Appended), Status> {
+        let mut record = draft.record.clone();
+        match (&result, &draft.recorded) {
+            (Ok(_), Some(appended)) => return Ok((result?, appended.clone())),
+            (Ok(_), None) => record.decision = Decision::Allow as i32,
+            (Err(e), _) => {
+                record.decision = Decision::Deny as i32;
+                record.reason = e.reason.as_str().to_owned();
+            }
+        }
+        let appended = self.append(record, &draft).await?;
         Ok((result?, appended))
     }
 }

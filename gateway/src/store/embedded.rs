@@ -6,9 +6,11 @@
 //! | tree | key | value |
 //! |---|---|---|
 //! | `agencies` | code | the `Agency`, JSON |
+//! | `issued_certificates` | serial | agency code |
 //! | `revoked_certificates` | serial | `{revoked_at, reason}`, JSON |
 //! | `consents` | consent id | the encoded `Consent` |
 //! | `consents_by_citizen` | citizen id ‖ consent id | () |
+//! | `consents_meta` | `withdrawals_applied` | log size through which the log's withdrawals are applied, u64 BE |
 
 use std::{path::Path, sync::Arc, time::SystemTime};
 
@@ -19,7 +21,7 @@ use civex_proto::v1::Consent;
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
-use super::{AgencyStore, ConsentStore, Revocation, RevocationStore, StoreError, Stores};
+use super::{AgencyStore, CertificateStore, ConsentStore, Revocation, StoreError, Stores};
 use crate::{
     consent::{ConsentError, Use, check_use, shorten, storage},
     policy::access::Agency,
@@ -35,10 +37,14 @@ pub fn open(dir: &Path) -> Result<Stores, StoreError> {
     let consents = Arc::new(SledConsents {
         consents: tree("consents")?,
         by_citizen: tree("consents_by_citizen")?,
+        meta: tree("consents_meta")?,
     });
     Ok(Stores {
         agencies: Arc::new(SledAgencies(tree("agencies")?)),
-        revocations: Arc::new(SledRevocations(tree("revoked_certificates")?)),
+        certificates: Arc::new(SledCertificates {
+            issued: tree("issued_certificates")?,
+            revoked: tree("revoked_certificates")?,
+        }),
         consents: consents.clone(),
         ledger: consents,
         audit: open_log(dir)?,
@@ -86,7 +92,12 @@ impl AgencyStore for SledAgencies {
     }
 }
 
-struct SledRevocations(sled::Tree);
+struct SledCertificates {
+    /// serial → agency code.
+    issued: sled::Tree,
+    /// serial → [`Stored`].
+    revoked: sled::Tree,
+}
 
 /// A revocation as stored.
 #[derive(Debug, Serialize, Deserialize)]
@@ -97,9 +108,20 @@ struct Stored {
 }
 
 #[async_trait]
-impl RevocationStore for SledRevocations {
+impl CertificateStore for SledCertificates {
+    async fn issued(&self, serial: &str, agency: &str) -> Result<(), StoreError> {
+        self.issued.insert(serial, agency).map_err(StoreError::new)?;
+        self.issued.flush().map_err(StoreError::new)?;
+        Ok(())
+    }
+
+    async fn agency_of(&self, serial: &str) -> Result<Option<String>, StoreError> {
+        let agency = self.issued.get(serial).map_err(StoreError::new)?;
+        Ok(agency.map(|a| String::from_utf8_lossy(&a).into_owned()))
+    }
+
     async fn list(&self) -> Result<Vec<Revocation>, StoreError> {
-        self.0
+        self.revoked
             .iter()
             .map(|item| {
                 let (k, v) = item.map_err(StoreError::new)?;
@@ -121,10 +143,10 @@ impl RevocationStore for SledRevocations {
         .map_err(StoreError::new)?;
         // Keep the first revocation time if a serial is revoked twice.
         let _ = self
-            .0
+            .revoked
             .compare_and_swap(r.serial.as_bytes(), None as Option<&[u8]>, Some(bytes))
             .map_err(StoreError::new)?;
-        self.0.flush().map_err(StoreError::new)?;
+        self.revoked.flush().map_err(StoreError::new)?;
         Ok(())
     }
 }
@@ -135,7 +157,12 @@ struct SledConsents {
     consents: sled::Tree,
     /// citizen id ‖ consent id → (), for `List`.
     by_citizen: sled::Tree,
+    /// [`APPLIED`] → the log size through which withdrawals are applied.
+    meta: sled::Tree,
 }
+
+/// Key of the withdrawal watermark in `consents_meta`.
+const APPLIED: &[u8] = b"withdrawals_applied";
 
 impl SledConsents {
     fn read(&self, id: &str) -> Result<Consent, ConsentError> {
@@ -209,15 +236,6 @@ impl ConsentStore for SledConsents {
             .collect()
     }
 
-    async fn revoke(&self, id: &str, now: SystemTime) -> Result<Consent, ConsentError> {
-        self.update(id, |consent| {
-            if consent.revoked_at.is_none() {
-                consent.revoked_at = Some(civex_audit::clock::timestamp(now));
-            }
-            Ok(())
-        })
-    }
-
     async fn use_for(&self, id: &str, u: Use<'_>) -> Result<Consent, ConsentError> {
         self.update(id, |consent| check_use(consent, &u))
     }
@@ -233,7 +251,35 @@ impl UseLedger for SledConsents {
             .is_some())
     }
 
+    fn withdraw(&self, consent_id: &str, at: SystemTime) -> Result<(), String> {
+        let withdrawn = self.update(consent_id, |consent| {
+            if consent.revoked_at.is_none() {
+                consent.revoked_at = Some(civex_audit::clock::timestamp(at));
+            }
+            Ok(())
+        });
+        match withdrawn {
+            Ok(_) | Err(ConsentError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn applied(&self) -> Result<u64, String> {
+        let stored = self.meta.get(APPLIED).map_err(|e| e.to_string())?;
+        Ok(stored
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes))
+    }
+
+    fn set_applied(&self, size: u64) -> Result<(), String> {
+        self.meta
+            .insert(APPLIED, &size.to_be_bytes())
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
     fn flush(&self) -> Result<(), String> {
+        // One database: flushing one tree makes every tree's writes durable.
         self.consents.flush().map(drop).map_err(|e| e.to_string())
     }
 }
@@ -266,6 +312,7 @@ mod tests {
         let store = SledConsents {
             consents: db.open_tree("consents").unwrap(),
             by_citizen: db.open_tree("consents_by_citizen").unwrap(),
+            meta: db.open_tree("consents_meta").unwrap(),
         };
         let signer = Signer::new(SigningKey::from_bytes(&[1; 32]), "civex/test");
         let citizen = CitizenId::from_parts("530302", date!(1990 - 03 - 07), 11).unwrap();
@@ -419,8 +466,20 @@ mod tests {
         for _ in 0..5 {
             store.use_for(&consent.consent_id, u).await.unwrap();
         }
-        let revoked = store.revoke(&consent.consent_id, t0).await.unwrap();
-        assert!(revoked.revoked_at.is_some());
+        assert_eq!(store.applied().unwrap(), 0);
+        store.withdraw(&consent.consent_id, t0).unwrap();
+        store
+            .withdraw(&consent.consent_id, t0 + Duration::from_secs(1))
+            .unwrap();
+        store.set_applied(7).unwrap();
+        assert_eq!(store.applied().unwrap(), 7);
+        let revoked = store.get(&consent.consent_id).await.unwrap();
+        assert_eq!(
+            revoked.revoked_at,
+            Some(civex_audit::clock::timestamp(t0)),
+            "the first time is kept"
+        );
+        assert!(store.withdrawn(&consent.consent_id).unwrap());
         assert_eq!(
             store.use_for(&consent.consent_id, u).await.unwrap_err(),
             ConsentError::Revoked

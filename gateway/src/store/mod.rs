@@ -4,7 +4,7 @@
 //! | state | trait |
 //! |---|---|
 //! | agencies | [`AgencyStore`] |
-//! | issued certificates' revocations | [`RevocationStore`] |
+//! | issued certificates and their revocations | [`CertificateStore`] |
 //! | consents and their uses | [`ConsentStore`] (and the log's [`UseLedger`]) |
 //! | the audit log, its indexes and checkpoints | [`civex_audit::LogStore`] |
 //! | departments' registries | [`civex_adapters::RegistryStore`] |
@@ -20,7 +20,7 @@
 
 pub mod embedded;
 
-use std::{path::Path, sync::Arc, time::SystemTime};
+use std::{path::Path, sync::Arc};
 
 use async_trait::async_trait;
 use civex_adapters::{CitizenId, RegistryStore};
@@ -47,7 +47,7 @@ impl StoreError {
 #[derive(Clone)]
 pub struct Stores {
     pub agencies: Arc<dyn AgencyStore>,
-    pub revocations: Arc<dyn RevocationStore>,
+    pub certificates: Arc<dyn CertificateStore>,
     pub consents: Arc<dyn ConsentStore>,
     /// The consents as the audit writer sees them.
     pub ledger: Arc<dyn UseLedger>,
@@ -92,9 +92,16 @@ pub struct Revocation {
     pub reason: String,
 }
 
-/// Revoked certificates.
+/// The certificates the gateway issued, and those revoked.
 #[async_trait]
-pub trait RevocationStore: Send + Sync {
+pub trait CertificateStore: Send + Sync {
+    /// Registers an issued certificate's serial (lower-case hex) and its
+    /// agency; durable on return.
+    async fn issued(&self, serial: &str, agency: &str) -> Result<(), StoreError>;
+
+    /// The agency whose certificate has `serial`, if the gateway issued it.
+    async fn agency_of(&self, serial: &str) -> Result<Option<String>, StoreError>;
+
     /// Every revocation.
     async fn list(&self) -> Result<Vec<Revocation>, StoreError>;
 
@@ -114,9 +121,6 @@ pub trait ConsentStore: Send + Sync {
 
     /// Every consent registered for `citizen`.
     async fn list(&self, citizen: &CitizenId) -> Result<Vec<Consent>, ConsentError>;
-
-    /// Withdraws a consent from `now` on; withdrawing twice keeps the first time.
-    async fn revoke(&self, id: &str, now: SystemTime) -> Result<Consent, ConsentError>;
 
     /// Checks that the consent covers `u` ([`crate::consent::check_use`]) and
     /// counts one use, atomically: concurrent uses never push `uses` past

@@ -27,6 +27,7 @@ fn request(citizen: &str, predicate: &str, params: &[(&str, String)], purpose: &
         consent_id: consent.into(),
         request_id: "chk".into(),
         operator: "staff-7".into(),
+        related_consent_ids: Vec::new(),
     }
 }
 
@@ -258,13 +259,57 @@ async fn bad_predicates_and_parameters_are_refused_and_a_relatives_id_never_ente
             status.message()
         );
     }
-    let answer = psb
+    // The relative is read too, so the relative must consent as well (DESIGN §11).
+    let status = psb
         .check(ask("settlement.join_kin", kin.params.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status.code(), reason(&status).as_str()),
+        (Code::PermissionDenied, "RELATED_CONSENT_REQUIRED")
+    );
+    let relative = &kin.params[0].1;
+    let relatives_consent = gw
+        .grant(relative, "qujing-psb", &["settlement.join_kin"], "hukou.settlement", 0)
+        .await
+        .consent_id;
+    let wrong = CheckRequest {
+        related_consent_ids: vec![consent.clone()],
+        ..ask("settlement.join_kin", kin.params.clone())
+    };
+    let status = psb.check(wrong).await.unwrap_err();
+    assert_eq!(
+        reason(&status),
+        "RELATED_CONSENT_REQUIRED",
+        "the applicant's own consent is not the relative's"
+    );
+    let answer = psb
+        .check(CheckRequest {
+            related_consent_ids: vec![relatives_consent],
+            ..ask("settlement.join_kin", kin.params.clone())
+        })
         .await
         .unwrap()
         .into_inner();
     assert!(answer.satisfied);
-    let relative = &kin.params[0].1;
+    // The check shows in the relative's own history, by pseudonym only.
+    let history = gw
+        .audit("qujing-portal")
+        .await
+        .access_history(civex_proto::v1::AccessHistoryRequest {
+            citizen_id: relative.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let seen = history
+        .entries
+        .iter()
+        .find(|e| e.index == answer.audit_index)
+        .expect("the check is in the relative's history");
+    assert_eq!(seen.related_refs.len(), 1);
+    assert_ne!(seen.related_refs[0], seen.citizen_ref);
     let log = gw
         .audit("qujing-audit")
         .await

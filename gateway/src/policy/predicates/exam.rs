@@ -38,7 +38,7 @@ pub(super) async fn exam(
     thresholds: &Thresholds,
     today: Date,
 ) -> Result<Verdict, Error> {
-    let child = r.facts(citizen.as_str(), CHILD_FACTS).await?;
+    let child = r.facts(citizen, CHILD_FACTS).await?;
     let years = thresholds.exam_schooling_years;
     let schooling = match (child.text(SCHOOL_DIVISION), child.date(SCHOOLING_SINCE)) {
         (Some(d), Some(since)) if d == division => {
@@ -86,7 +86,7 @@ pub(super) async fn exam(
             "no parent is recorded in the household record",
         ));
     } else {
-        let records = try_join_all(parents.iter().map(|(_, id)| r.facts(id.as_str(), PARENT_FACTS))).await?;
+        let records = try_join_all(parents.iter().map(|(_, id)| r.facts(id, PARENT_FACTS))).await?;
         for ((member, _), f) in parents.iter().zip(&records) {
             let permit = parent_permit(*member, f, division, thresholds.exam_permit_years, today);
             let insurance = parent_insurance(*member, f, thresholds.exam_social_insurance_years);

@@ -50,10 +50,12 @@ pub(super) const PARENT_FACTS: &[&str] = &[PERMIT_HELD, PERMIT_DIVISION, PERMIT_
 /// Children looked at for clause 八, at most; a longer list is cut short.
 pub(super) const MAX_CHILDREN: usize = 16;
 
-/// Reads facts through the departments and remembers which departments it asked.
+/// Reads facts through the departments and remembers which departments it
+/// asked and about whom.
 pub(super) struct Reader<'a> {
     departments: &'a Departments,
     read: Mutex<BTreeSet<Department>>,
+    people: Mutex<Vec<CitizenId>>,
 }
 
 impl<'a> Reader<'a> {
@@ -61,11 +63,12 @@ impl<'a> Reader<'a> {
         Reader {
             departments,
             read: Mutex::new(BTreeSet::new()),
+            people: Mutex::new(Vec::new()),
         }
     }
 
     /// The facts `names` about `citizen`, all or an error.
-    pub(super) async fn facts(&self, citizen: &str, names: &[&'static str]) -> Result<Facts, Error> {
+    pub(super) async fn facts(&self, citizen: &CitizenId, names: &[&'static str]) -> Result<Facts, Error> {
         let mut attributes: Vec<&'static Attribute> = Vec::with_capacity(names.len());
         for name in names {
             attributes.push(
@@ -77,8 +80,19 @@ impl<'a> Reader<'a> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .extend(attributes.iter().map(|a| a.department));
-        let facts = self.departments.fetch(citizen, &attributes).await?;
+        {
+            let mut people = self.people.lock().unwrap_or_else(PoisonError::into_inner);
+            if !people.contains(citizen) {
+                people.push(citizen.clone());
+            }
+        }
+        let facts = self.departments.fetch(citizen.as_str(), &attributes).await?;
         Ok(Facts(names.iter().copied().zip(facts).collect()))
+    }
+
+    /// Everyone whose records were read so far, in the order first read.
+    pub(super) fn people(&self) -> Vec<CitizenId> {
+        self.people.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Codes of the departments asked so far, in catalogue order.

@@ -49,11 +49,7 @@ pub(super) async fn join_kin(
     relative: &CitizenId,
     today: Date,
 ) -> Result<Verdict, Error> {
-    let (a, b) = try_join(
-        r.facts(applicant.as_str(), KIN_FACTS),
-        r.facts(relative.as_str(), KIN_FACTS),
-    )
-    .await?;
+    let (a, b) = try_join(r.facts(applicant, KIN_FACTS), r.facts(relative, KIN_FACTS)).await?;
     // Grandparents and grandchildren need a parent's record, read only when nearer relations fail.
     let relation = if a.names(FATHER, relative) {
         Some(Relation::Father)
@@ -130,7 +126,7 @@ fn parents(f: &Facts, today: Date) -> Vec<CitizenId> {
 
 /// Whether the record of one of `people` names `parent` as father or mother.
 async fn names_as_parent(r: &Reader<'_>, people: &[CitizenId], parent: &CitizenId) -> Result<bool, Error> {
-    let records = try_join_all(people.iter().map(|p| r.facts(p.as_str(), PARENT_IDS))).await?;
+    let records = try_join_all(people.iter().map(|p| r.facts(p, PARENT_IDS))).await?;
     Ok(records
         .iter()
         .any(|f| f.names(FATHER, parent) || f.names(MOTHER, parent)))

@@ -207,13 +207,51 @@ pub struct Outcome {
     pub basis: String,
     /// Codes of the departments actually read, in catalogue order.
     pub sources: Vec<String>,
+    /// The other people whose records were read (relatives, family
+    /// members, parents): the call is recorded under their pseudonyms too.
+    pub related: Vec<CitizenId>,
 }
 
-/// Evaluates `p` for `citizen` on `today`. Parameters must be exactly the
-/// predicate's (`INVALID_REQUEST` otherwise); a `division` must be a six-digit
+/// A call's parameters, checked against its predicate before anything is read.
+#[derive(Debug)]
+pub struct Params<'a> {
+    predicate: &'static Predicate,
+    citizen: &'a CitizenId,
+    given: params::Given,
+    today: Date,
+}
+
+impl Params<'_> {
+    /// The people the parameters name besides the applicant (a relative to
+    /// be joined): each must consent as well.
+    pub fn named(&self) -> Vec<CitizenId> {
+        self.given.relative.iter().cloned().collect()
+    }
+}
+
+/// Checks `params` for `p`: exactly the predicate's parameters
+/// (`INVALID_REQUEST` otherwise); a `division` must be a six-digit
 /// county-level division code, a `relative_citizen_id` a valid citizen ID
-/// (`INVALID_CITIZEN_ID`) other than the applicant's. A department that
-/// cannot answer fails the whole call (`SOURCE_UNAVAILABLE`, from [`Departments`]).
+/// (`INVALID_CITIZEN_ID`) other than the applicant's.
+pub fn check<'a>(
+    p: &Predicate,
+    citizen: &'a CitizenId,
+    params: &HashMap<String, String>,
+    today: Date,
+) -> Result<Params<'a>, Error> {
+    let predicate = predicate(p.name)?;
+    let given = check_params(predicate, params, citizen, today)?;
+    Ok(Params {
+        predicate,
+        citizen,
+        given,
+        today,
+    })
+}
+
+/// Evaluates `p` for `citizen` on `today`, after [`check`]ing its parameters.
+/// A department that cannot answer fails the whole call
+/// (`SOURCE_UNAVAILABLE`, from [`Departments`]).
 pub async fn evaluate(
     p: &Predicate,
     citizen: &CitizenId,
@@ -222,8 +260,21 @@ pub async fn evaluate(
     thresholds: &Thresholds,
     today: Date,
 ) -> Result<Outcome, Error> {
-    let known = predicate(p.name)?;
-    let given = check_params(known, params, citizen, today)?;
+    evaluate_checked(check(p, citizen, params, today)?, departments, thresholds).await
+}
+
+/// Evaluates a call whose parameters [`check`] accepted.
+pub async fn evaluate_checked(
+    call: Params<'_>,
+    departments: &Departments,
+    thresholds: &Thresholds,
+) -> Result<Outcome, Error> {
+    let Params {
+        predicate: known,
+        citizen,
+        given,
+        today,
+    } = call;
     let reader = Reader::new(departments);
     let division = given.division.as_deref();
     let verdict = match known.name {
@@ -244,5 +295,6 @@ pub async fn evaluate(
         reasons: verdict.checks.into_iter().map(|c| c.reason).collect(),
         basis: known.basis.to_owned(),
         sources: reader.departments(),
+        related: reader.people().into_iter().filter(|p| p != citizen).collect(),
     })
 }

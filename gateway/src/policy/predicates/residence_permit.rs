@@ -28,7 +28,7 @@ pub(super) async fn residence_permit(
     thresholds: &Thresholds,
     today: Date,
 ) -> Result<Verdict, Error> {
-    let f = r.facts(citizen.as_str(), PERMIT_FACTS).await?;
+    let f = r.facts(citizen, PERMIT_FACTS).await?;
     let days = thresholds.residence_permit_days;
     let lives = match f.text(RESIDENCE_DIVISION) {
         Some(d) if d == division => condition(

@@ -35,7 +35,7 @@ pub(super) async fn return_rural(
     division: &str,
     today: Date,
 ) -> Result<Verdict, Error> {
-    let me = r.facts(citizen.as_str(), FAMILY_FACTS).await?;
+    let me = r.facts(citizen, FAMILY_FACTS).await?;
     let mut family: Vec<(Member, CitizenId)> = vec![(Member::Applicant, citizen.clone())];
     for (member, name) in [
         (Member::Father, FATHER),
@@ -53,7 +53,7 @@ pub(super) async fn return_rural(
     // A citizen recorded twice (say, as their own child) counts once.
     let mut seen = HashSet::new();
     family.retain(|(_, id)| seen.insert(id.clone()));
-    let holdings = try_join_all(family.iter().map(|(_, id)| r.facts(id.as_str(), HOLDINGS))).await?;
+    let holdings = try_join_all(family.iter().map(|(_, id)| r.facts(id, HOLDINGS))).await?;
     let mut found: Vec<[String; 2]> = Vec::new();
     let mut recorded = false;
     for ((member, _), f) in family.iter().zip(&holdings) {

@@ -35,7 +35,7 @@ pub(super) async fn urban(
     thresholds: &Thresholds,
     today: Date,
 ) -> Result<Verdict, Error> {
-    let f = r.facts(citizen.as_str(), URBAN_FACTS).await?;
+    let f = r.facts(citizen, URBAN_FACTS).await?;
     let owned = match f.text(OWNED) {
         Some(d) if d == division => condition(
             true,
@@ -92,7 +92,7 @@ pub(super) async fn urban(
     let mut checks = vec![owned, lease, job];
     let years = thresholds.settlement_residence_years;
     if years > 0 {
-        let ps = r.facts(citizen.as_str(), RESIDENCE_FACTS).await?;
+        let ps = r.facts(citizen, RESIDENCE_FACTS).await?;
         let stay = match (ps.text(RESIDENCE_DIVISION), ps.date(RESIDENCE_SINCE)) {
             (Some(d), Some(since)) if d == division => {
                 if full_years(since, today) >= i64::from(years) {
