@@ -186,17 +186,28 @@ pub fn upgrade_legacy(input: &str) -> Result<CitizenId, CitizenIdError> {
     CitizenId::parse(&upgraded)
 }
 
-impl fmt::Display for CitizenId {
+/// Debug output masks the ID so it cannot leak into logs by accident; there
+/// is no `Display`, so the raw number is written only through [`CitizenId::as_str`].
+impl fmt::Debug for CitizenId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        write!(f, "CitizenId({})", mask(self.as_str()))
     }
 }
 
-/// Debug output masks the ID so it cannot leak into logs by accident.
-impl fmt::Debug for CitizenId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CitizenId({}********{})", &self.as_str()[..6], &self.as_str()[14..])
+/// Text that may be an ID number, fit for a diagnostic: the first six
+/// characters (the division) and the last four, the rest masked.
+pub fn mask(raw: &str) -> String {
+    let chars: Vec<char> = raw.chars().collect();
+    if chars.len() <= 10 {
+        return "*".repeat(chars.len());
     }
+    let (head, tail) = (&chars[..6], &chars[chars.len() - 4..]);
+    format!(
+        "{}{}{}",
+        head.iter().collect::<String>(),
+        "*".repeat(chars.len() - 10),
+        tail.iter().collect::<String>()
+    )
 }
 
 #[cfg(test)]
@@ -237,7 +248,7 @@ mod tests {
         for (input, expected) in cases {
             let got = CitizenId::parse_on(&input, TODAY);
             match expected {
-                Ok(normal) => assert_eq!(got.map(|id| id.to_string()).as_deref(), Ok(normal), "{input:?}"),
+                Ok(normal) => assert_eq!(got.map(|id| id.as_str().to_owned()).as_deref(), Ok(normal), "{input:?}"),
                 Err(e) => {
                     // The checksum is the last check: a date or province error must win even
                     // when the check character happens to be wrong.

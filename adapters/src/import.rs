@@ -94,7 +94,7 @@ fn checked<T>(
         match parse_line(department, &line, as_of).and_then(|(citizen, record)| Ok((citizen, convert(record)?))) {
             Ok((citizen, record)) => {
                 let kept = errors.is_empty().then_some(record);
-                good.push((citizen.to_string(), i + 1, kept));
+                good.push((citizen.as_str().to_owned(), i + 1, kept));
             }
             Err(reason) => errors.push(LineError { line: i + 1, reason }),
         }

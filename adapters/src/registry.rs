@@ -396,7 +396,10 @@ impl RegistryWriter for Replacement {
         let mut records = records.into_iter().peekable();
         while let Some((citizen_id, record)) = records.next() {
             if citizen_id.is_empty() || self.last.as_ref().is_some_and(|last| *last >= citizen_id) {
-                return Err(self.storage(format!("{citizen_id:?} is empty, out of order or repeated")));
+                return Err(self.storage(format!(
+                    "citizen {} is empty, out of order or repeated",
+                    crate::citizen_id::mask(&citizen_id)
+                )));
             }
             block.citizen_ids.push(Bytes::copy_from_slice(citizen_id.as_bytes()));
             block.records.push(record.into());
@@ -508,7 +511,7 @@ mod tests {
 
     fn encoded(replacement: &Replacement, ids: &[&str], n: i64) -> Vec<(String, Vec<u8>)> {
         ids.iter()
-            .map(|id| (id.to_string(), replacement.encode(&record(n)).unwrap()))
+            .map(|id| ((*id).to_owned(), replacement.encode(&record(n)).unwrap()))
             .collect()
     }
 

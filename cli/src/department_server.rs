@@ -79,7 +79,7 @@ impl DepartmentSourceService for DepartmentServer {
         let facts = facts_from_record(self.department, self.records.get(citizen.as_str()), &attributes);
         Ok(Response::new(FetchResponse {
             facts,
-            citizen_id: citizen.to_string(),
+            citizen_id: citizen.as_str().to_owned(),
         }))
     }
 }

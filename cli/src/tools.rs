@@ -79,7 +79,8 @@ pub(super) fn id(command: IdCommand) -> anyhow::Result<()> {
             for id in &ids {
                 match citizen_id::CitizenId::parse(id) {
                     Ok(parsed) => println!(
-                        "{parsed}: valid (division {}, born {}, {})",
+                        "{}: valid (division {}, born {}, {})",
+                        parsed.as_str(),
                         parsed.division(),
                         parsed.birth_date(),
                         if parsed.is_male() { "male" } else { "female" }
@@ -95,7 +96,7 @@ pub(super) fn id(command: IdCommand) -> anyhow::Result<()> {
         }
         IdCommand::Upgrade { id } => {
             let upgraded = citizen_id::upgrade_legacy(&id)?;
-            println!("{upgraded}");
+            println!("{}", upgraded.as_str());
             Ok(())
         }
     }

@@ -106,7 +106,7 @@ pub fn sign(new: NewConsent, signer: &Signer, now: SystemTime) -> Consent {
     rand::rngs::OsRng.fill_bytes(&mut id);
     let body = ConsentBody {
         consent_id: hex::encode(id),
-        citizen_id: new.citizen.to_string(),
+        citizen_id: new.citizen.as_str().to_owned(),
         grantee: new.grantee,
         scopes: new.scopes,
         purpose: new.purpose,
@@ -177,7 +177,8 @@ pub fn check_use(consent: &mut Consent, u: &Use<'_>) -> Result<(), ConsentError>
     Ok(())
 }
 
-/// Ids come from callers: echo at most a short prefix back.
+/// Ids come from callers: echo one back only if it has the form of a
+/// consent id, never what might be an ID number put in its place.
 pub(crate) fn shorten(id: &str) -> String {
-    id.chars().take(40).collect()
+    crate::policy::labels::logged_consent_id(id)
 }

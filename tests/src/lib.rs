@@ -405,3 +405,42 @@ impl Drop for TestSource {
 pub fn reason(status: &tonic::Status) -> String {
     reason_of(status).unwrap_or_default()
 }
+
+/// A small tmpfs of the test's own, so that it can fill it; unmounted on drop.
+pub struct SmallDisk(pub PathBuf);
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `size` (e.g. `24m`) at `at`. A test that needs a
+    /// full disk fails, never passes, where it cannot have one.
+    pub fn mount(at: PathBuf, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(&at).expect("mount point");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .status();
+        assert!(
+            status.as_ref().is_ok_and(|s| s.success()),
+            "cannot mount a tmpfs at {} ({status:?}): the full-disk tests need root (CAP_SYS_ADMIN), \
+             as CI has; run them with `sudo -E cargo test` or in `unshare -rm`",
+            at.display()
+        );
+        SmallDisk(at)
+    }
+
+    /// Writes zeros until the disk is full; returns the filler's path.
+    pub fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let path = self.0.join("filler");
+        let mut file = std::fs::File::create(&path).expect("filler");
+        let block = vec![0u8; 64 * 1024];
+        while file.write_all(&block).is_ok() {}
+        let _ = file.sync_all();
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}

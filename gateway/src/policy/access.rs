@@ -70,11 +70,12 @@ pub fn attributes(names: &[String], max: usize) -> Result<Vec<&'static Attribute
     }
     let mut resolved: Vec<&'static Attribute> = Vec::with_capacity(names.len());
     for name in names {
-        let attribute = catalogue::attribute(name).ok_or_else(|| {
-            // Characters, not bytes: a byte cut could split a character.
-            let shown: String = name.chars().take(80).collect();
-            Error::new(Reason::UnknownAttribute, format!("unknown attribute {shown:?}"))
-        })?;
+        let attribute = catalogue::attribute(name)
+            .or_else(|| catalogue::abolished_like(name))
+            .ok_or_else(|| {
+                let shown = super::labels::logged_label(name);
+                Error::new(Reason::UnknownAttribute, format!("unknown attribute {shown:?}"))
+            })?;
         if attribute.abolished {
             return Err(abolished(attribute.name));
         }
@@ -143,13 +144,18 @@ pub fn validate_right(right: &AccessRight) -> Result<(), Error> {
                 && (catalogue::ATTRIBUTES.iter().any(|a| a.name.starts_with(prefix))
                     || predicates::PREDICATES.iter().any(|p| p.name.starts_with(prefix)))
         }
-        None => catalogue::attribute(scope).is_some() || predicates::predicate(scope).is_ok(),
+        None => {
+            catalogue::attribute(scope).is_some()
+                || catalogue::abolished_like(scope).is_some()
+                || predicates::predicate(scope).is_ok()
+        }
     };
     if !known {
-        return Err(Error::new(Reason::UnknownAttribute, format!("unknown scope {scope:?}")));
+        let shown = super::labels::logged_label(scope);
+        return Err(Error::new(Reason::UnknownAttribute, format!("unknown scope {shown:?}")));
     }
-    if catalogue::attribute(scope).is_some_and(|a| a.abolished) {
-        return Err(abolished(scope));
+    if let Some(a) = catalogue::abolished_like(scope) {
+        return Err(abolished(a.name));
     }
     if right.purposes.is_empty() {
         return Err(Error::new(

@@ -69,8 +69,8 @@ pub fn purpose(code: &str) -> Result<&'static Purpose, Error> {
     if code.is_empty() {
         return Err(Error::new(Reason::UnknownPurpose, "purpose is required"));
     }
-    PURPOSES
-        .iter()
-        .find(|p| p.code == code)
-        .ok_or_else(|| Error::new(Reason::UnknownPurpose, format!("unknown purpose {code:?}")))
+    PURPOSES.iter().find(|p| p.code == code).ok_or_else(|| {
+        let shown = super::labels::logged_label(code);
+        Error::new(Reason::UnknownPurpose, format!("unknown purpose {shown:?}"))
+    })
 }

@@ -11,3 +11,4 @@ mod hostile;
 mod predicates;
 mod sources;
 mod tls;
+mod trust;

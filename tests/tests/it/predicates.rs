@@ -47,16 +47,18 @@ async fn every_branch_of_every_predicate_answers_as_expected_and_cites_its_claus
             .grant(&sample.citizen_id, agency, &[predicate], purpose, 1)
             .await
             .consent_id;
+        // A relative named in the parameters consents too.
+        let mut related_consent_ids = Vec::new();
+        for (_, relative) in sample.params.iter().filter(|(k, _)| *k == "relative_citizen_id") {
+            related_consent_ids.push(gw.grant(relative, agency, &[predicate], purpose, 1).await.consent_id);
+        }
         let answer = gw
             .exchange(agency)
             .await
-            .check(request(
-                &sample.citizen_id,
-                predicate,
-                &sample.params,
-                purpose,
-                &consent,
-            ))
+            .check(CheckRequest {
+                related_consent_ids,
+                ..request(&sample.citizen_id, predicate, &sample.params, purpose, &consent)
+            })
             .await
             .unwrap_or_else(|s| panic!("{}: {s:?}", branch.label))
             .into_inner();

@@ -161,7 +161,7 @@ pub fn predicate(name: &str) -> Result<&'static Predicate, Error> {
         return Err(Error::new(Reason::UnknownPredicate, "predicate is required"));
     }
     PREDICATES.iter().find(|p| p.name == name).ok_or_else(|| {
-        let shown: String = name.chars().take(80).collect();
+        let shown = crate::policy::labels::logged_label(name);
         Error::new(Reason::UnknownPredicate, format!("unknown predicate {shown:?}"))
     })
 }

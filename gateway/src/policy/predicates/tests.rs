@@ -147,7 +147,7 @@ fn world() -> World {
         w.link(kid, FATHER, "farmer");
         w.link(kid, MOTHER, "farmwife");
     }
-    let kids = format!("{},{}", w.id("returnee"), w.id("emigrant"));
+    let kids = format!("{},{}", w.id("returnee").as_str(), w.id("emigrant").as_str());
     w.set("farmer", CHILDREN, kids.clone());
     w.set("farmwife", CHILDREN, kids);
     w.set("farmer", CONTRACT, true);
