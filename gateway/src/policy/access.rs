@@ -134,23 +134,27 @@ fn abolished(name: &str) -> Error {
     )
 }
 
+/// The catalogue's own spelling of a scope civex knows: an attribute (the
+/// abolished one in any case), a predicate, or a `prefix.*` that covers one.
+pub fn known_scope(scope: &str) -> Option<String> {
+    if let Some(prefix) = scope.strip_suffix('*') {
+        let covers = prefix.ends_with('.')
+            && (catalogue::ATTRIBUTES.iter().any(|a| a.name.starts_with(prefix))
+                || predicates::PREDICATES.iter().any(|p| p.name.starts_with(prefix)));
+        return covers.then(|| scope.to_owned());
+    }
+    catalogue::attribute(scope)
+        .or_else(|| catalogue::abolished_like(scope))
+        .map(|a| a.name)
+        .or_else(|| predicates::predicate(scope).ok().map(|p| p.name))
+        .map(str::to_owned)
+}
+
 /// Checks a right as configured or granted: a known scope, known purposes,
 /// never the abolished attribute, never land for settlement.
 pub fn validate_right(right: &AccessRight) -> Result<(), Error> {
     let scope = right.scope.as_str();
-    let known = match scope.strip_suffix('*') {
-        Some(prefix) => {
-            prefix.ends_with('.')
-                && (catalogue::ATTRIBUTES.iter().any(|a| a.name.starts_with(prefix))
-                    || predicates::PREDICATES.iter().any(|p| p.name.starts_with(prefix)))
-        }
-        None => {
-            catalogue::attribute(scope).is_some()
-                || catalogue::abolished_like(scope).is_some()
-                || predicates::predicate(scope).is_ok()
-        }
-    };
-    if !known {
+    if known_scope(scope).is_none() {
         let shown = super::labels::logged_label(scope);
         return Err(Error::new(Reason::UnknownAttribute, format!("unknown scope {shown:?}")));
     }
@@ -233,7 +237,10 @@ impl Agency {
     pub fn validate(&self) -> Result<(), Error> {
         let invalid = |m: String| Err(Error::new(Reason::InvalidRequest, m));
         if super::labels::holds_citizen_id(&self.code) {
-            super::labels::check_label("agency code", &self.code)?;
+            return Err(Error::new(
+                Reason::LabelHoldsCitizenId,
+                "an agency code never holds an ID number",
+            ));
         }
         if !is_agency_code(&self.code) {
             return invalid(format!("agency code {:?} must be 1-64 of a-z, 0-9 and '-'", self.code));

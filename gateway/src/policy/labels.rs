@@ -11,9 +11,7 @@
 //! refusal's own record stores [`REDACTED`] or [`INVALID`] in its place:
 //! the log never holds text that was refused.
 
-use civex_adapters::catalogue;
-
-use super::{predicates, purposes};
+use super::purposes;
 use crate::error::{Error, Reason};
 
 /// Longest label, in characters.
@@ -73,22 +71,7 @@ pub fn logged_label(value: &str) -> String {
 /// household type is recognised whatever its case, so that the log shows
 /// every request for it.
 pub fn logged_scope(name: &str) -> String {
-    if let Some(a) = catalogue::attribute(name).or_else(|| catalogue::abolished_like(name)) {
-        return a.name.to_owned();
-    }
-    if let Ok(p) = predicates::predicate(name) {
-        return p.name.to_owned();
-    }
-    let known_prefix = name.strip_suffix('*').is_some_and(|prefix| {
-        prefix.ends_with('.')
-            && (catalogue::ATTRIBUTES.iter().any(|a| a.name.starts_with(prefix))
-                || predicates::PREDICATES.iter().any(|p| p.name.starts_with(prefix)))
-    });
-    if known_prefix {
-        name.to_owned()
-    } else {
-        INVALID.to_owned()
-    }
+    super::access::known_scope(name).unwrap_or_else(|| INVALID.to_owned())
 }
 
 /// A purpose code as it may be stored.
@@ -119,6 +102,17 @@ pub fn logged_consent_id(id: &str) -> String {
 pub fn serial(serial: &str) -> Option<String> {
     let well_formed = (1..=40).contains(&serial.len()) && serial.bytes().all(|b| b.is_ascii_hexdigit());
     well_formed.then(|| serial.to_ascii_lowercase())
+}
+
+/// A certificate serial as it may be stored: lower-case hex, [`INVALID`] if
+/// it is not hex, [`REDACTED`] if it looks like an ID number (issued serials
+/// never do).
+pub fn logged_serial(given: &str) -> String {
+    match serial(given) {
+        Some(_) if holds_citizen_id(given) => REDACTED.to_owned(),
+        Some(serial) => serial,
+        None => INVALID.to_owned(),
+    }
 }
 
 /// What an administrative call acted on, as it may be stored: an agency
@@ -172,7 +166,10 @@ mod tests {
     #[test]
     fn names_are_known_or_invalid() {
         assert_eq!(logged_scope("tax.registered"), "tax.registered");
-        assert_eq!(logged_scope("PS.HUKOU.NATURE"), catalogue::HOUSEHOLD_NATURE);
+        assert_eq!(
+            logged_scope("PS.HUKOU.NATURE"),
+            civex_adapters::catalogue::HOUSEHOLD_NATURE
+        );
         assert_eq!(logged_scope("settlement.urban"), "settlement.urban");
         assert_eq!(logged_scope("tax.*"), "tax.*");
         assert_eq!(logged_scope("530302197705037319"), INVALID);
@@ -186,6 +183,9 @@ mod tests {
         assert_eq!(logged_consent_id("530302197705037319"), INVALID);
         assert_eq!(serial("DEADBEEF").as_deref(), Some("deadbeef"));
         assert_eq!(serial("xyz"), None);
+        assert_eq!(logged_serial("DEADBEEF"), "deadbeef");
+        assert_eq!(logged_serial("530302197705037319"), REDACTED);
+        assert_eq!(logged_serial("xyz"), INVALID);
         assert_eq!(logged_agency_code("qujing-psb"), "qujing-psb");
         assert_eq!(logged_agency_code("530302197705037319"), REDACTED);
         assert_eq!(logged_agency_code("Qujing PSB"), INVALID);

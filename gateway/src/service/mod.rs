@@ -132,11 +132,7 @@ impl Draft {
 
     /// The certificate an administrative call acted on.
     pub fn subject_serial(&mut self, serial: &str) {
-        self.record.subject = match labels::serial(serial) {
-            Some(_) if labels::holds_citizen_id(serial) => labels::REDACTED.to_owned(),
-            Some(serial) => serial,
-            None => labels::INVALID.to_owned(),
-        };
+        self.record.subject = labels::logged_serial(serial);
     }
 
     /// Sign a checkpoint that includes this call's record.
