@@ -21,7 +21,16 @@ pub enum Department {
     Tax,
 }
 
+/// The prefix of the SAN URI a department source's certificate carries:
+/// `spiffe://civex/department/<code>`.
+pub const SOURCE_URI_PREFIX: &str = "spiffe://civex/department/";
+
 impl Department {
+    /// The SAN URI of this department's source certificate.
+    pub fn source_uri(self) -> String {
+        format!("{SOURCE_URI_PREFIX}{}", self.code())
+    }
+
     /// Every department, in catalogue order.
     pub const ALL: [Department; 7] = [
         Department::PublicSecurity,

@@ -2,7 +2,8 @@
 //! `DepartmentSourceService.Fetch`. One reused HTTP/2 channel per source, a
 //! deadline per call, a bound on calls in flight, and a circuit breaker that
 //! stops sending to a dead source and probes it back. Answers are checked
-//! against the catalogue before anything is passed on.
+//! against the catalogue before anything is passed on. The source's
+//! certificate must name its department ([`connect`]).
 
 use std::{
     sync::{Arc, Mutex},
@@ -12,9 +13,13 @@ use std::{
 use async_trait::async_trait;
 use civex_proto::v1::{Fact, FetchRequest, department_source_service_client::DepartmentSourceServiceClient};
 use tokio::sync::Semaphore;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Channel, Endpoint};
+
+use self::connect::Connector;
 
 use crate::{Adapter, AdapterError, Attribute, Department, value};
+
+mod connect;
 
 /// How a remote source is reached.
 #[derive(Debug, Clone)]
@@ -56,15 +61,20 @@ impl RemoteAdapter {
     /// Prepares the (lazily connected, reused) channel; nothing is sent yet.
     pub fn new(department: Department, config: RemoteAdapterConfig) -> Result<RemoteAdapter, AdapterError> {
         let unavailable = |cause: String| AdapterError::Unavailable { department, cause };
-        let tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(&config.ca_pem))
-            .identity(Identity::from_pem(&config.cert_pem, &config.key_pem));
-        let channel = Endpoint::from_shared(config.endpoint.clone())
-            .and_then(|e| e.tls_config(tls))
+        let connector = Connector::new(department, &config.ca_pem, &config.cert_pem, &config.key_pem)
+            .map_err(|e| unavailable(format!("TLS for {}: {e}", config.endpoint)))?;
+        // The connector speaks TLS itself; tonic refuses an `https` URI it
+        // does not secure on its own, so the channel is told `http`.
+        let plain = config
+            .endpoint
+            .strip_prefix("https://")
+            .map(|rest| format!("http://{rest}"))
+            .ok_or_else(|| unavailable(format!("endpoint {} is not https://", config.endpoint)))?;
+        let channel = Endpoint::from_shared(plain)
             .map_err(|e| unavailable(format!("bad endpoint {}: {e}", config.endpoint)))?
             .connect_timeout(config.deadline)
             .http2_keep_alive_interval(Duration::from_secs(30))
-            .connect_lazy();
+            .connect_with_connector_lazy(connector);
         Ok(RemoteAdapter {
             department,
             client: DepartmentSourceServiceClient::new(channel),

@@ -59,9 +59,11 @@ use civex_gateway::{
 };
 use civex_proto::v1::{
     AuditRecord, CheckRequest, Decision, FetchRequest, FetchResponse, GrantConsentRequest, ListAttributesRequest,
-    QueryRequest, consent_service_client::ConsentServiceClient,
+    QueryRequest,
+    consent_service_client::ConsentServiceClient,
     department_source_service_client::DepartmentSourceServiceClient,
-    department_source_service_server::DepartmentSourceService, exchange_service_client::ExchangeServiceClient,
+    department_source_service_server::{DepartmentSourceService, DepartmentSourceServiceServer},
+    exchange_service_client::ExchangeServiceClient,
 };
 use clap::{Parser, Subcommand, ValueEnum};
 use futures::{StreamExt, TryStreamExt};
@@ -320,7 +322,15 @@ impl Setup {
         let tls = self.server.clone();
         let (stop, shutdown) = switch();
         let task = tokio::spawn(async move {
-            civex_cli::department_server::serve(Echo, &tls, listener, shutdown)
+            use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+            let config = ServerTlsConfig::new()
+                .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))
+                .client_ca_root(Certificate::from_pem(&tls.ca_pem));
+            Server::builder()
+                .tls_config(config)
+                .map_err(|e| e.to_string())?
+                .add_service(DepartmentSourceServiceServer::new(Echo))
+                .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
                 .await
                 .map_err(|e| e.to_string())
         });

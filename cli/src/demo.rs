@@ -67,7 +67,7 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut config = config;
     let mut sources = Vec::new();
     for department in &args.remote {
-        let (child, endpoint) = start_source(*department, &demo_dir, &args.certs).await?;
+        let (child, endpoint) = start_source(*department, &demo_dir, &args.certs, &args.data).await?;
         println!("  {department} served by its own system at {endpoint}");
         let certs = &args.certs;
         let remote = RemoteDepartment::new(
@@ -92,6 +92,7 @@ async fn start_source(
     department: Department,
     demo_dir: &Path,
     certs: &Path,
+    data: &Path,
 ) -> anyhow::Result<(tokio::process::Child, String)> {
     use tokio::io::AsyncBufReadExt;
     let code = department.code();
@@ -101,6 +102,9 @@ async fn start_source(
         .arg(certs)
         .arg("--data")
         .arg(demo_dir.join(format!("{code}.jsonl")))
+        // The CRL the gateway publishes: a revoked gateway certificate stops working at the source too.
+        .arg("--crl")
+        .arg(data.join(civex_gateway::authority::CRL_FILE))
         .arg("--until-stdin-closes")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -1,29 +1,33 @@
 //! The reference department server (`civex source`). It serves one
 //! department's facts from the same JSONL file `civex import` reads, through
-//! `DepartmentSourceService` over mTLS (only clients of the civex CA, such as
-//! the gateway, get in), with gRPC health. It is the peer the remote adapter
+//! `DepartmentSourceService` over mTLS, with gRPC health, to the gateways it
+//! trusts only: a caller's certificate must chain to the civex CA, not be on
+//! the gateway's CRL, and carry `spiffe://civex/gateway/<name>` for a
+//! trusted name (DESIGN §11). Agencies never reach a source directly. It is the peer the remote adapter
 //! is tested against, and an example for a department integrating with civex.
 
-use std::{collections::HashMap, future::Future, io::BufRead, path::Path};
+use std::{
+    collections::HashMap,
+    future::Future,
+    io::BufRead,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use civex_adapters::{Department, Record, catalogue, registry::facts_from_record};
+use civex_gateway::net::{self, identity::Principal};
 use civex_proto::v1::{
     FetchRequest, FetchResponse,
     department_source_service_server::{DepartmentSourceService, DepartmentSourceServiceServer},
 };
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{
-    Request, Response, Status,
-    transport::{Certificate, Identity, Server, ServerTlsConfig},
-};
+use tonic::{Request, Response, Status, transport::Server};
 
 use civex_adapters::{
     CitizenId,
     import::{self, ImportError},
 };
-
-use crate::client::ClientTls;
 
 /// Attributes one fetch may ask for.
 const MAX_ATTRIBUTES: usize = 64;
@@ -84,24 +88,73 @@ impl DepartmentSourceService for DepartmentServer {
     }
 }
 
+/// Whom a department source lets in, and with what it proves itself.
+#[derive(Debug, Clone)]
+pub struct SourceTls {
+    /// The CA its callers' certificates must chain to.
+    pub ca: PathBuf,
+    /// The source's own certificate (naming its department) and key.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The CRL the gateway publishes (`<data>/crl.der`), re-read when it
+    /// changes; a revoked certificate is refused at the handshake.
+    pub crl: Option<PathBuf>,
+    /// The gateways it answers, by the name in their certificate's
+    /// `spiffe://civex/gateway/<name>`: no agency, no other source.
+    pub gateways: Vec<String>,
+}
+
+/// How often a source looks for a new CRL.
+const CRL_POLL: Duration = Duration::from_secs(1);
+
 /// Serves a department source on `listener` over mTLS until `shutdown`
-/// resolves. `tls` is the source's own certificate and key and the CA its
-/// clients must chain to.
+/// resolves, to the gateways `tls` names only.
 pub async fn serve<S: DepartmentSourceService>(
     source: S,
-    tls: &ClientTls,
+    tls: &SourceTls,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), tonic::transport::Error> {
+) -> anyhow::Result<()> {
+    let read_crl = |path: &Path| std::fs::read(path).ok();
+    let crl = tls.crl.as_deref().and_then(read_crl);
+    let (config, handles) = net::tls::server_config(&tls.ca, &tls.cert, &tls.key, crl.clone())?;
+    let crl_watch = tls.crl.clone().map(|path| {
+        let verifier = handles.verifier.clone();
+        tokio::spawn(async move {
+            let mut seen = crl;
+            loop {
+                tokio::time::sleep(CRL_POLL).await;
+                let now = read_crl(&path);
+                if now.is_some() && now != seen {
+                    match verifier.set_crl(now.clone().unwrap_or_default()) {
+                        Ok(()) => seen = now,
+                        Err(e) => tracing::warn!(cause = %e, "new CRL refused"),
+                    }
+                }
+            }
+        })
+    });
+    let gateways = tls.gateways.clone();
+    let admit: net::tls::Admit = Arc::new(move |principal| match principal {
+        Principal::Gateway(name) if gateways.contains(name) => Some(name.clone()),
+        _ => None,
+    });
+    let admission = net::tls::Admission {
+        handshake_timeout: Duration::from_secs(5),
+        preface_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(300),
+        max_connections: 1024,
+        max_per_peer: 256,
+    };
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<DepartmentSourceServiceServer<S>>().await;
-    let config = ServerTlsConfig::new()
-        .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))
-        .client_ca_root(Certificate::from_pem(&tls.ca_pem));
-    Server::builder()
-        .tls_config(config)?
+    let served = Server::builder()
         .add_service(health_service)
         .add_service(DepartmentSourceServiceServer::new(source).max_decoding_message_size(64 * 1024))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await
+        .serve_with_incoming_shutdown(net::tls::incoming(listener, config, admission, admit), shutdown)
+        .await;
+    if let Some(watch) = crl_watch {
+        watch.abort();
+    }
+    Ok(served?)
 }

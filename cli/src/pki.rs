@@ -24,7 +24,7 @@ use civex_gateway::{
         Ca, Issued, PkiError,
         ca::{CLOCK_SKEW, leaf_params, random_serial, set_validity, subject, validate_agency_code},
     },
-    net::identity::agency_uri,
+    net::identity::{agency_uri, gateway_uri},
 };
 use rcgen::{
     BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
@@ -38,6 +38,10 @@ pub const DEV_CA_COMMON_NAME: &str = "civex development CA";
 /// Names the development gateway certificate is valid for: loopback only, so a
 /// development certificate is useless anywhere else.
 pub const GATEWAY_NAMES: &[&str] = &["localhost", "127.0.0.1", "::1"];
+
+/// The development gateway's name, in its certificate's SAN URI
+/// (`spiffe://civex/gateway/<name>`) and in what `civex source` trusts.
+pub const DEV_GATEWAY_NAME: &str = "qujing-demo";
 
 /// Lifetime of the CA: long enough that a development setup never expires
 /// under a developer's feet (about ten years).
@@ -99,11 +103,13 @@ pub trait DevCa: Sized {
     fn generate(common_name: &str) -> Result<Ca, PkiError>;
 
     /// Issues a server certificate with a new P-256 key for `names`: each name
-    /// that parses as an IP address becomes an IP SAN, any other a DNS SAN.
-    /// It allows clientAuth as well as serverAuth because the gateway
-    /// presents the same certificate when it connects to department sources.
-    /// Valid from a day ago for 825 days.
-    fn issue_server(&self, names: &[&str]) -> Result<Issued, PkiError>;
+    /// that parses as an IP address becomes an IP SAN, any other a DNS SAN;
+    /// `principal` is the one civex SAN URI it carries (a gateway's
+    /// `spiffe://civex/gateway/<name>`, a source's
+    /// `spiffe://civex/department/<code>`). It allows clientAuth as well as
+    /// serverAuth because the gateway presents the same certificate when it
+    /// connects to department sources. Valid from a day ago for 825 days.
+    fn issue_server(&self, names: &[&str], principal: &str) -> Result<Issued, PkiError>;
 
     /// Issues a client certificate with a new P-256 key exactly as `spec`
     /// says, without any check on its URIs: callers (tests above all) decide
@@ -132,7 +138,7 @@ impl DevCa for Ca {
         Ca::load(&cert.pem(), &key.serialize_pem())
     }
 
-    fn issue_server(&self, names: &[&str]) -> Result<Issued, PkiError> {
+    fn issue_server(&self, names: &[&str], principal: &str) -> Result<Issued, PkiError> {
         let Some(first) = names.first() else {
             return Err(PkiError::NoServerNames);
         };
@@ -147,6 +153,9 @@ impl DevCa for Ca {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        params
+            .subject_alt_names
+            .push(SanType::URI(Ia5String::try_from(principal)?));
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         issue_with_new_key(self, &params, serial)
     }
@@ -198,7 +207,7 @@ pub fn init_dir(dir: &Path, agencies: &[&str]) -> Result<(), PkiError> {
     write_public(&dir.join("ca.pem"), ca.cert_pem().as_bytes())?;
     write_private(&dir.join("ca.key"), ca.key_pem().as_bytes())?;
 
-    let gateway = ca.issue_server(GATEWAY_NAMES)?;
+    let gateway = ca.issue_server(GATEWAY_NAMES, &gateway_uri(DEV_GATEWAY_NAME))?;
     write_public(&dir.join("gateway.pem"), gateway.cert_pem.as_bytes())?;
     write_private(&dir.join("gateway.key"), gateway.key_pem.as_bytes())?;
 
@@ -219,7 +228,7 @@ pub fn init_dir(dir: &Path, agencies: &[&str]) -> Result<(), PkiError> {
         source,
     })?;
     for department in civex_adapters::Department::ALL {
-        let issued = ca.issue_server(GATEWAY_NAMES)?;
+        let issued = ca.issue_server(GATEWAY_NAMES, &department.source_uri())?;
         write_public(
             &sources_dir.join(format!("{department}.pem")),
             issued.cert_pem.as_bytes(),
@@ -251,7 +260,7 @@ pub fn write_public(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
 #[cfg(test)]
 mod tests {
     use base64::Engine;
-    use civex_gateway::net::identity::parse_agency_uri;
+    use civex_gateway::net::identity::{Principal, parse_agency_uri};
     use rcgen::DnType;
     use x509_parser::certificate::X509Certificate;
     use x509_parser::extensions::GeneralName;
@@ -389,19 +398,23 @@ mod tests {
     #[test]
     fn server_certificate_has_dns_and_ip_names_and_both_ekus() {
         let ca = Ca::generate("test CA").unwrap();
-        let issued = ca.issue_server(GATEWAY_NAMES).unwrap();
+        let issued = ca.issue_server(GATEWAY_NAMES, &gateway_uri("g")).unwrap();
         let leaf_der = der(&issued.cert_pem);
         let leaf = parse(&leaf_der);
         let san = leaf.subject_alternative_name().unwrap().unwrap();
         let names = &san.value.general_names;
-        assert_eq!(names.len(), 3);
+        assert_eq!(names.len(), 4);
         assert!(matches!(names[0], GeneralName::DNSName("localhost")));
         assert!(matches!(names[1], GeneralName::IPAddress(ip) if *ip == [127, 0, 0, 1]));
         assert!(matches!(names[2], GeneralName::IPAddress(ip) if *ip == std::net::Ipv6Addr::LOCALHOST.octets()));
+        assert!(matches!(names[3], GeneralName::URI("spiffe://civex/gateway/g")));
         let eku = leaf.extended_key_usage().unwrap().unwrap().value;
         assert!(eku.server_auth && eku.client_auth);
         assert!(!leaf.is_ca());
-        assert!(matches!(ca.issue_server(&[]), Err(PkiError::NoServerNames)));
+        assert!(matches!(
+            ca.issue_server(&[], "spiffe://civex/gateway/g"),
+            Err(PkiError::NoServerNames)
+        ));
     }
 
     #[test]
@@ -487,7 +500,8 @@ mod tests {
         let gateway_der = der(&fs::read_to_string(dir.join("gateway.pem")).unwrap());
         let gateway = parse(&gateway_der);
         assert_issued_by(&gateway, &ca_cert);
-        assert_eq!(san_count(&gateway), GATEWAY_NAMES.len());
+        assert_eq!(san_count(&gateway), GATEWAY_NAMES.len() + 1);
+        assert_eq!(uris(&gateway), vec![gateway_uri(DEV_GATEWAY_NAME)]);
         KeyPair::from_pem(&fs::read_to_string(dir.join("gateway.key")).unwrap()).unwrap();
 
         for code in ["gongan", "minzheng"] {
@@ -614,8 +628,8 @@ mod tests {
                 junk.clone(),
             ] {
                 if let Ok(issued) = ca.sign_csr(&pem, "qujing-prop", 1) {
-                    let (agency, _) = civex_gateway::net::identity::agency_of(&der(&issued.cert_pem)).unwrap();
-                    proptest::prop_assert_eq!(agency, "qujing-prop");
+                    let (principal, _) = civex_gateway::net::identity::principal_of(&der(&issued.cert_pem)).unwrap();
+                    proptest::prop_assert_eq!(principal, Principal::Agency("qujing-prop".into()));
                 }
             }
         }

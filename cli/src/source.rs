@@ -6,7 +6,7 @@ use anyhow::Context;
 use civex_adapters::Department;
 use clap::Args;
 
-use crate::{client::ClientTls, department_server::DepartmentServer};
+use crate::department_server::{DepartmentServer, SourceTls};
 
 #[derive(Debug, Args)]
 pub(super) struct SourceArgs {
@@ -29,6 +29,13 @@ pub(super) struct SourceArgs {
     /// CA that clients (the gateway) must chain to.
     #[arg(long)]
     ca: Option<PathBuf>,
+    /// The gateway's published CRL (`<data>/crl.der`), followed as it changes.
+    #[arg(long)]
+    crl: Option<PathBuf>,
+    /// A gateway to answer, by the name in its certificate
+    /// (`spiffe://civex/gateway/<name>`); repeat for several.
+    #[arg(long = "gateway", default_value = crate::pki::DEV_GATEWAY_NAME)]
+    gateways: Vec<String>,
     /// Stop when standard input closes: a parent (`civex demo --remote`)
     /// that dies, however it dies, takes its sources with it.
     #[arg(long)]
@@ -37,13 +44,17 @@ pub(super) struct SourceArgs {
 
 pub(super) async fn run(a: SourceArgs) -> anyhow::Result<()> {
     let code = a.department.code();
-    let tls = ClientTls::from_files(
-        &a.ca.unwrap_or_else(|| a.certs.join("ca.pem")),
-        &a.cert
+    let tls = SourceTls {
+        ca: a.ca.unwrap_or_else(|| a.certs.join("ca.pem")),
+        cert: a
+            .cert
             .unwrap_or_else(|| a.certs.join("sources").join(format!("{code}.pem"))),
-        &a.key
+        key: a
+            .key
             .unwrap_or_else(|| a.certs.join("sources").join(format!("{code}.key"))),
-    )?;
+        crl: a.crl,
+        gateways: a.gateways,
+    };
     let source =
         DepartmentServer::open(a.department, &a.data).with_context(|| format!("cannot load {}", a.data.display()))?;
     let listener = tokio::net::TcpListener::bind(a.listen)

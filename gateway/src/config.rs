@@ -79,8 +79,16 @@ pub struct TlsConfig {
 pub struct Limits {
     /// Time allowed for a TLS handshake, in milliseconds (default 5,000).
     pub handshake_timeout_ms: u64,
+    /// Time allowed after the handshake for the HTTP/2 connection preface,
+    /// in milliseconds (default 5,000).
+    pub preface_timeout_ms: u64,
+    /// A connection that carries no call for this long is closed, in
+    /// milliseconds (default 300,000).
+    pub idle_timeout_ms: u64,
     /// Open connections at most (default 4,096); more wait to be accepted.
     pub max_connections: usize,
+    /// Open connections of one agency at most (default 256).
+    pub max_connections_per_agency: usize,
     /// Concurrent HTTP/2 streams per connection (default 128).
     pub max_concurrent_streams: u32,
     /// Largest request message, in bytes (default 64 KiB).
@@ -249,7 +257,10 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             handshake_timeout_ms: 5_000,
+            preface_timeout_ms: 5_000,
+            idle_timeout_ms: 300_000,
             max_connections: 4_096,
+            max_connections_per_agency: 256,
             max_concurrent_streams: 128,
             max_message_bytes: 64 * 1024,
             max_attributes: 64,
@@ -265,6 +276,17 @@ impl Default for Limits {
 impl Limits {
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_millis(self.handshake_timeout_ms)
+    }
+
+    /// What the gateway's listener allows each connection.
+    pub fn admission(&self) -> crate::net::tls::Admission {
+        crate::net::tls::Admission {
+            handshake_timeout: self.handshake_timeout(),
+            preface_timeout: Duration::from_millis(self.preface_timeout_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            max_connections: self.max_connections,
+            max_per_peer: self.max_connections_per_agency,
+        }
     }
 
     pub fn adapter_deadline(&self) -> Duration {

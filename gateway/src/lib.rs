@@ -325,12 +325,7 @@ impl Gateway {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()?;
         let max = limits.max_message_bytes;
-        let incoming = tls::incoming(
-            self.listener,
-            self.tls,
-            limits.handshake_timeout(),
-            limits.max_connections,
-        );
+        let incoming = tls::incoming(self.listener, self.tls, limits.admission(), tls::agencies());
         tracing::info!(addr = %self.local_addr, "serving");
         let signal = async {
             shutdown.await;
@@ -348,6 +343,7 @@ impl Gateway {
             .http2_max_pending_accept_reset_streams(Some(64))
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .layer(service::guard::GuardLayer::new(state.clone()))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(ExchangeServiceServer::new(Exchange::new(state.clone())).max_decoding_message_size(max))

@@ -77,11 +77,31 @@ impl TestGateway {
         sources: impl FnOnce(&Ca, &Path) -> Vec<(Department, Box<SourceService>)>,
         adjust: impl FnOnce(&mut Config),
     ) -> (TestGateway, Vec<TestSource>) {
+        let sources = |ca: &Ca, files: &Path| {
+            sources(ca, files)
+                .into_iter()
+                .map(|(department, service)| (department, department.source_uri(), service))
+                .collect()
+        };
+        TestGateway::start_with_claimed_sources(sources, adjust).await
+    }
+
+    /// As [`TestGateway::start_with_sources`], each source's certificate
+    /// claiming the SAN URI given with it (its own department's, or another's).
+    pub async fn start_with_claimed_sources(
+        sources: impl FnOnce(&Ca, &Path) -> Vec<(Department, String, Box<SourceService>)>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> (TestGateway, Vec<TestSource>) {
         let dir = tempfile::tempdir().expect("temp dir");
         let ca = Ca::generate("civex test CA").expect("CA");
         let certs = dir.path().join("certs");
         std::fs::create_dir_all(&certs).expect("certs dir");
-        let server = ca.issue_server(&["localhost", "127.0.0.1"]).expect("server cert");
+        let server = ca
+            .issue_server(
+                &["localhost", "127.0.0.1"],
+                &civex_gateway::net::identity::gateway_uri(civex_cli::pki::DEV_GATEWAY_NAME),
+            )
+            .expect("server cert");
         std::fs::write(certs.join("ca.pem"), ca.cert_pem()).expect("write CA");
         std::fs::write(certs.join("gateway.pem"), &server.cert_pem).expect("write cert");
         write_private(&certs.join("gateway.key"), server.key_pem.as_bytes()).expect("write key");
@@ -97,8 +117,8 @@ impl TestGateway {
             ..Config::default()
         };
         let mut started = Vec::new();
-        for (department, service) in sources(&ca, &dir.path().join("demo-data")) {
-            let source = TestSource::start(&ca, department, service, None).await;
+        for (department, claims, service) in sources(&ca, &dir.path().join("demo-data")) {
+            let source = TestSource::start_claiming(dir.path(), &ca, department, &claims, service, None).await;
             let remote = civex_gateway::config::RemoteDepartment {
                 deadline_ms: 2_000,
                 failure_threshold: 3,
@@ -343,18 +363,44 @@ impl civex_proto::v1::department_source_service_server::DepartmentSourceService 
 }
 
 impl TestSource {
-    /// Serves `service` on `at` (or a free port).
+    /// Serves `service` for `department` on `at` (or a free port), beside the
+    /// test gateway whose directory is `root`: certificates go to its
+    /// `certs/sources/`, and the source follows the CRL it publishes.
     pub async fn start(
+        root: &Path,
         ca: &Ca,
         department: Department,
         service: Box<SourceService>,
         at: Option<SocketAddr>,
     ) -> TestSource {
-        let issued = ca.issue_server(&["localhost", "127.0.0.1"]).expect("source cert");
-        let tls = ClientTls {
-            ca_pem: ca.cert_pem().to_owned(),
-            cert_pem: issued.cert_pem,
-            key_pem: issued.key_pem,
+        TestSource::start_claiming(root, ca, department, &department.source_uri(), service, at).await
+    }
+
+    /// [`TestSource::start`] with a certificate that claims `principal`
+    /// (a SAN URI) instead of its own department's.
+    pub async fn start_claiming(
+        root: &Path,
+        ca: &Ca,
+        department: Department,
+        principal: &str,
+        service: Box<SourceService>,
+        at: Option<SocketAddr>,
+    ) -> TestSource {
+        let issued = ca
+            .issue_server(&["localhost", "127.0.0.1"], principal)
+            .expect("source cert");
+        let dir = root.join("certs").join("sources");
+        std::fs::create_dir_all(&dir).expect("sources dir");
+        let name = format!("{}-{}", department.code(), issued.serial);
+        let (cert, key) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+        std::fs::write(&cert, &issued.cert_pem).expect("source cert");
+        write_private(&key, issued.key_pem.as_bytes()).expect("source key");
+        let tls = civex_cli::department_server::SourceTls {
+            ca: root.join("certs").join("ca.pem"),
+            cert,
+            key,
+            crl: Some(root.join("data").join(civex_gateway::authority::CRL_FILE)),
+            gateways: vec![civex_cli::pki::DEV_GATEWAY_NAME.to_owned()],
         };
         let listener = std::net::TcpListener::bind(at.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))))
             .expect("source binds");

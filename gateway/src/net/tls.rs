@@ -1,8 +1,11 @@
 //! civex's own TLS acceptor: rustls with client certificates required and
-//! checked against the civex CA, a handshake deadline, a cap on open
-//! connections, and the peer's agency identity attached to each connection.
+//! checked against the civex CA, deadlines for the handshake and the HTTP/2
+//! preface, an idle timeout, caps on open connections overall and per peer,
+//! and the peer's identity attached to each connection. The gateway serves
+//! agencies through it; a department source (`civex source`), gateways.
 
 use std::{
+    future::Future,
     io,
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -31,7 +34,7 @@ use tokio_rustls::{TlsAcceptor, server::TlsStream};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 
-use super::identity::{self, PeerIdentity};
+use super::identity::{self, Activity, PeerIdentity};
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -266,13 +269,116 @@ pub fn server_config(
     ))
 }
 
-/// An accepted, verified connection, with the agency it belongs to. It
-/// holds a slot of the connection cap until dropped.
-#[derive(Debug)]
+/// The HTTP/2 connection preface every client sends first (RFC 9113 §3.4).
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What one listener allows its peers.
+#[derive(Debug, Clone, Copy)]
+pub struct Admission {
+    /// Time for the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Time, after the handshake, for the HTTP/2 connection preface.
+    pub preface_timeout: Duration,
+    /// A connection that carries nothing for this long is closed.
+    pub idle_timeout: Duration,
+    /// Open (or handshaking) connections at most.
+    pub max_connections: usize,
+    /// Open connections of one peer (agency, or gateway at a source) at most.
+    pub max_per_peer: usize,
+}
+
+/// Which verified principals a listener serves, by the name it knows them by.
+pub type Admit = Arc<dyn Fn(&identity::Principal) -> Option<String> + Send + Sync>;
+
+/// An accepted, verified connection, with the peer it belongs to. It holds
+/// a slot of the connection cap, and of its peer's, until dropped; it ends
+/// itself once idle for the listener's idle timeout.
 pub struct PeerStream {
     inner: TlsStream<TcpStream>,
     peer: PeerIdentity,
+    /// The connection preface, read to check it arrived in time; handed to
+    /// the HTTP/2 server first.
+    preface: Option<&'static [u8]>,
+    idle: Idle,
     _slot: OwnedSemaphorePermit,
+    _peer_slot: PeerSlot,
+}
+
+impl std::fmt::Debug for PeerStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerStream")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The idle timer of one connection: it fires `timeout` after the last call
+/// on the connection began or ended (HTTP/2 keep-alive pings do not count).
+struct Idle {
+    timeout: Duration,
+    activity: Activity,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Idle {
+    fn new(timeout: Duration, activity: Activity) -> Idle {
+        Idle {
+            timeout,
+            activity,
+            timer: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+
+    /// Whether the connection has been idle too long; if not, the timer is
+    /// set for when it will have been, and wakes `cx` then.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        while self.timer.as_mut().poll(cx).is_ready() {
+            let quiet = self.activity.quiet_for();
+            if quiet >= self.timeout {
+                return true;
+            }
+            let next = tokio::time::Instant::now() + (self.timeout - quiet);
+            self.timer.as_mut().reset(next);
+        }
+        false
+    }
+}
+
+/// One peer's share of its connection cap, given back on drop.
+struct PeerSlot {
+    open: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    peer: String,
+}
+
+impl PeerSlot {
+    fn take(
+        open: &Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+        peer: &str,
+        max: usize,
+    ) -> Option<PeerSlot> {
+        let mut counts = open.lock().unwrap_or_else(|p| p.into_inner());
+        let count = counts.entry(peer.to_owned()).or_default();
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(PeerSlot {
+            open: open.clone(),
+            peer: peer.to_owned(),
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut counts = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = counts.get_mut(&self.peer) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.peer);
+            }
+        }
+    }
 }
 
 impl Connected for PeerStream {
@@ -285,7 +391,23 @@ impl Connected for PeerStream {
 
 impl AsyncRead for PeerStream {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let this = &mut *self;
+        if let Some(preface) = this.preface.take() {
+            let n = preface.len().min(buf.remaining());
+            buf.put_slice(&preface[..n]);
+            if n < preface.len() {
+                this.preface = Some(&preface[n..]);
+            }
+            return Poll::Ready(Ok(()));
+        }
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(result) => Poll::Ready(result),
+            Poll::Pending if this.idle.expired(cx) => {
+                tracing::debug!(peer = %this.peer.agency, "idle connection closed");
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "idle connection")))
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -315,19 +437,30 @@ impl AsyncWrite for PeerStream {
     }
 }
 
-/// Accepts TCP connections on `listener` and yields those whose TLS handshake
-/// finished within `handshake_timeout` with a certificate that names an
-/// agency. At most `max_connections` are open (or handshaking) at once.
-/// Handshakes run concurrently, so a slow client delays nobody else.
+/// The gateway's admission: agencies only, by their code.
+pub fn agencies() -> Admit {
+    Arc::new(|p| match p {
+        identity::Principal::Agency(code) => Some(code.clone()),
+        _ => None,
+    })
+}
+
+/// Accepts TCP connections on `listener` and yields those that, within the
+/// limits of `admission`, finished their TLS handshake with a certificate
+/// naming a principal `admit` serves, and then sent the HTTP/2 preface.
+/// Handshakes run concurrently, so a slow client delays nobody else; no
+/// peer holds more than its share of connections, and no unauthenticated or
+/// silent peer holds a slot for longer than its deadlines.
 pub fn incoming(
     listener: TcpListener,
     config: Arc<ServerConfig>,
-    handshake_timeout: Duration,
-    max_connections: usize,
+    admission: Admission,
+    admit: Admit,
 ) -> ReceiverStream<io::Result<PeerStream>> {
     let (tx, rx) = mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
-    let slots = Arc::new(Semaphore::new(max_connections));
+    let slots = Arc::new(Semaphore::new(admission.max_connections));
+    let per_peer = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
     tokio::spawn(async move {
         loop {
             let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -346,10 +479,15 @@ pub fn incoming(
                 _ = tx.closed() => return,
             };
             let _ = tcp.set_nodelay(true);
-            let acceptor = acceptor.clone();
+            let accept = Accept {
+                acceptor: acceptor.clone(),
+                admission,
+                admit: admit.clone(),
+                per_peer: per_peer.clone(),
+            };
             let tx = tx.clone();
             tokio::spawn(async move {
-                if let Some(stream) = handshake(acceptor, tcp, remote, handshake_timeout, slot).await {
+                if let Some(stream) = accept.run(tcp, remote, slot).await {
                     let _ = tx.send(Ok(stream)).await;
                 }
             });
@@ -358,41 +496,78 @@ pub fn incoming(
     ReceiverStream::new(rx)
 }
 
-async fn handshake(
+/// What one connection's acceptance needs.
+struct Accept {
     acceptor: TlsAcceptor,
-    tcp: TcpStream,
-    remote: SocketAddr,
-    timeout: Duration,
-    slot: OwnedSemaphorePermit,
-) -> Option<PeerStream> {
-    let tls = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            tracing::info!(%remote, cause = %e, "TLS handshake refused");
+    admission: Admission,
+    admit: Admit,
+    per_peer: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+impl Accept {
+    async fn run(self, tcp: TcpStream, remote: SocketAddr, slot: OwnedSemaphorePermit) -> Option<PeerStream> {
+        let mut tls = match tokio::time::timeout(self.admission.handshake_timeout, self.acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::info!(%remote, cause = %e, "TLS handshake refused");
+                return None;
+            }
+            Err(_) => {
+                tracing::info!(%remote, "TLS handshake timed out");
+                return None;
+            }
+        };
+        let (_, conn) = tls.get_ref();
+        let Some(leaf) = conn.peer_certificates().and_then(|c| c.first()) else {
+            tracing::info!(%remote, "no client certificate");
             return None;
-        }
-        Err(_) => {
-            tracing::info!(%remote, "TLS handshake timed out");
+        };
+        let (principal, serial) = match identity::principal_of(leaf) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::info!(%remote, cause = %e, "client certificate names no civex principal");
+                return None;
+            }
+        };
+        let Some(name) = (self.admit)(&principal) else {
+            tracing::info!(%remote, ?principal, "client certificate names a principal this listener does not serve");
             return None;
+        };
+        let Some(peer_slot) = PeerSlot::take(&self.per_peer, &name, self.admission.max_per_peer) else {
+            tracing::warn!(%remote, peer = %name, cap = self.admission.max_per_peer, "connection cap of the peer reached");
+            return None;
+        };
+        let mut preface = [0u8; PREFACE.len()];
+        match tokio::time::timeout(
+            self.admission.preface_timeout,
+            tokio::io::AsyncReadExt::read_exact(&mut tls, &mut preface),
+        )
+        .await
+        {
+            Ok(Ok(_)) if preface == *PREFACE => {}
+            Ok(_) => {
+                tracing::info!(%remote, peer = %name, "no HTTP/2 connection preface");
+                return None;
+            }
+            Err(_) => {
+                tracing::info!(%remote, peer = %name, "HTTP/2 connection preface timed out");
+                return None;
+            }
         }
-    };
-    let (_, conn) = tls.get_ref();
-    let Some(leaf) = conn.peer_certificates().and_then(|c| c.first()) else {
-        tracing::info!(%remote, "no client certificate");
-        return None;
-    };
-    match identity::agency_of(leaf) {
-        Ok((agency, serial)) => {
-            tracing::debug!(%remote, %agency, "connection accepted");
-            Some(PeerStream {
-                inner: tls,
-                peer: PeerIdentity { agency, serial, remote },
-                _slot: slot,
-            })
-        }
-        Err(e) => {
-            tracing::info!(%remote, cause = %e, "client certificate names no agency");
-            None
-        }
+        tracing::debug!(%remote, peer = %name, "connection accepted");
+        let activity = Activity::default();
+        Some(PeerStream {
+            inner: tls,
+            peer: PeerIdentity {
+                agency: name,
+                serial,
+                remote,
+                activity: activity.clone(),
+            },
+            preface: Some(PREFACE),
+            idle: Idle::new(self.admission.idle_timeout, activity),
+            _slot: slot,
+            _peer_slot: peer_slot,
+        })
     }
 }

@@ -12,11 +12,14 @@
 //! - [`consent`]: `ConsentService` (consent registrars).
 //! - [`audit`]: `AuditService` (auditors).
 //! - [`admin`]: `AdminService` (administrators).
+//! - [`guard`]: the tower layer every request passes: connection activity,
+//!   and the record of calls the decoder refused.
 
 pub mod admin;
 pub mod audit;
 pub mod consent;
 pub mod exchange;
+pub mod guard;
 
 use std::sync::Arc;
 
@@ -158,6 +161,9 @@ impl State {
             .get::<PeerIdentity>()
             .map(|p| p.agency.clone())
             .unwrap_or_default();
+        if let Some(handled) = request.extensions().get::<guard::Handled>() {
+            handled.set();
+        }
         let span = tracing::info_span!("rpc", %agency, method, request_id = field::Empty);
         let mut draft = Draft {
             record: AuditRecord {
@@ -270,6 +276,24 @@ impl State {
             ));
         }
         Ok(appended)
+    }
+
+    /// Records a call that the decoder refused before any handler ran.
+    pub async fn record_undecoded(&self, agency: &str, method: &str) -> Result<(), Error> {
+        let record = AuditRecord {
+            agency: agency.to_owned(),
+            action: method.to_owned(),
+            decision: Decision::Deny as i32,
+            reason: Reason::MalformedRequest.as_str().to_owned(),
+            ..Default::default()
+        };
+        self.audit
+            .append(civex_audit::Entry {
+                record,
+                ..Default::default()
+            })
+            .await?;
+        Ok(())
     }
 
     /// Records the call's outcome (unless the handler already did) and

@@ -351,7 +351,13 @@ async fn served_serial(gw: &TestGateway) -> String {
 async fn the_server_certificate_is_replaced_without_a_restart() {
     let gw = TestGateway::start().await;
     let before = served_serial(&gw).await;
-    let fresh = gw.ca.issue_server(&["localhost", "127.0.0.1"]).unwrap();
+    let fresh = gw
+        .ca
+        .issue_server(
+            &["localhost", "127.0.0.1"],
+            &civex_gateway::net::identity::gateway_uri(pki::DEV_GATEWAY_NAME),
+        )
+        .unwrap();
     std::fs::write(&gw.config.tls.server_cert, &fresh.cert_pem).unwrap();
     pki::write_private(&gw.config.tls.server_key, fresh.key_pem.as_bytes()).unwrap();
     assert_eq!(served_serial(&gw).await, before, "nothing changes before the reload");

@@ -50,7 +50,11 @@ async fn oversized_and_absurd_requests_are_refused_without_harm() {
         ..base.clone()
     };
     let status = psb.query(huge).await.unwrap_err();
-    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert_eq!(
+        (status.code(), reason(&status).as_str()),
+        (Code::InvalidArgument, "MALFORMED_REQUEST"),
+        "{status:?}"
+    );
     // 10,000 attributes that fit in 64 KiB: refused by the handler.
     let many = QueryRequest {
         attributes: vec!["a".into(); 10_000],
@@ -141,8 +145,29 @@ async fn malformed_protobuf_is_refused() {
             .unary(tonic::Request::new(Bytes::from(garbage)), path, RawCodec)
             .await
             .unwrap_err();
-        assert_eq!(status.code(), Code::Internal, "{status:?}");
+        assert_eq!(
+            (status.code(), reason(&status).as_str()),
+            (Code::InvalidArgument, "MALFORMED_REQUEST"),
+            "{status:?}"
+        );
     }
+    // Even what the decoder refused is in the log (DESIGN §11).
+    let recorded = gw
+        .audit("qujing-audit")
+        .await
+        .search(civex_proto::v1::AuditSearchRequest {
+            agency: "qujing-psb".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let refusals: Vec<(&str, &str)> = recorded
+        .iter()
+        .map(|e| (e.action.as_str(), e.reason.as_str()))
+        .collect();
+    assert_eq!(refusals, [("ExchangeService/Query", "MALFORMED_REQUEST"); 3]);
     still_serves(&gw).await;
 }
 

@@ -120,6 +120,7 @@ async fn a_dead_source_fails_only_the_queries_that_touch_it_and_the_gateway_reco
 
     // The source comes back on the same address; the breaker probes it back in.
     let _revived = TestSource::start(
+        gw.dir.path(),
         &gw.ca,
         Department::Tax,
         TestSource::reference(&gw.dir.path().join("demo-data"), Department::Tax),

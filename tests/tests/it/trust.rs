@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use civex_adapters::Department;
-use civex_cli::pki::ClientSpec;
+use civex_cli::pki::{ClientSpec, DevCa};
 use civex_proto::v1::{
     AccessRight, Agency, AgencyRef, AgencyStatus, AuditSearchRequest, CheckRequest, CheckpointRequest, GetEntryRequest,
     GrantConsentRequest, ListAgenciesRequest, ListAttributesRequest, ListConsentsRequest, QueryRequest,
@@ -441,4 +441,190 @@ async fn requesters_and_registrars_never_meet() {
         .unwrap()
         .into_inner();
     assert!(none.entries.is_empty());
+}
+
+/// A direct `Fetch` to a source, with the certificate `tls`.
+async fn fetch_directly(
+    source: &civex_tests::TestSource,
+    tls: &civex_cli::client::ClientTls,
+    citizen: &str,
+) -> Result<civex_proto::v1::FetchResponse, String> {
+    use civex_proto::v1::{FetchRequest, department_source_service_client::DepartmentSourceServiceClient};
+    let channel = civex_cli::client::connect(&format!("https://{}", source.addr), tls)
+        .await
+        .map_err(|e| e.to_string())?;
+    DepartmentSourceServiceClient::new(channel)
+        .fetch(FetchRequest {
+            citizen_id: citizen.into(),
+            attributes: vec!["tax.registered".into()],
+        })
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|s| s.to_string())
+}
+
+#[tokio::test]
+async fn departments_answer_only_the_gateway_and_the_gateway_only_the_department_it_means() {
+    let (gw, sources) = TestGateway::start_with_claimed_sources(
+        |_, files| {
+            vec![
+                (
+                    Department::Tax,
+                    Department::Tax.source_uri(),
+                    civex_tests::TestSource::reference(files, Department::Tax),
+                ),
+                // A housing source that runs with the tax source's certificate.
+                (
+                    Department::Housing,
+                    Department::Tax.source_uri(),
+                    civex_tests::TestSource::reference(files, Department::Housing),
+                ),
+            ]
+        },
+        |_| {},
+    )
+    .await;
+    let tax = &sources[0];
+    let id = citizen(&gw, 4);
+
+    // An agency's certificate (even a requester's) gets nothing from a source.
+    let agency = gw.tls_for(&ClientSpec::agency("qujing-psb"));
+    assert!(
+        fetch_directly(tax, &agency, &id).await.is_err(),
+        "an agency fetched from a source"
+    );
+
+    // A gateway certificate does, until it is revoked: the source follows the gateway's CRL.
+    let gateway = {
+        let issued = gw
+            .ca
+            .issue_server(
+                &["localhost", "127.0.0.1"],
+                &civex_gateway::net::identity::gateway_uri(civex_cli::pki::DEV_GATEWAY_NAME),
+            )
+            .unwrap();
+        civex_gateway::authority::note_issued(&gw.dir.path().join("certs"), &issued.serial, "gateway").unwrap();
+        (
+            civex_cli::client::ClientTls {
+                ca_pem: gw.ca.cert_pem().to_owned(),
+                cert_pem: issued.cert_pem,
+                key_pem: issued.key_pem,
+            },
+            issued.serial,
+        )
+    };
+    let answer = fetch_directly(tax, &gateway.0, &id)
+        .await
+        .expect("a gateway is answered");
+    assert_eq!(answer.citizen_id, id);
+    gw.admin("qujing-admin")
+        .await
+        .revoke_certificate(RevokeCertificateRequest {
+            serial: gateway.1.clone(),
+            reason: "key lost".into(),
+        })
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    while fetch_directly(tax, &gateway.0, &id).await.is_ok() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the source never took the new CRL"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The gateway refuses a source whose certificate names another department.
+    let consent = gw
+        .grant(&id, "qujing-psb", &["housing.owned_residence.division"], SETTLE, 0)
+        .await
+        .consent_id;
+    let status = gw
+        .exchange("qujing-psb")
+        .await
+        .query(QueryRequest {
+            attributes: vec!["housing.owned_residence.division".into()],
+            ..settle(&id, &consent)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        reason(&status),
+        "SOURCE_UNAVAILABLE",
+        "a forged housing source was believed"
+    );
+}
+
+/// Reads from a raw connection until the server closes it, or `within` passes.
+async fn closed_within(stream: &mut (impl tokio::io::AsyncRead + Unpin), within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn one_agency_cannot_starve_the_others() {
+    use tokio::io::AsyncWriteExt;
+    let gw = TestGateway::start_with(|c| {
+        c.limits.max_connections = 16;
+        c.limits.max_connections_per_agency = 4;
+        c.limits.preface_timeout_ms = 300;
+        c.limits.idle_timeout_ms = 600;
+    })
+    .await;
+    // Sixteen TLS connections that never speak HTTP/2: each is dropped at its
+    // preface deadline, and no more than four are held at once.
+    let mut silent = Vec::new();
+    for _ in 0..16 {
+        silent.push(gw.raw_tls("qujing-tax").await);
+    }
+    gw.exchange("qujing-edu")
+        .await
+        .list_attributes(ListAttributesRequest {})
+        .await
+        .expect("another agency is served while one holds silent connections");
+    for stream in &mut silent {
+        assert!(
+            closed_within(stream, Duration::from_secs(3)).await,
+            "a silent connection was kept"
+        );
+    }
+    // A connection that spoke HTTP/2 but makes no call is closed once idle.
+    let mut quiet = gw.raw_tls("qujing-tax").await;
+    quiet.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
+    quiet.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+    assert!(
+        closed_within(&mut quiet, Duration::from_secs(3)).await,
+        "an idle connection was kept"
+    );
+
+    // Four working connections of one agency fill its share; a fifth is turned away, others are not.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut c = gw.exchange("qujing-tax").await;
+        c.list_attributes(ListAttributesRequest {}).await.unwrap();
+        held.push(c);
+    }
+    let endpoint = gw.endpoint();
+    let fifth = civex_cli::client::connect(&endpoint, &gw.tls_for(&ClientSpec::agency("qujing-tax"))).await;
+    let refused = match fifth {
+        Err(_) => true,
+        Ok(channel) => civex_proto::v1::exchange_service_client::ExchangeServiceClient::new(channel)
+            .list_attributes(ListAttributesRequest {})
+            .await
+            .is_err(),
+    };
+    assert!(refused, "a fifth connection of one agency was served");
+    gw.exchange("qujing-edu")
+        .await
+        .list_attributes(ListAttributesRequest {})
+        .await
+        .expect("another agency is served while one holds its share");
 }
