@@ -169,35 +169,15 @@ impl Facts {
     }
 }
 
-/// Whose holdings count under clause 八: "本人或者其家庭成员（含其父母、配偶、子女）".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Member {
-    Applicant,
-    Father,
-    Mother,
-    Spouse,
-    Child,
-}
-
-impl Member {
-    pub(super) fn names(self) -> [&'static str; 2] {
-        match self {
-            Member::Applicant => ["本人", "the applicant"],
-            Member::Father => ["父亲", "the father"],
-            Member::Mother => ["母亲", "the mother"],
-            Member::Spouse => ["配偶", "the spouse"],
-            Member::Child => ["子女", "a child"],
-        }
-    }
-}
-
 /// One condition checked: whether it held, and the reason given for it.
 pub(super) struct Condition {
     pub(super) holds: bool,
     pub(super) reason: String,
 }
 
-/// A condition's reason: `<topic>：<detail>——符合 / <topic>: <detail> — holds`.
+/// A condition's reason: `<topic>：<requirement>——符合 / <topic>: <requirement> — holds`.
+/// The requirement is the clause's, stated the same whether it held or not:
+/// a reason never says why it failed (not recorded, elsewhere, too short).
 pub(super) fn condition(holds: bool, topic: [&str; 2], zh: &str, en: &str) -> Condition {
     let (verdict_zh, verdict_en) = if holds {
         ("符合", "holds")

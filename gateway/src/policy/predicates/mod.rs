@@ -6,16 +6,17 @@
 //! applicant may settle in a town, join a relative, move back to the rural
 //! place of origin, get a residence permit or sit the entrance exams where
 //! they live, not the records behind the answer. Every condition checked gives
-//! one reason, `中文 / English`, saying whether it held; a reason names what
-//! the question itself names (the division asked about, the relation found,
-//! the threshold) and never the underlying values (another division, a date,
-//! a number of years).
+//! one reason, `中文 / English`: the condition as the clause states it (with
+//! the division asked about and the threshold) and whether it held, worded the
+//! same either way (DESIGN §11). A reason never says why a condition failed
+//! (a fact not recorded, held elsewhere, a number too small), never names the
+//! kind of relation found, and states conditions over family members for the
+//! family as a whole: whose record decided is that person's, not the caller's.
 //!
 //! Facts come only through [`Departments::fetch`], the path `ExchangeService.Query`
 //! takes, so each department's deadline and the all-or-nothing rule apply; a
 //! relative's facts are read the same way. A fact a department does not hold
-//! fails its condition, and the reason says it is not recorded: a predicate
-//! never guesses. Thresholds the document leaves to local rules are
+//! fails its condition: a predicate never guesses. Thresholds the document leaves to local rules are
 //! [`Thresholds`], from configuration.
 //!
 //! # Layout

@@ -20,7 +20,8 @@ const TIME_LIVED: [&str; 2] = ["居住时间", "time lived there"];
 /// [`Thresholds::residence_permit_days`] days (三十日以上: thirty or more).
 /// Registries record divisions at county level, so a move between townships
 /// (街道、乡镇) of the same county does not show: such an applicant is answered
-/// "registered in the division", and the counter decides on the address.
+/// that it is not registered outside the division, and the counter decides
+/// on the address.
 pub(super) async fn residence_permit(
     r: &Reader<'_>,
     citizen: &CitizenId,
@@ -30,63 +31,27 @@ pub(super) async fn residence_permit(
 ) -> Result<Verdict, Error> {
     let f = r.facts(citizen, PERMIT_FACTS).await?;
     let days = thresholds.residence_permit_days;
-    let lives = match f.text(RESIDENCE_DIVISION) {
-        Some(d) if d == division => condition(
-            true,
-            PLACE_OF_RESIDENCE,
-            &format!("在{division}居住"),
-            &format!("lives in {division}"),
-        ),
-        Some(_) => condition(
-            false,
-            PLACE_OF_RESIDENCE,
-            &format!("不在{division}居住"),
-            &format!("does not live in {division}"),
-        ),
-        None => condition(false, PLACE_OF_RESIDENCE, "无记录", "not recorded"),
-    };
-    let away = match f.text(HUKOU_DIVISION) {
-        Some(d) if d != division => condition(
-            true,
-            AWAY_FROM_REGISTRATION,
-            &format!("户籍不在{division}"),
-            &format!("registered outside {division}"),
-        ),
-        Some(_) => condition(
-            false,
-            AWAY_FROM_REGISTRATION,
-            &format!("户籍在{division}"),
-            &format!("registered in {division}"),
-        ),
-        None => condition(
-            false,
-            AWAY_FROM_REGISTRATION,
-            "户籍地无记录",
-            "place of registration not recorded",
-        ),
-    };
+    let lives = condition(
+        f.text(RESIDENCE_DIVISION) == Some(division),
+        PLACE_OF_RESIDENCE,
+        &format!("在{division}居住"),
+        &format!("lives in {division}"),
+    );
+    let away = condition(
+        f.text(HUKOU_DIVISION).is_some_and(|d| d != division),
+        AWAY_FROM_REGISTRATION,
+        &format!("户籍不在{division}"),
+        &format!("registered outside {division}"),
+    );
     // The date of moving in is about the actual residence, so it counts only if that is in the division.
-    let time = match f.date(RESIDENCE_SINCE) {
-        _ if !lives.holds => condition(
-            false,
-            TIME_LIVED,
-            &format!("居住地不是{division}或无记录，不计算"),
-            &format!("not counted, as the place of residence is not {division} or not recorded"),
-        ),
-        Some(since) if (today - since).whole_days() >= i64::from(days) => condition(
-            true,
-            TIME_LIVED,
-            &format!("在{division}已居住{days}日以上"),
-            &format!("has lived in {division} for at least {days} days"),
-        ),
-        Some(_) => condition(
-            false,
-            TIME_LIVED,
-            &format!("在{division}居住不满{days}日"),
-            &format!("has lived in {division} for fewer than {days} days"),
-        ),
-        None => condition(false, TIME_LIVED, "迁入日期无记录", "date of moving in not recorded"),
-    };
+    let time = condition(
+        lives.holds
+            && f.date(RESIDENCE_SINCE)
+                .is_some_and(|since| (today - since).whole_days() >= i64::from(days)),
+        TIME_LIVED,
+        &format!("在{division}已居住{days}日以上"),
+        &format!("has lived in {division} for at least {days} days"),
+    );
     Ok(Verdict {
         satisfied: lives.holds && away.holds && time.holds,
         checks: vec![lives, away, time],

@@ -288,19 +288,19 @@ fn cases() -> Vec<Case> {
             SETTLEMENT_URBAN,
             "father",
             IN_QILIN,
-            Answer(true, &["owns a home in 530302"]),
+            Answer(true, &["owns a home in 530302 — holds"]),
         ),
         (
             SETTLEMENT_URBAN,
             "uncle",
             IN_QILIN,
-            Answer(true, &["holds a registered lease in 530302"]),
+            Answer(true, &["holds a registered lease in 530302 — holds"]),
         ),
         (
             SETTLEMENT_URBAN,
             "mother",
             IN_QILIN,
-            Answer(true, &["registered employment in 530302"]),
+            Answer(true, &["registered employment in 530302 — holds"]),
         ),
         (
             SETTLEMENT_URBAN,
@@ -309,9 +309,9 @@ fn cases() -> Vec<Case> {
             Answer(
                 false,
                 &[
-                    "the owned home is not in 530302",
-                    "the registered lease is not in 530302",
-                    "the registered employment is not in 530302",
+                    "owns a home in 530302 — does not hold",
+                    "holds a registered lease in 530302 — does not hold",
+                    "registered employment in 530302 — does not hold",
                 ],
             ),
         ),
@@ -319,7 +319,7 @@ fn cases() -> Vec<Case> {
             SETTLEMENT_URBAN,
             "jobless",
             IN_QILIN,
-            Answer(false, &["employment is not registered"]),
+            Answer(false, &["registered employment in 530302 — does not hold"]),
         ),
         (
             SETTLEMENT_URBAN,
@@ -328,9 +328,9 @@ fn cases() -> Vec<Case> {
             Answer(
                 false,
                 &[
-                    "(owned home): not recorded",
-                    "(registered lease): not recorded",
-                    "employment: not recorded",
+                    "owns a home in 530302 — does not hold",
+                    "holds a registered lease in 530302 — does not hold",
+                    "registered employment in 530302 — does not hold",
                 ],
             ),
         ),
@@ -384,44 +384,59 @@ fn cases() -> Vec<Case> {
             &[(RELATIVE_CITIZEN_ID, "grandpa")],
             Answer(
                 true,
-                &["the relative is the applicant's father", "same residence address"],
+                &[
+                    "lineal relatives within three generations — holds",
+                    "both are recorded at the same residence address — holds",
+                ],
             ),
         ),
         (
             SETTLEMENT_JOIN_KIN,
             "father",
             &[(RELATIVE_CITIZEN_ID, "grandma")],
-            Answer(true, &["the applicant's mother"]),
+            Answer(true, &["lineal relatives within three generations — holds"]),
         ),
         (
             SETTLEMENT_JOIN_KIN,
             "grandpa",
             &[(RELATIVE_CITIZEN_ID, "father")],
-            Answer(true, &["the applicant's child"]),
+            Answer(true, &["lineal relatives within three generations — holds"]),
         ),
         (
             SETTLEMENT_JOIN_KIN,
             "child",
             &[(RELATIVE_CITIZEN_ID, "grandpa")],
-            Answer(true, &["the applicant's grandparent"]),
+            Answer(true, &["lineal relatives within three generations — holds"]),
         ),
         (
             SETTLEMENT_JOIN_KIN,
             "grandma",
             &[(RELATIVE_CITIZEN_ID, "child")],
-            Answer(true, &["the applicant's grandchild"]),
+            Answer(true, &["lineal relatives within three generations — holds"]),
         ),
         (
             SETTLEMENT_JOIN_KIN,
             "child",
             &[(RELATIVE_CITIZEN_ID, "granny")],
-            Answer(false, &["the applicant's grandparent", "different residence addresses"]),
+            Answer(
+                false,
+                &[
+                    "lineal relatives within three generations — holds",
+                    "both are recorded at the same residence address — does not hold",
+                ],
+            ),
         ),
         (
             SETTLEMENT_JOIN_KIN,
             "uncle",
             &[(RELATIVE_CITIZEN_ID, "grandma")],
-            Answer(false, &["the applicant's mother", "different residence addresses"]),
+            Answer(
+                false,
+                &[
+                    "lineal relatives within three generations — holds",
+                    "both are recorded at the same residence address — does not hold",
+                ],
+            ),
         ),
         (
             SETTLEMENT_JOIN_KIN,
@@ -430,9 +445,8 @@ fn cases() -> Vec<Case> {
             Answer(
                 false,
                 &[
-                    "the applicant's spouse",
-                    "not a lineal relative",
-                    "same residence address",
+                    "lineal relatives within three generations — does not hold",
+                    "both are recorded at the same residence address — holds",
                 ],
             ),
         ),
@@ -440,31 +454,49 @@ fn cases() -> Vec<Case> {
             SETTLEMENT_JOIN_KIN,
             "mother",
             &[(RELATIVE_CITIZEN_ID, "grandma")],
-            Answer(false, &["no lineal relation"]),
+            Answer(false, &["lineal relatives within three generations — does not hold"]),
         ),
         (
             SETTLEMENT_JOIN_KIN,
             "sibling",
             &[(RELATIVE_CITIZEN_ID, "child")],
-            Answer(false, &["no lineal relation", "same residence address"]),
+            Answer(
+                false,
+                &[
+                    "lineal relatives within three generations — does not hold",
+                    "both are recorded at the same residence address — holds",
+                ],
+            ),
         ),
         (
             SETTLEMENT_JOIN_KIN,
             "stranger",
             &[(RELATIVE_CITIZEN_ID, "grandpa")],
-            Answer(false, &["no lineal relation", "different residence addresses"]),
+            Answer(
+                false,
+                &[
+                    "lineal relatives within three generations — does not hold",
+                    "both are recorded at the same residence address — does not hold",
+                ],
+            ),
         ),
         (
             SETTLEMENT_JOIN_KIN,
             "bare",
             &[(RELATIVE_CITIZEN_ID, "grandpa")],
-            Answer(false, &["the applicant's residence address is not recorded"]),
+            Answer(
+                false,
+                &["both are recorded at the same residence address — does not hold"],
+            ),
         ),
         (
             SETTLEMENT_JOIN_KIN,
             "grandpa",
             &[(RELATIVE_CITIZEN_ID, "bare")],
-            Answer(false, &["the relative's residence address is not recorded"]),
+            Answer(
+                false,
+                &["both are recorded at the same residence address — does not hold"],
+            ),
         ),
         (
             SETTLEMENT_JOIN_KIN,
@@ -485,20 +517,13 @@ fn cases() -> Vec<Case> {
             SETTLEMENT_RETURN_RURAL,
             "farmer",
             IN_HUIZE,
-            Answer(
-                true,
-                &[
-                    "the applicant has land contract rights in 530326",
-                    "the applicant has homestead rights in 530326",
-                    "lives in 530326",
-                ],
-            ),
+            Answer(true, &["or an owned home in 530326 — holds", "lives in 530326 — holds"]),
         ),
         (
             SETTLEMENT_RETURN_RURAL,
             "returnee",
             IN_HUIZE,
-            Answer(true, &["the father has land contract rights in 530326"]),
+            Answer(true, &["or an owned home in 530326 — holds"]),
         ),
         (
             SETTLEMENT_RETURN_RURAL,
@@ -506,35 +531,32 @@ fn cases() -> Vec<Case> {
             IN_HUIZE,
             Answer(
                 false,
-                &[
-                    "the father has land contract rights in 530326",
-                    "does not live in 530326",
-                ],
+                &["or an owned home in 530326 — holds", "lives in 530326 — does not hold"],
             ),
         ),
         (
             SETTLEMENT_RETURN_RURAL,
             "husband",
             IN_HUIZE,
-            Answer(true, &["the spouse has homestead rights in 530326"]),
+            Answer(true, &["or an owned home in 530326 — holds"]),
         ),
         (
             SETTLEMENT_RETURN_RURAL,
             "elder",
             IN_HUIZE,
-            Answer(true, &["a child has an owned home in 530326"]),
+            Answer(true, &["or an owned home in 530326 — holds"]),
         ),
         (
             SETTLEMENT_RETURN_RURAL,
             "renter",
             IN_HUIZE,
-            Answer(false, &["none of the applicant and the 1 family member(s) checked"]),
+            Answer(false, &["or an owned home in 530326 — does not hold"]),
         ),
         (
             SETTLEMENT_RETURN_RURAL,
             "landless",
             IN_HUIZE,
-            Answer(false, &["none of the applicant and the 0 family member(s) checked"]),
+            Answer(false, &["or an owned home in 530326 — does not hold"]),
         ),
         (
             SETTLEMENT_RETURN_RURAL,
@@ -543,8 +565,8 @@ fn cases() -> Vec<Case> {
             Answer(
                 false,
                 &[
-                    "not recorded for the applicant or any family member",
-                    "place of residence not recorded",
+                    "or an owned home in 530326 — does not hold",
+                    "lives in 530326 — does not hold",
                 ],
             ),
         ),
@@ -561,38 +583,48 @@ fn cases() -> Vec<Case> {
             IN_QILIN,
             Answer(
                 true,
-                &["lives in 530302", "registered outside 530302", "for at least 30 days"],
+                &[
+                    "lives in 530302 — holds",
+                    "registered outside 530302 — holds",
+                    "for at least 30 days — holds",
+                ],
             ),
         ),
         (
             RESIDENCE_PERMIT_APPLY,
             "father",
             IN_QILIN,
-            Answer(false, &["registered in 530302"]),
+            Answer(false, &["registered outside 530302 — does not hold"]),
         ),
         (
             RESIDENCE_PERMIT_APPLY,
             "stranger",
             IN_QILIN,
-            Answer(false, &["does not live in 530302", "not counted"]),
+            Answer(
+                false,
+                &[
+                    "lives in 530302 — does not hold",
+                    "for at least 30 days — does not hold",
+                ],
+            ),
         ),
         (
             RESIDENCE_PERMIT_APPLY,
             "newcomer",
             IN_QILIN,
-            Answer(false, &["fewer than 30 days"]),
+            Answer(false, &["for at least 30 days — does not hold"]),
         ),
         (
             RESIDENCE_PERMIT_APPLY,
             "newcomer30",
             IN_QILIN,
-            Answer(true, &["at least 30 days"]),
+            Answer(true, &["for at least 30 days — holds"]),
         ),
         (
             RESIDENCE_PERMIT_APPLY,
             "newcomer29",
             IN_QILIN,
-            Answer(false, &["fewer than 30 days"]),
+            Answer(false, &["for at least 30 days — does not hold"]),
         ),
         (
             RESIDENCE_PERMIT_APPLY,
@@ -600,7 +632,10 @@ fn cases() -> Vec<Case> {
             IN_QILIN,
             Answer(
                 false,
-                &["place of residence: not recorded", "place of registration not recorded"],
+                &[
+                    "lives in 530302 — does not hold",
+                    "registered outside 530302 — does not hold",
+                ],
             ),
         ),
         (
@@ -617,10 +652,8 @@ fn cases() -> Vec<Case> {
             Answer(
                 true,
                 &[
-                    "at school in 530302 for at least 3 years",
-                    "the father's residence permit: held in 530302 for at least 3 years",
-                    "the father's social insurance (basic pension): contributions for at least 3 years",
-                    "the mother's social insurance (basic pension): contributions for fewer than 3 years",
+                    "at school in 530302 for at least 3 years — holds",
+                    "basic pension contributions for at least 3 years — holds",
                 ],
             ),
         ),
@@ -628,25 +661,19 @@ fn cases() -> Vec<Case> {
             EXAM_ACCOMPANYING_CHILD,
             "pupil_m",
             IN_QILIN,
-            Answer(
-                true,
-                &[
-                    "the father's residence permit: held in 530302 for fewer than 3 years",
-                    "the mother's residence permit: held in 530302 for at least 3 years",
-                ],
-            ),
+            Answer(true, &["basic pension contributions for at least 3 years — holds"]),
         ),
         (
             EXAM_ACCOMPANYING_CHILD,
             "new_pupil",
             IN_QILIN,
-            Answer(false, &["at school in 530302 for fewer than 3 years"]),
+            Answer(false, &["at school in 530302 for at least 3 years — does not hold"]),
         ),
         (
             EXAM_ACCOMPANYING_CHILD,
             "far_pupil",
             IN_QILIN,
-            Answer(false, &["the school is not in 530302"]),
+            Answer(false, &["at school in 530302 for at least 3 years — does not hold"]),
         ),
         (
             EXAM_ACCOMPANYING_CHILD,
@@ -654,47 +681,65 @@ fn cases() -> Vec<Case> {
             IN_QILIN,
             Answer(
                 false,
-                &[
-                    "the father's residence permit: not held",
-                    "the mother's residence permit: not held",
-                ],
+                &["basic pension contributions for at least 3 years — does not hold"],
             ),
         ),
         (
             EXAM_ACCOMPANYING_CHILD,
             "pupil_recent",
             IN_QILIN,
-            Answer(false, &["held in 530302 for fewer than 3 years"]),
+            Answer(
+                false,
+                &["basic pension contributions for at least 3 years — does not hold"],
+            ),
         ),
         (
             EXAM_ACCOMPANYING_CHILD,
             "pupil_poor",
             IN_QILIN,
-            Answer(false, &["contributions for fewer than 3 years"]),
+            Answer(
+                false,
+                &["basic pension contributions for at least 3 years — does not hold"],
+            ),
         ),
         (
             EXAM_ACCOMPANYING_CHILD,
             "pupil_away",
             IN_QILIN,
-            Answer(false, &["not issued in 530302"]),
+            Answer(
+                false,
+                &["basic pension contributions for at least 3 years — does not hold"],
+            ),
         ),
         (
             EXAM_ACCOMPANYING_CHILD,
             "pupil_ghost",
             IN_QILIN,
-            Answer(false, &["the father's residence permit: not recorded"]),
+            Answer(
+                false,
+                &["basic pension contributions for at least 3 years — does not hold"],
+            ),
         ),
         (
             EXAM_ACCOMPANYING_CHILD,
             "orphan",
             IN_QILIN,
-            Answer(false, &["no parent is recorded"]),
+            Answer(
+                false,
+                &["basic pension contributions for at least 3 years — does not hold"],
+            ),
         ),
         (
             EXAM_ACCOMPANYING_CHILD,
             "bare",
             IN_QILIN,
-            Answer(false, &["no schooling recorded", "no parent is recorded"]),
+            Answer(
+                false,
+                &[
+                    "at school in 530302 for at least 3 years — does not hold",
+                    "basic pension contributions for at least 3 years — does not hold",
+                ],
+            ),
         ),
         (
             EXAM_ACCOMPANYING_CHILD,
@@ -717,6 +762,63 @@ fn params(w: &World, given: &[(&str, &str)]) -> HashMap<String, String> {
             (key.to_owned(), value)
         })
         .collect()
+}
+
+/// A predicate's reasons disclose the outcome, not the facts (DESIGN §11):
+/// each is a requirement of the clause and whether it held, so the reasons
+/// of an answer are the same for every citizen with the same outcome of
+/// each condition.
+#[tokio::test]
+async fn reasons_disclose_only_which_conditions_held() {
+    let w = world();
+    let (_registries, departments) = w.departments();
+    // What the reasons once said: why a condition failed, whose record decided, which relation.
+    const TELLING: &[&str] = &[
+        "not recorded",
+        "无记录",
+        "fewer than",
+        "不满",
+        "is not in",
+        "does not live",
+        "not registered",
+        "not held",
+        "the father",
+        "the mother",
+        "the spouse",
+        "a child has",
+        "applicant's",
+        "grandparent",
+        "grandchild",
+        "父亲的",
+        "母亲的",
+    ];
+    let mut by_outcome: HashMap<(&str, Vec<bool>), Vec<String>> = HashMap::new();
+    for (name, who, given, expect) in cases() {
+        if matches!(expect, Expect::Refused(_)) {
+            continue;
+        }
+        let outcome = evaluate(
+            predicate(name).unwrap(),
+            w.id(who),
+            &params(&w, given),
+            &departments,
+            &Thresholds::default(),
+            TODAY,
+        )
+        .await
+        .unwrap();
+        for reason in &outcome.reasons {
+            assert!(
+                !TELLING.iter().any(|t| reason.contains(t)),
+                "{name} for {who} tells more than the outcome: {reason}"
+            );
+        }
+        let held = outcome.reasons.iter().map(|r| r.ends_with("— holds")).collect();
+        let seen = by_outcome.entry((name, held)).or_insert_with(|| outcome.reasons.clone());
+        if given == [(DIVISION, QILIN)] || given == [(DIVISION, HUIZE)] {
+            assert_eq!(*seen, outcome.reasons, "{name} for {who}: the same outcome, other words");
+        }
+    }
 }
 
 #[tokio::test]
@@ -819,27 +921,27 @@ async fn thresholds_from_configuration_move_the_answers() {
             SETTLEMENT_URBAN,
             "father",
             true,
-            "has lived in 530302 for at least 2 years",
+            "has lived in 530302 for at least 2 years — holds",
         ),
         // The uncle's lease is in Qilin, but he moved there this year.
         (
             SETTLEMENT_URBAN,
             "uncle",
             false,
-            "has lived in 530302 for fewer than 2 years",
+            "has lived in 530302 for at least 2 years — does not hold",
         ),
         (
             SETTLEMENT_URBAN,
             "mother",
             true,
-            "has lived in 530302 for at least 2 years",
+            "has lived in 530302 for at least 2 years — holds",
         ),
-        (RESIDENCE_PERMIT_APPLY, "newcomer", true, "for at least 5 days"),
+        (RESIDENCE_PERMIT_APPLY, "newcomer", true, "for at least 5 days — holds"),
         (
             EXAM_ACCOMPANYING_CHILD,
             "new_pupil",
             true,
-            "at school in 530302 for at least 1 years",
+            "at school in 530302 for at least 1 years — holds",
         ),
     ];
     for (name, who, satisfied, fragment) in cases {

@@ -36,94 +36,39 @@ pub(super) async fn urban(
     today: Date,
 ) -> Result<Verdict, Error> {
     let f = r.facts(citizen, URBAN_FACTS).await?;
-    let owned = match f.text(OWNED) {
-        Some(d) if d == division => condition(
-            true,
-            OWNED_HOME,
-            &format!("在{division}有自有住房"),
-            &format!("owns a home in {division}"),
-        ),
-        Some(_) => condition(
-            false,
-            OWNED_HOME,
-            &format!("自有住房不在{division}"),
-            &format!("the owned home is not in {division}"),
-        ),
-        None => condition(false, OWNED_HOME, "无记录", "not recorded"),
-    };
-    let lease = match f.text(LEASE) {
-        Some(d) if d == division => condition(
-            true,
-            REGISTERED_LEASE,
-            &format!("在{division}有登记备案的住房租赁"),
-            &format!("holds a registered lease in {division}"),
-        ),
-        Some(_) => condition(
-            false,
-            REGISTERED_LEASE,
-            &format!("登记的租赁不在{division}"),
-            &format!("the registered lease is not in {division}"),
-        ),
-        None => condition(false, REGISTERED_LEASE, "无记录", "not recorded"),
-    };
-    let job = match (f.flag(EMPLOYED), f.text(EMPLOYMENT_DIVISION)) {
-        (Some(true), Some(d)) if d == division => condition(
-            true,
-            EMPLOYMENT,
-            &format!("在{division}有就业登记"),
-            &format!("registered employment in {division}"),
-        ),
-        (Some(true), Some(_)) => condition(
-            false,
-            EMPLOYMENT,
-            &format!("登记的就业不在{division}"),
-            &format!("the registered employment is not in {division}"),
-        ),
-        (Some(true), None) => condition(
-            false,
-            EMPLOYMENT,
-            "就业地无记录",
-            "the place of employment is not recorded",
-        ),
-        (Some(false), _) => condition(false, EMPLOYMENT, "无就业登记", "employment is not registered"),
-        (None, _) => condition(false, EMPLOYMENT, "无记录", "not recorded"),
-    };
+    let owned = condition(
+        f.text(OWNED) == Some(division),
+        OWNED_HOME,
+        &format!("在{division}有自有住房"),
+        &format!("owns a home in {division}"),
+    );
+    let lease = condition(
+        f.text(LEASE) == Some(division),
+        REGISTERED_LEASE,
+        &format!("在{division}有登记备案的住房租赁"),
+        &format!("holds a registered lease in {division}"),
+    );
+    let job = condition(
+        f.flag(EMPLOYED) == Some(true) && f.text(EMPLOYMENT_DIVISION) == Some(division),
+        EMPLOYMENT,
+        &format!("在{division}有就业登记"),
+        &format!("registered employment in {division}"),
+    );
     let mut satisfied = owned.holds || lease.holds || job.holds;
     let mut checks = vec![owned, lease, job];
     let years = thresholds.settlement_residence_years;
     if years > 0 {
         let ps = r.facts(citizen, RESIDENCE_FACTS).await?;
-        let stay = match (ps.text(RESIDENCE_DIVISION), ps.date(RESIDENCE_SINCE)) {
-            (Some(d), Some(since)) if d == division => {
-                if full_years(since, today) >= i64::from(years) {
-                    condition(
-                        true,
-                        YEARS_OF_RESIDENCE,
-                        &format!("在{division}居住满{years}年"),
-                        &format!("has lived in {division} for at least {years} years"),
-                    )
-                } else {
-                    condition(
-                        false,
-                        YEARS_OF_RESIDENCE,
-                        &format!("在{division}居住不满{years}年"),
-                        &format!("has lived in {division} for fewer than {years} years"),
-                    )
-                }
-            }
-            (Some(d), _) if d != division => condition(
-                false,
-                YEARS_OF_RESIDENCE,
-                &format!("不在{division}居住"),
-                &format!("does not live in {division}"),
-            ),
-            _ => condition(
-                false,
-                YEARS_OF_RESIDENCE,
-                "居住地或居住起始日期无记录",
-                "place or start of residence not recorded",
-            ),
-        };
+        let stayed = ps.text(RESIDENCE_DIVISION) == Some(division)
+            && ps
+                .date(RESIDENCE_SINCE)
+                .is_some_and(|since| full_years(since, today) >= i64::from(years));
+        let stay = condition(
+            stayed,
+            YEARS_OF_RESIDENCE,
+            &format!("在{division}居住满{years}年"),
+            &format!("has lived in {division} for at least {years} years"),
+        );
         satisfied &= stay.holds;
         checks.push(stay);
     }
