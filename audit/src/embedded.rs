@@ -101,6 +101,7 @@ pub fn open_db(dir: &Path, name: &str) -> Result<sled::Db, OpenError> {
         source,
     })?;
     let path = dir.join(name);
+    clear_empty_snapshots(&path);
     let started = Instant::now();
     loop {
         match sled::Config::new().path(&path).cache_capacity(256 * 1024 * 1024).open() {
@@ -108,6 +109,24 @@ pub fn open_db(dir: &Path, name: &str) -> Result<sled::Db, OpenError> {
                 std::thread::sleep(Duration::from_millis(20));
             }
             result => return result.map_err(|source| OpenError::Open { path, source }),
+        }
+    }
+}
+
+/// Removes snapshot files that a write on a full disk left empty. An empty
+/// snapshot holds nothing, but sled takes it for the latest and refuses to
+/// open ("Read corrupted data") until it is gone; without it sled recovers
+/// from its log segments and any older snapshot, as after a crash.
+fn clear_empty_snapshots(db: &Path) {
+    let Ok(entries) = std::fs::read_dir(db) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let empty = entry.metadata().is_ok_and(|m| m.is_file() && m.len() == 0);
+        if empty && name.to_string_lossy().starts_with("snap.") {
+            tracing::warn!(file = %entry.path().display(), "removing an empty sled snapshot left by a full disk");
+            let _ = std::fs::remove_file(entry.path());
         }
     }
 }

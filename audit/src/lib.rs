@@ -108,6 +108,15 @@ pub trait UseLedger: Send + Sync + 'static {
     /// Moves [`UseLedger::applied`] forward.
     fn set_applied(&self, size: u64) -> Result<(), String>;
 
+    /// Drops what was not made durable, after a failed write (the writer
+    /// discards the log store at the same time).
+    fn discard(&self) {}
+
+    /// Opens the ledger again from disk after [`UseLedger::discard`].
+    fn reopen(&self) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Makes every use and withdrawal counted so far durable. The durable
     /// writer calls it once per batch before the batch's records are
     /// written, so a use or withdrawal is durable once its call is answered.
@@ -129,7 +138,7 @@ pub struct Entry {
 
 /// Applies the withdrawals recorded after the ledger's watermark: those a
 /// crash may have cut off between the record and the consent store.
-fn replay_withdrawals(store: &dyn LogStore, ledger: &dyn UseLedger, size: u64) -> Result<(), AuditError> {
+pub(crate) fn replay_withdrawals(store: &dyn LogStore, ledger: &dyn UseLedger, size: u64) -> Result<(), AuditError> {
     let ledger_error = |e: String| AuditError::Storage(format!("consent ledger: {e}"));
     let from = ledger.applied().map_err(ledger_error)?.min(size);
     for index in from..size {

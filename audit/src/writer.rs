@@ -170,8 +170,13 @@ impl Writer {
         if !self.broken {
             return Ok(());
         }
+        self.ledger
+            .reopen()
+            .map_err(|e| AuditError::Unavailable(format!("consent ledger: {e}")))?;
         self.store.reopen().map_err(AuditError::from)?;
         let (verified, tip) = crate::load(self.store.as_ref(), &self.verifier)?;
+        // What the ledger had taken but not made durable is gone with it; the log still has it.
+        crate::replay_withdrawals(self.store.as_ref(), self.ledger.as_ref(), verified.size)?;
         self.committed.store(verified.size, Ordering::Release);
         self.tip = Tip {
             last_time: self.tip.last_time.max(tip.last_time),
@@ -195,6 +200,7 @@ impl Writer {
     /// Drops the store after a failure: what was not made durable must not be built on.
     fn break_store(&mut self) {
         self.store.discard();
+        self.ledger.discard();
         self.broken = true;
         self.healthy.send_if_modified(|h| std::mem::replace(h, false));
     }

@@ -1,18 +1,24 @@
 //! The embedded engine: one data directory, no other service. A sled
-//! database (`db/`) holds agencies, revocations, consents and the
-//! department registries; the audit log has its own (`audit/`, so it can be
-//! flushed and reopened on its own; see [`civex_audit::embedded`]).
+//! database (`db/`) holds agencies, certificates and the department
+//! registries; consents have their own (`consents/`) and so does the audit
+//! log (`audit/`, see [`civex_audit::embedded`]): the two the audit writer
+//! flushes with every batch, each dropped and reopened from disk after a
+//! failed write, so that a disk that filled heals once space returns.
 //!
-//! | tree | key | value |
-//! |---|---|---|
-//! | `agencies` | code | the `Agency`, JSON |
-//! | `issued_certificates` | serial | agency code |
-//! | `revoked_certificates` | serial | `{revoked_at, reason}`, JSON |
-//! | `consents` | consent id | the encoded `Consent` |
-//! | `consents_by_citizen` | citizen id ‖ consent id | () |
-//! | `consents_meta` | `withdrawals_applied` | log size through which the log's withdrawals are applied, u64 BE |
+//! | database | tree | key | value |
+//! |---|---|---|---|
+//! | `db` | `agencies` | code | the `Agency`, JSON |
+//! | `db` | `issued_certificates` | serial | agency code |
+//! | `db` | `revoked_certificates` | serial | `{revoked_at, reason}`, JSON |
+//! | `consents` | `consents` | consent id | the encoded `Consent` |
+//! | `consents` | `consents_by_citizen` | citizen id ‖ consent id | () |
+//! | `consents` | `consents_meta` | `withdrawals_applied` | log size through which the log's withdrawals are applied, u64 BE |
 
-use std::{path::Path, sync::Arc, time::SystemTime};
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, RwLock},
+    time::SystemTime,
+};
 
 use async_trait::async_trait;
 use civex_adapters::{CitizenId, EmbeddedRegistries, RegistryStore};
@@ -34,11 +40,7 @@ pub const DB_DIR: &str = "db";
 pub fn open(dir: &Path) -> Result<Stores, StoreError> {
     let db = open_db(dir)?;
     let tree = |name: &str| db.open_tree(name).map_err(StoreError::new);
-    let consents = Arc::new(SledConsents {
-        consents: tree("consents")?,
-        by_citizen: tree("consents_by_citizen")?,
-        meta: tree("consents_meta")?,
-    });
+    let consents = Arc::new(SledConsents::open(dir, &db)?);
     Ok(Stores {
         agencies: Arc::new(SledAgencies(tree("agencies")?)),
         certificates: Arc::new(SledCertificates {
@@ -153,23 +155,90 @@ impl CertificateStore for SledCertificates {
 
 /// The consents of every citizen.
 struct SledConsents {
+    data_dir: PathBuf,
+    /// `None` between a failed write and the reopen that follows it.
+    open: RwLock<Option<ConsentTrees>>,
+}
+
+/// The trees of the consent database.
+#[derive(Clone)]
+struct ConsentTrees {
     /// consent id → encoded `Consent`.
     consents: sled::Tree,
     /// citizen id ‖ consent id → (), for `List`.
     by_citizen: sled::Tree,
     /// [`APPLIED`] → the log size through which withdrawals are applied.
     meta: sled::Tree,
+    db: sled::Db,
 }
+
+/// The consents' own sled database inside a data directory: apart from the
+/// rest, so that after a failed write (a full disk) it can be dropped and
+/// reopened from disk with the audit log, as sled does not recover in place.
+pub const CONSENTS_DIR: &str = "consents";
+/// The trees of the consent database, also their names in the older layout
+/// that kept them in [`DB_DIR`].
+const CONSENT_TREES: [&str; 3] = ["consents", "consents_by_citizen", "consents_meta"];
 
 /// Key of the withdrawal watermark in `consents_meta`.
 const APPLIED: &[u8] = b"withdrawals_applied";
 
+impl ConsentTrees {
+    fn open(data_dir: &Path) -> Result<ConsentTrees, String> {
+        let db = civex_audit::embedded::open_db(data_dir, CONSENTS_DIR).map_err(|e| e.to_string())?;
+        let tree = |name| db.open_tree(name).map_err(|e| e.to_string());
+        Ok(ConsentTrees {
+            consents: tree(CONSENT_TREES[0])?,
+            by_citizen: tree(CONSENT_TREES[1])?,
+            meta: tree(CONSENT_TREES[2])?,
+            db: db.clone(),
+        })
+    }
+}
+
 impl SledConsents {
+    /// Opens the consent database of `data_dir`, moving consents over from
+    /// the older layout (trees in `main`) the first time.
+    fn open(data_dir: &Path, main: &sled::Db) -> Result<SledConsents, StoreError> {
+        let trees = ConsentTrees::open(data_dir).map_err(StoreError)?;
+        let old_names = main.tree_names();
+        if trees.consents.is_empty() {
+            for (name, new) in CONSENT_TREES
+                .iter()
+                .zip([&trees.consents, &trees.by_citizen, &trees.meta])
+            {
+                if !old_names.iter().any(|n| n.as_ref() == name.as_bytes()) {
+                    continue;
+                }
+                let old = main.open_tree(name).map_err(StoreError::new)?;
+                for item in old.iter() {
+                    let (k, v) = item.map_err(StoreError::new)?;
+                    new.insert(k, v).map_err(StoreError::new)?;
+                }
+            }
+            trees.db.flush().map_err(StoreError::new)?;
+            for name in CONSENT_TREES {
+                if old_names.iter().any(|n| n.as_ref() == name.as_bytes()) {
+                    main.drop_tree(name).map_err(StoreError::new)?;
+                }
+            }
+        }
+        Ok(SledConsents {
+            data_dir: data_dir.to_owned(),
+            open: RwLock::new(Some(trees)),
+        })
+    }
+
+    fn trees(&self) -> Result<ConsentTrees, ConsentError> {
+        let open = self.open.read().unwrap_or_else(|p| p.into_inner()).clone();
+        open.ok_or_else(|| storage("the consent store is being reopened after a failed write"))
+    }
+
     fn read(&self, id: &str) -> Result<Consent, ConsentError> {
         if id.is_empty() {
             return Err(ConsentError::Required);
         }
-        let bytes = self.consents.get(id.as_bytes()).map_err(storage)?;
+        let bytes = self.trees()?.consents.get(id.as_bytes()).map_err(storage)?;
         let bytes = bytes.ok_or_else(|| ConsentError::NotFound(shorten(id)))?;
         Consent::decode(bytes.as_ref()).map_err(storage)
     }
@@ -183,8 +252,9 @@ impl SledConsents {
         if id.is_empty() {
             return Err(ConsentError::Required);
         }
+        let consents = self.trees()?.consents;
         loop {
-            let old = self.consents.get(id.as_bytes()).map_err(storage)?;
+            let old = consents.get(id.as_bytes()).map_err(storage)?;
             let old = old.ok_or_else(|| ConsentError::NotFound(shorten(id)))?;
             let mut consent = Consent::decode(old.as_ref()).map_err(storage)?;
             change(&mut consent)?;
@@ -192,8 +262,7 @@ impl SledConsents {
             if new == old.as_ref() {
                 return Ok(consent);
             }
-            match self
-                .consents
+            match consents
                 .compare_and_swap(id.as_bytes(), Some(old), Some(new))
                 .map_err(storage)?
             {
@@ -209,13 +278,15 @@ impl SledConsents {
 #[async_trait]
 impl ConsentStore for SledConsents {
     async fn insert(&self, consent: &Consent) -> Result<(), ConsentError> {
+        let trees = self.trees()?;
         let mut index_key = consent.citizen_id.clone().into_bytes();
         index_key.extend_from_slice(consent.consent_id.as_bytes());
-        self.consents
+        trees
+            .consents
             .insert(consent.consent_id.as_bytes(), consent.encode_to_vec())
             .map_err(storage)?;
-        self.by_citizen.insert(index_key, &[]).map_err(storage)?;
-        self.consents.flush().map_err(storage)?;
+        trees.by_citizen.insert(index_key, &[]).map_err(storage)?;
+        trees.db.flush().map_err(storage)?;
         Ok(())
     }
 
@@ -225,7 +296,8 @@ impl ConsentStore for SledConsents {
 
     async fn list(&self, citizen: &CitizenId) -> Result<Vec<Consent>, ConsentError> {
         let prefix = citizen.as_str().as_bytes();
-        self.by_citizen
+        self.trees()?
+            .by_citizen
             .scan_prefix(prefix)
             .keys()
             .map(|key| {
@@ -265,22 +337,40 @@ impl UseLedger for SledConsents {
     }
 
     fn applied(&self) -> Result<u64, String> {
-        let stored = self.meta.get(APPLIED).map_err(|e| e.to_string())?;
+        let trees = self.trees().map_err(|e| e.to_string())?;
+        let stored = trees.meta.get(APPLIED).map_err(|e| e.to_string())?;
         Ok(stored
             .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
             .map_or(0, u64::from_be_bytes))
     }
 
     fn set_applied(&self, size: u64) -> Result<(), String> {
-        self.meta
+        let trees = self.trees().map_err(|e| e.to_string())?;
+        trees
+            .meta
             .insert(APPLIED, &size.to_be_bytes())
             .map(drop)
             .map_err(|e| e.to_string())
     }
 
     fn flush(&self) -> Result<(), String> {
-        // One database: flushing one tree makes every tree's writes durable.
-        self.consents.flush().map(drop).map_err(|e| e.to_string())
+        let trees = self.trees().map_err(|e| e.to_string())?;
+        trees.db.flush().map(drop).map_err(|e| e.to_string())
+    }
+
+    fn discard(&self) {
+        let trees = self.open.write().unwrap_or_else(|p| p.into_inner()).take();
+        drop(trees);
+    }
+
+    fn reopen(&self) -> Result<(), String> {
+        if self.open.read().unwrap_or_else(|p| p.into_inner()).is_some() {
+            return Ok(());
+        }
+        // Only the audit writer reopens, so no other open races this one.
+        let trees = ConsentTrees::open(&self.data_dir)?;
+        *self.open.write().unwrap_or_else(|p| p.into_inner()) = Some(trees);
+        Ok(())
     }
 }
 
@@ -308,12 +398,8 @@ mod tests {
 
     fn setup() -> (tempfile::TempDir, SledConsents, Signer, CitizenId) {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let store = SledConsents {
-            consents: db.open_tree("consents").unwrap(),
-            by_citizen: db.open_tree("consents_by_citizen").unwrap(),
-            meta: db.open_tree("consents_meta").unwrap(),
-        };
+        let main = sled::Config::new().temporary(true).open().unwrap();
+        let store = SledConsents::open(dir.path(), &main).unwrap();
         let signer = Signer::new(SigningKey::from_bytes(&[1; 32]), "civex/test");
         let citizen = CitizenId::from_parts("530302", date!(1990 - 03 - 07), 11).unwrap();
         (dir, store, signer, citizen)
@@ -485,5 +571,27 @@ mod tests {
             ConsentError::Revoked
         );
         assert_eq!(store.list(&citizen).await.unwrap(), vec![revoked]);
+    }
+
+    #[test]
+    fn consents_move_out_of_the_older_layout_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = sled::Config::new().temporary(true).open().unwrap();
+        main.open_tree("consents").unwrap().insert("c1", "body").unwrap();
+        main.open_tree("consents_by_citizen")
+            .unwrap()
+            .insert("idc1", "")
+            .unwrap();
+        let store = SledConsents::open(dir.path(), &main).unwrap();
+        let trees = store.trees().unwrap();
+        assert_eq!(trees.consents.get("c1").unwrap().as_deref(), Some(&b"body"[..]));
+        assert!(trees.by_citizen.get("idc1").unwrap().is_some());
+        assert!(!main.tree_names().iter().any(|n| n.as_ref() == b"consents"));
+        drop(trees);
+        // A failed write drops the store; it reopens from disk with what was durable.
+        store.discard();
+        assert!(store.trees().is_err());
+        store.reopen().unwrap();
+        assert!(store.trees().unwrap().consents.get("c1").unwrap().is_some());
     }
 }

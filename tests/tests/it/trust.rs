@@ -628,3 +628,50 @@ async fn one_agency_cannot_starve_the_others() {
         .await
         .expect("another agency is served while one holds its share");
 }
+
+#[tokio::test]
+async fn a_disk_that_filled_heals_once_space_returns() {
+    let root = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(root.path().join("disk"), "24m");
+    let data = disk.0.join("data");
+    let gw = TestGateway::start_with(|c| c.data_dir = data.clone()).await;
+    let id = citizen(&gw, 5);
+    let consent = gw.grant(&id, "qujing-psb", &[DIVISION], SETTLE, 0).await.consent_id;
+    let mut psb = gw.exchange("qujing-psb").await;
+    let filler = disk.fill();
+    // Consent uses and grants while the disk is full, for long enough that
+    // the writer retries its store several times against the full disk.
+    let mut served = 0;
+    while psb.query(settle(&id, &consent)).await.is_ok() {
+        served += 1;
+        assert!(served < 50_000, "the log never ran out of room");
+    }
+    let full_for = std::time::Instant::now();
+    while full_for.elapsed() < Duration::from_secs(4) {
+        let _ = psb.query(settle(&id, &consent)).await;
+        let _ = gw
+            .consents("qujing-portal")
+            .await
+            .list(ListConsentsRequest { citizen_id: id.clone() })
+            .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    std::fs::remove_file(filler).unwrap();
+    let healed = std::time::Instant::now();
+    while psb.query(settle(&id, &consent)).await.is_err() {
+        assert!(
+            healed.elapsed() < Duration::from_secs(20),
+            "the gateway did not heal after the disk was freed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // And it keeps working: grants, uses, withdrawals, after a restart too.
+    let fresh = gw.grant(&id, "qujing-psb", &[DIVISION], SETTLE, 0).await.consent_id;
+    psb.query(settle(&id, &fresh)).await.unwrap();
+    let gw = gw.restart().await;
+    gw.exchange("qujing-psb")
+        .await
+        .query(settle(&id, &fresh))
+        .await
+        .unwrap();
+}

@@ -814,9 +814,14 @@ async fn reasons_disclose_only_which_conditions_held() {
             );
         }
         let held = outcome.reasons.iter().map(|r| r.ends_with("— holds")).collect();
-        let seen = by_outcome.entry((name, held)).or_insert_with(|| outcome.reasons.clone());
+        let seen = by_outcome
+            .entry((name, held))
+            .or_insert_with(|| outcome.reasons.clone());
         if given == [(DIVISION, QILIN)] || given == [(DIVISION, HUIZE)] {
-            assert_eq!(*seen, outcome.reasons, "{name} for {who}: the same outcome, other words");
+            assert_eq!(
+                *seen, outcome.reasons,
+                "{name} for {who}: the same outcome, other words"
+            );
         }
     }
 }
