@@ -175,11 +175,18 @@ impl TestGateway {
 
     /// Stops the gateway gracefully and starts it again on the same data
     /// directory, certificates and clock.
-    pub async fn restart(mut self) -> TestGateway {
+    pub async fn restart(self) -> TestGateway {
+        self.restart_with(|_| {}).await
+    }
+
+    /// [`TestGateway::restart`] with its configuration changed by `adjust`.
+    pub async fn restart_with(mut self, adjust: impl FnOnce(&mut Config)) -> TestGateway {
         self.shutdown_and_wait().await;
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
         let ca = std::mem::replace(&mut self.ca, Ca::generate("discarded").expect("CA"));
-        let mut gateway = TestGateway::serve(self.config.clone(), dir, ca, self.clock.clone()).await;
+        let mut config = self.config.clone();
+        adjust(&mut config);
+        let mut gateway = TestGateway::serve(config, dir, ca, self.clock.clone()).await;
         gateway.samples = std::mem::take(&mut self.samples);
         gateway
     }
@@ -214,8 +221,12 @@ impl TestGateway {
     /// A bare TLS connection as `agency`, speaking HTTP/2 (ALPN `h2`), for
     /// tests that talk below gRPC.
     pub async fn raw_tls(&self, agency: &str) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        self.raw_tls_with(&self.tls_for(&ClientSpec::agency(agency))).await
+    }
+
+    /// [`TestGateway::raw_tls`] with the certificate `tls`.
+    pub async fn raw_tls_with(&self, tls: &ClientTls) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
         use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
-        let tls = self.tls_for(&ClientSpec::agency(agency));
         let mut roots = rustls::RootCertStore::empty();
         for ca in CertificateDer::pem_slice_iter(tls.ca_pem.as_bytes()) {
             roots.add(ca.expect("CA PEM")).expect("CA");

@@ -675,3 +675,103 @@ async fn a_disk_that_filled_heals_once_space_returns() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_source_that_fails_uses_no_consent() {
+    let (gw, sources) = TestGateway::start_with_sources(
+        |_, files| {
+            vec![(
+                Department::Tax,
+                civex_tests::TestSource::reference(files, Department::Tax),
+            )]
+        },
+        |_| {},
+    )
+    .await;
+    let id = citizen(&gw, 6);
+    let consent = gw
+        .grant(&id, "qujing-tax", &["tax.registered"], "tax.admin", 1)
+        .await
+        .consent_id;
+    let ask = QueryRequest {
+        citizen_id: id.clone(),
+        attributes: vec!["tax.registered".into()],
+        purpose: "tax.admin".into(),
+        consent_id: consent.clone(),
+        ..Default::default()
+    };
+    let mut tax = gw.exchange("qujing-tax").await;
+    sources[0].kill();
+    let status = tax.query(ask.clone()).await.unwrap_err();
+    assert_eq!(reason(&status), "SOURCE_UNAVAILABLE");
+    let _revived = civex_tests::TestSource::start(
+        gw.dir.path(),
+        &gw.ca,
+        Department::Tax,
+        civex_tests::TestSource::reference(&gw.dir.path().join("demo-data"), Department::Tax),
+        Some(sources[0].addr),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    loop {
+        match tax.query(ask.clone()).await {
+            Ok(_) => break,
+            Err(status) => {
+                assert_eq!(
+                    reason(&status),
+                    "SOURCE_UNAVAILABLE",
+                    "the failed call used the one use"
+                );
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "the source never came back"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    let status = tax.query(ask).await.unwrap_err();
+    assert_eq!(reason(&status), "CONSENT_EXHAUSTED");
+}
+
+#[tokio::test]
+async fn without_the_ca_key_the_published_crl_still_guards_the_handshake() {
+    let gw = TestGateway::start().await;
+    let tls = gw.tls_for(&ClientSpec::agency("qujing-tax"));
+    let serial = {
+        let (_, pem) = x509_parser::pem::parse_x509_pem(tls.cert_pem.as_bytes()).unwrap();
+        hex::encode(pem.parse_x509().unwrap().raw_serial())
+    };
+    gw.admin("qujing-admin")
+        .await
+        .revoke_certificate(RevokeCertificateRequest {
+            serial,
+            reason: "lost".into(),
+        })
+        .await
+        .unwrap();
+    let gw = gw.restart_with(|c| c.tls.ca_key = None).await;
+    // Refused at the handshake, not only at the call: the server never
+    // answers the HTTP/2 preface of a revoked certificate.
+    let served = |tls: civex_cli::client::ClientTls| {
+        let gw = &gw;
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut stream = gw.raw_tls_with(&tls).await;
+            let _ = stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+            let _ = stream.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await;
+            let mut first = [0u8; 9];
+            matches!(stream.read(&mut first).await, Ok(n) if n > 0)
+        }
+    };
+    assert!(
+        !served(tls).await,
+        "a revoked certificate got through a gateway without the CA key"
+    );
+    assert!(served(gw.tls_for(&ClientSpec::agency("qujing-tax"))).await);
+    gw.exchange("qujing-edu")
+        .await
+        .list_attributes(ListAttributesRequest {})
+        .await
+        .expect("others still get in");
+}
