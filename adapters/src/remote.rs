@@ -136,7 +136,8 @@ impl RemoteAdapter {
         let response = tokio::time::timeout(left, client.fetch(request))
             .await
             .map_err(|_| self.unavailable(format!("no answer within {:?}", self.config.deadline)))?
-            .map_err(|status| self.unavailable(format!("{:?}: {}", status.code(), status.message())))?
+            // A source's message may repeat the ID it was asked about: only its code is kept.
+            .map_err(|status| self.unavailable(format!("the source answered {:?}", status.code())))?
             .into_inner();
         if response.citizen_id != citizen_id {
             return Err(self.misbehaving("answered about another citizen"));

@@ -149,6 +149,8 @@ pub async fn serve<S: DepartmentSourceService>(
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<DepartmentSourceServiceServer<S>>().await;
     let served = Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(health_service)
         .add_service(DepartmentSourceServiceServer::new(source).max_decoding_message_size(64 * 1024))
         .serve_with_incoming_shutdown(net::tls::incoming(listener, config, admission, admit), shutdown)

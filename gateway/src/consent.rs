@@ -102,10 +102,17 @@ fn at(t: &Option<prost_types::Timestamp>) -> Option<SystemTime> {
 /// Makes a consent valid from `now`, with a fresh id, signed by the gateway.
 /// It takes effect once stored.
 pub fn sign(new: NewConsent, signer: &Signer, now: SystemTime) -> Consent {
-    let mut id = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut id);
+    // A consent id enters the log as it is: never one that looks like an ID number.
+    let consent_id = loop {
+        let mut id = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut id);
+        let hex = hex::encode(id);
+        if !crate::policy::labels::holds_citizen_id(&hex) {
+            break hex;
+        }
+    };
     let body = ConsentBody {
-        consent_id: hex::encode(id),
+        consent_id,
         citizen_id: new.citizen.as_str().to_owned(),
         grantee: new.grantee,
         scopes: new.scopes,

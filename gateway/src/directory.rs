@@ -79,7 +79,12 @@ impl Directory {
         let one_at_a_time = self.changes.lock().await;
         let mut agency = match self.agency(code) {
             Some(a) => Agency::clone(&a),
-            None => create().ok_or_else(|| Error::new(Reason::InvalidRequest, format!("no agency {code:?}")))?,
+            None => create().ok_or_else(|| {
+                Error::new(
+                    Reason::InvalidRequest,
+                    format!("no agency {:?}", crate::policy::labels::logged_agency_code(code)),
+                )
+            })?,
         };
         change(&mut agency)?;
         agency.validate()?;

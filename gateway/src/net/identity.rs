@@ -10,7 +10,7 @@ use std::{
     net::SocketAddr,
     sync::{
         Arc, LazyLock,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -79,33 +79,53 @@ pub struct PeerIdentity {
     pub activity: Activity,
 }
 
-/// When a connection last carried a call, shared by the connection (which
-/// closes itself when idle too long) and the calls on it (which touch it).
+/// When a connection last carried a call, and how many it carries now,
+/// shared by the connection (which closes itself when idle too long) and the
+/// calls on it (which mark their start and end).
 #[derive(Debug, Clone)]
-pub struct Activity(Arc<AtomicU64>);
+pub struct Activity(Arc<(AtomicU64, AtomicUsize)>);
 
 /// The process's own zero for [`Activity`] times.
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
 impl Default for Activity {
     fn default() -> Activity {
-        let activity = Activity(Arc::new(AtomicU64::new(0)));
+        let activity = Activity(Arc::new((AtomicU64::new(0), AtomicUsize::new(0))));
         activity.touch();
         activity
     }
 }
 
 impl Activity {
-    /// A call began or ended now.
-    pub fn touch(&self) {
-        self.0.store(EPOCH.elapsed().as_millis() as u64, Ordering::Relaxed);
+    fn touch(&self) {
+        self.0.0.store(EPOCH.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
-    /// How long since a call last began or ended.
+    /// A call begins; it is in flight until the returned guard is dropped.
+    pub fn begin(&self) -> InFlight {
+        self.touch();
+        self.0.1.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    /// How long the connection has carried no call (zero while one is in flight).
     pub fn quiet_for(&self) -> Duration {
+        if self.0.1.load(Ordering::Relaxed) > 0 {
+            return Duration::ZERO;
+        }
         EPOCH
             .elapsed()
-            .saturating_sub(Duration::from_millis(self.0.load(Ordering::Relaxed)))
+            .saturating_sub(Duration::from_millis(self.0.0.load(Ordering::Relaxed)))
+    }
+}
+
+/// One call in flight on a connection; its end is marked when dropped.
+pub struct InFlight(Activity);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.0.1.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

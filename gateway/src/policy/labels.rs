@@ -90,7 +90,9 @@ pub fn is_consent_id(id: &str) -> bool {
 
 /// A consent id as it may be stored.
 pub fn logged_consent_id(id: &str) -> String {
-    if id.is_empty() || is_consent_id(id) {
+    if holds_citizen_id(id) {
+        REDACTED.to_owned()
+    } else if id.is_empty() || is_consent_id(id) {
         id.to_owned()
     } else {
         INVALID.to_owned()
@@ -180,7 +182,8 @@ mod tests {
             logged_consent_id("0123456789abcdef0123456789abcdef"),
             "0123456789abcdef0123456789abcdef"
         );
-        assert_eq!(logged_consent_id("530302197705037319"), INVALID);
+        assert_eq!(logged_consent_id("530302197705037319"), REDACTED);
+        assert_eq!(logged_consent_id("53030219770503731900000000000000"), REDACTED);
         assert_eq!(serial("DEADBEEF").as_deref(), Some("deadbeef"));
         assert_eq!(serial("xyz"), None);
         assert_eq!(logged_serial("DEADBEEF"), "deadbeef");

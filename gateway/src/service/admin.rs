@@ -10,19 +10,20 @@ use civex_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{Draft, State};
+use super::{Draft, State, uncancelled};
 use crate::{
     clock::timestamp,
     error::{Error, Reason},
     policy::{
         access::{AccessRight, Agency, RateLimit, Role, Status as AgencyStatus},
-        labels::check_label,
+        labels::{self, check_label},
     },
 };
 
 /// Largest CSR accepted, in bytes.
 const MAX_CSR: usize = 16 * 1024;
 
+#[derive(Clone)]
 pub struct Admin {
     state: Arc<State>,
 }
@@ -208,7 +209,10 @@ impl Admin {
         let agency = self.state.directory.agency(&req.agency_code).ok_or_else(|| {
             Error::new(
                 Reason::InvalidRequest,
-                format!("no agency {:?}: register it first", req.agency_code),
+                format!(
+                    "no agency {:?}: register it first",
+                    labels::logged_agency_code(&req.agency_code)
+                ),
             )
         })?;
         let issued = self.state.authority.sign(&agency.code, &req.csr_pem)?;
@@ -248,11 +252,15 @@ impl Admin {
 #[tonic::async_trait]
 impl AdminService for Admin {
     async fn register_agency(&self, request: Request<pb::Agency>) -> Result<Response<pb::Agency>, Status> {
-        self.state
-            .answer(request, "AdminService/RegisterAgency", async |request, draft| {
-                self.register(request, draft).await
-            })
-            .await
+        let this = self.clone();
+        uncancelled(async move {
+            this.state
+                .answer(request, "AdminService/RegisterAgency", async |request, draft| {
+                    this.register(request, draft).await
+                })
+                .await
+        })
+        .await
     }
 
     async fn list_agencies(
@@ -271,51 +279,71 @@ impl AdminService for Admin {
     }
 
     async fn suspend_agency(&self, request: Request<AgencyRef>) -> Result<Response<pb::Agency>, Status> {
-        self.state
-            .answer(request, "AdminService/SuspendAgency", async |request, draft| {
-                self.set_status(request, draft, AgencyStatus::Suspended).await
-            })
-            .await
+        let this = self.clone();
+        uncancelled(async move {
+            this.state
+                .answer(request, "AdminService/SuspendAgency", async |request, draft| {
+                    this.set_status(request, draft, AgencyStatus::Suspended).await
+                })
+                .await
+        })
+        .await
     }
 
     async fn reinstate_agency(&self, request: Request<AgencyRef>) -> Result<Response<pb::Agency>, Status> {
-        self.state
-            .answer(request, "AdminService/ReinstateAgency", async |request, draft| {
-                self.set_status(request, draft, AgencyStatus::Active).await
-            })
-            .await
+        let this = self.clone();
+        uncancelled(async move {
+            this.state
+                .answer(request, "AdminService/ReinstateAgency", async |request, draft| {
+                    this.set_status(request, draft, AgencyStatus::Active).await
+                })
+                .await
+        })
+        .await
     }
 
     async fn set_access_rights(
         &self,
         request: Request<SetAccessRightsRequest>,
     ) -> Result<Response<pb::Agency>, Status> {
-        self.state
-            .answer(request, "AdminService/SetAccessRights", async |request, draft| {
-                self.set_rights(request, draft).await
-            })
-            .await
+        let this = self.clone();
+        uncancelled(async move {
+            this.state
+                .answer(request, "AdminService/SetAccessRights", async |request, draft| {
+                    this.set_rights(request, draft).await
+                })
+                .await
+        })
+        .await
     }
 
     async fn issue_certificate(
         &self,
         request: Request<IssueCertificateRequest>,
     ) -> Result<Response<IssuedCertificate>, Status> {
-        self.state
-            .answer(request, "AdminService/IssueCertificate", async |request, draft| {
-                self.issue(request, draft).await
-            })
-            .await
+        let this = self.clone();
+        uncancelled(async move {
+            this.state
+                .answer(request, "AdminService/IssueCertificate", async |request, draft| {
+                    this.issue(request, draft).await
+                })
+                .await
+        })
+        .await
     }
 
     async fn revoke_certificate(
         &self,
         request: Request<RevokeCertificateRequest>,
     ) -> Result<Response<RevokeCertificateResponse>, Status> {
-        self.state
-            .answer(request, "AdminService/RevokeCertificate", async |request, draft| {
-                self.revoke(request, draft).await
-            })
-            .await
+        let this = self.clone();
+        uncancelled(async move {
+            this.state
+                .answer(request, "AdminService/RevokeCertificate", async |request, draft| {
+                    this.revoke(request, draft).await
+                })
+                .await
+        })
+        .await
     }
 }

@@ -9,7 +9,7 @@ use civex_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{Draft, State};
+use super::{Draft, State, uncancelled};
 use civex_adapters::CitizenId;
 
 use crate::{
@@ -29,6 +29,7 @@ const MAX_VALIDITY: Duration = Duration::from_secs(5 * 366 * 24 * 3600);
 /// Most scopes one consent may name.
 const MAX_SCOPES: usize = 64;
 
+#[derive(Clone)]
 pub struct Consents {
     state: Arc<State>,
 }
@@ -114,8 +115,9 @@ impl Consents {
         self.cite(draft, &consent);
         draft.withdraws(&consent.consent_id);
         let appended = self.state.record(draft).await?;
-        let mut consent = self.state.consents.get(&req.consent_id).await?;
-        // The log holds the withdrawal even if the store has yet to take it.
+        // In force from its record on (or from the first withdrawal's time):
+        // answered from what was read, not from a store that may lag.
+        let mut consent = consent;
         consent.revoked_at.get_or_insert_with(|| timestamp(appended.time));
         Ok(consent)
     }
@@ -155,19 +157,27 @@ impl Consents {
 #[tonic::async_trait]
 impl ConsentService for Consents {
     async fn grant(&self, request: Request<GrantConsentRequest>) -> Result<Response<Consent>, Status> {
-        self.state
-            .answer(request, "ConsentService/Grant", async |request, draft| {
-                Consents::grant(self, request, draft).await
-            })
-            .await
+        let this = self.clone();
+        uncancelled(async move {
+            this.state
+                .answer(request, "ConsentService/Grant", async |request, draft| {
+                    Consents::grant(&this, request, draft).await
+                })
+                .await
+        })
+        .await
     }
 
     async fn revoke(&self, request: Request<RevokeConsentRequest>) -> Result<Response<Consent>, Status> {
-        self.state
-            .answer(request, civex_audit::WITHDRAWAL_ACTION, async |request, draft| {
-                Consents::revoke(self, request, draft).await
-            })
-            .await
+        let this = self.clone();
+        uncancelled(async move {
+            this.state
+                .answer(request, civex_audit::WITHDRAWAL_ACTION, async |request, draft| {
+                    Consents::revoke(&this, request, draft).await
+                })
+                .await
+        })
+        .await
     }
 
     async fn get(&self, request: Request<GetConsentRequest>) -> Result<Response<Consent>, Status> {

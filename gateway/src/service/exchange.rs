@@ -9,7 +9,7 @@ use civex_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{Draft, State};
+use super::{Draft, State, uncancelled};
 use crate::{
     consent::Use,
     error::{Error, Reason},
@@ -24,6 +24,7 @@ use crate::{
 /// Most people a predicate's parameters may name, and so related consents a Check may carry.
 const MAX_RELATED: usize = 8;
 
+#[derive(Clone)]
 pub struct Exchange {
     state: Arc<State>,
 }
@@ -208,25 +209,33 @@ pub fn catalogue_message() -> Catalogue {
 #[tonic::async_trait]
 impl ExchangeService for Exchange {
     async fn query(&self, request: Request<QueryRequest>) -> Result<Response<QueryResponse>, Status> {
-        let (mut response, appended) = self
-            .state
-            .call(request, "ExchangeService/Query", async |request, draft| {
-                Exchange::query(self, request, draft).await
-            })
-            .await?;
-        response.audit_index = appended.index;
-        Ok(Response::new(response))
+        let this = self.clone();
+        uncancelled(async move {
+            let (mut response, appended) = this
+                .state
+                .call(request, "ExchangeService/Query", async |request, draft| {
+                    Exchange::query(&this, request, draft).await
+                })
+                .await?;
+            response.audit_index = appended.index;
+            Ok(Response::new(response))
+        })
+        .await
     }
 
     async fn check(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
-        let (mut response, appended) = self
-            .state
-            .call(request, "ExchangeService/Check", async |request, draft| {
-                Exchange::check(self, request, draft).await
-            })
-            .await?;
-        response.audit_index = appended.index;
-        Ok(Response::new(response))
+        let this = self.clone();
+        uncancelled(async move {
+            let (mut response, appended) = this
+                .state
+                .call(request, "ExchangeService/Check", async |request, draft| {
+                    Exchange::check(&this, request, draft).await
+                })
+                .await?;
+            response.audit_index = appended.index;
+            Ok(Response::new(response))
+        })
+        .await
     }
 
     async fn list_attributes(&self, request: Request<ListAttributesRequest>) -> Result<Response<Catalogue>, Status> {

@@ -103,18 +103,17 @@ where
         let method = recorded_method(request.uri().path()).map(str::to_owned);
         let handled = Handled::default();
         request.extensions_mut().insert(handled.clone());
-        if let Some(peer) = &peer {
-            peer.activity.touch();
-        }
+        let in_flight = peer.as_ref().map(|p| p.activity.begin());
         Box::pin(async move {
             let response = inner.call(request).await?;
-            if let Some(peer) = &peer {
-                peer.activity.touch();
-            }
+            drop(in_flight);
             let Some(method) = method.filter(|_| !handled.get()) else {
                 return Ok(response);
             };
-            let Some(refused) = Status::from_header_map(response.headers()).filter(|s| s.code() != Code::Ok) else {
+            // An unknown method is not a decoder refusal, and its path is caller text: passed on as it is.
+            let Some(refused) = Status::from_header_map(response.headers())
+                .filter(|s| !matches!(s.code(), Code::Ok | Code::Unimplemented))
+            else {
                 return Ok(response);
             };
             let agency = peer.map(|p| p.agency).unwrap_or_default();

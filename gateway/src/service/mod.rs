@@ -46,6 +46,20 @@ use crate::{
     store::ConsentStore,
 };
 
+/// Runs `call` on a task of its own and waits for it. A call that changes
+/// state goes through here, so that it runs to its end even if its caller
+/// goes away (a client's deadline, a reset stream, a closed connection):
+/// a change and its record are never cut apart, and a consent use is never
+/// taken without the record that accounts for it.
+pub async fn uncancelled<R: Send + 'static>(
+    call: impl std::future::Future<Output = Result<R, Status>> + Send + 'static,
+) -> Result<R, Status> {
+    tokio::spawn(call).await.unwrap_or_else(|e| {
+        tracing::error!(cause = %e, "a call's task failed");
+        Err(Error::internal(e).into())
+    })
+}
+
 /// What every handler shares.
 pub struct State {
     pub directory: Directory,

@@ -238,3 +238,29 @@ async fn an_http2_rapid_reset_flood_does_not_hold_up_others_or_grow_memory() {
     );
     driver.abort();
 }
+
+#[tokio::test]
+async fn an_unknown_method_is_unimplemented_and_its_path_never_logged() {
+    let gw = TestGateway::start().await;
+    let id = gw.records(civex_adapters::Department::PublicSecurity)[0]["citizen_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut grpc = tonic::client::Grpc::new(gw.channel("qujing-psb").await);
+    grpc.ready().await.unwrap();
+    let path = http::uri::PathAndQuery::try_from(format!("/civex.v1.ExchangeService/{id}")).unwrap();
+    let status = grpc
+        .unary(tonic::Request::new(Bytes::new()), path, RawCodec)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+    let entries = gw
+        .audit("qujing-audit")
+        .await
+        .search(civex_proto::v1::AuditSearchRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert!(entries.iter().all(|e| !String::from_utf8_lossy(&e.leaf).contains(&id)));
+}

@@ -159,7 +159,7 @@ async fn no_raw_id_enters_the_log_through_any_field() {
     assert_eq!(refused.len(), 11, "every refusal is recorded");
     assert_eq!(refused[0].operator, "[redacted]");
     assert_eq!(refused[1].request_id, "[redacted]");
-    assert_eq!(refused[2].consent_id, "[invalid]");
+    assert_eq!(refused[2].consent_id, "[redacted]");
     assert_eq!(refused[3].purpose, "[invalid]");
     assert_eq!(refused[4].scopes, ["[invalid]"]);
     assert_eq!(refused[5].scopes, ["[invalid]"]);
@@ -774,4 +774,42 @@ async fn without_the_ca_key_the_published_crl_still_guards_the_handshake() {
         .list_attributes(ListAttributesRequest {})
         .await
         .expect("others still get in");
+}
+
+#[tokio::test]
+async fn a_caller_that_gives_up_cuts_no_change_in_half() {
+    let gw = TestGateway::start().await;
+    let id = citizen(&gw, 7);
+    let mut portal = gw.consents("qujing-portal").await;
+    // Deadlines around the group-commit latency: many grants are abandoned
+    // while their record is being made durable, before the consent is stored.
+    for i in 0..200u64 {
+        let mut request = tonic::Request::new(GrantConsentRequest {
+            citizen_id: id.clone(),
+            grantee: "qujing-psb".into(),
+            scopes: vec![DIVISION.into()],
+            purpose: SETTLE.into(),
+            not_after: Some(civex_gateway::clock::timestamp(
+                std::time::SystemTime::now() + Duration::from_secs(3600),
+            )),
+            max_uses: 0,
+        });
+        request.set_timeout(Duration::from_micros(300 + 50 * (i % 60)));
+        let _ = portal.grant(request).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stored = portal
+        .list(ListConsentsRequest { citizen_id: id.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .consents
+        .len();
+    let recorded = leaves(&gw)
+        .await
+        .iter()
+        .filter(|e| e.action == "ConsentService/Grant" && e.reason.is_empty())
+        .count();
+    assert!(recorded > 0, "no grant got through at all");
+    assert_eq!(stored, recorded, "every recorded grant is in force, and no other");
 }
