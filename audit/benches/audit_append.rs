@@ -1,32 +1,39 @@
 //! Audit append throughput: durable group commit with many writers waiting
-//! at once, against one flush per record (a single writer waiting for each).
+//! at once (one journal write and one fdatasync per batch), against one
+//! fsync per record (a single writer waiting for each).
 //!
 //! `cargo bench -p civex-audit --bench audit_append [-- RECORDS CONCURRENCY]`;
 //! figures go to stdout and `target/bench/audit_append.json`.
 
 use std::{sync::Arc, time::Instant};
 
-use civex_audit::{AuditLog, Entry, UseLedger, WriterConfig, clock::SystemClock, embedded::SledLog, keys::Signer};
+use std::collections::HashMap;
+
+use civex_audit::{
+    AuditLog, Entry, Usage, UseLedger, WriterConfig, clock::SystemClock, embedded::SledIndex, keys::Signer,
+    tiles::TileLog,
+};
 use civex_proto::v1::{AuditRecord, Decision};
 
 /// The records carry no consent uses, so there is nothing to re-check or flush.
 struct NoUses;
 
 impl UseLedger for NoUses {
-    fn withdrawn(&self, _: &str) -> Result<bool, String> {
-        Ok(false)
+    fn usage(&self, _: &str) -> Result<Usage, String> {
+        Ok(Usage::default())
     }
 
-    fn withdraw(&self, _: &str, _: std::time::SystemTime) -> Result<(), String> {
+    fn apply(
+        &self,
+        _: &HashMap<String, u64>,
+        _: &HashMap<String, std::time::SystemTime>,
+        _: u64,
+    ) -> Result<(), String> {
         Ok(())
     }
 
     fn applied(&self) -> Result<u64, String> {
         Ok(0)
-    }
-
-    fn set_applied(&self, _: u64) -> Result<(), String> {
-        Ok(())
     }
 
     fn flush(&self) -> Result<(), String> {
@@ -58,8 +65,10 @@ async fn run(total: u64, writers: u64) -> f64 {
         checkpoint_interval: std::time::Duration::from_secs(10),
         durable: true,
     };
-    let store = Arc::new(SledLog::open(dir.path()).expect("store"));
-    let (log, _) = AuditLog::open(store, signer, Arc::new(SystemClock), Arc::new(NoUses), config).expect("audit log");
+    let store = Arc::new(TileLog::open(dir.path()).expect("store"));
+    let index = Arc::new(SledIndex::open(dir.path()).expect("index"));
+    let (log, _) =
+        AuditLog::open(store, index, signer, Arc::new(SystemClock), Arc::new(NoUses), config).expect("audit log");
     let log = Arc::new(log);
     let started = Instant::now();
     let tasks: Vec<_> = (0..writers)

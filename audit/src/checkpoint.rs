@@ -53,6 +53,11 @@ pub fn sign(signer: &Signer, size: u64, root: &Hash) -> Checkpoint {
     }
 }
 
+/// The tree size a checkpoint note states, without checking its signature.
+pub fn size_of(note: &str) -> Option<u64> {
+    note.lines().nth(1)?.parse().ok()
+}
+
 /// Parses a signed note and verifies the signature of `verifier`'s key.
 pub fn verify(note: &str, verifier: &Verifier) -> Result<Checkpoint, CheckpointError> {
     let (body, signatures) = note

@@ -1,56 +1,29 @@
-//! The embedded engine: the log in a sled database of its own inside the
-//! data directory (`audit/`), so it can be flushed and reopened on its own.
-//!
-//! Everything lives in one tree, so that one atomic batch carries a group of
-//! records together with their Merkle nodes, search index entries, refusal
-//! counters, the new tree size and any checkpoint:
+//! The embedded engine's sled parts: opening a sled database in the data
+//! directory, and the search indexes ([`SledIndex`]) in one of their own
+//! (`audit-index/`). The log itself is in files ([`crate::tiles`]).
 //!
 //! | key | value |
 //! |---|---|
-//! | `r` ‖ index | leaf bytes (an encoded `AuditRecord`) |
-//! | `n` ‖ level ‖ index | node hash |
 //! | `c` ‖ citizen_ref ‖ index | (search index) |
 //! | `a` ‖ agency ‖ 0 ‖ index | (search index) |
 //! | `d` ‖ agency ‖ 0 ‖ reason | refusals counted |
-//! | `k` ‖ size | signed checkpoint note |
-//! | `m` `size` | committed tree size |
+//! | `m` `indexed` | log size through which records are indexed |
 //!
 //! Indices are big-endian so keys sort in log order.
 
 use std::{
-    ops::ControlFlow,
     path::{Path, PathBuf},
-    sync::RwLock,
     time::{Duration, Instant},
 };
 
-use crate::{
-    merkle::Hash,
-    store::{Batch, IndexKey, LogStore, RefusalCount, Scan, StoreError},
-};
+use crate::store::{IndexKey, IndexStore, RefusalCount, Scan, StoreError};
 
-/// The log's own sled database inside the data directory.
-pub const DB_DIR: &str = "audit";
-/// The tree that holds the log.
-pub const TREE: &str = "audit";
+/// The search indexes' own sled database inside the data directory.
+pub const INDEX_DIR: &str = "audit-index";
+/// The tree that holds them.
+const TREE: &str = "index";
 
-const SIZE_KEY: &[u8] = b"msize";
-const PROBE_KEY: &[u8] = b"mprobe";
-
-/// The key of the leaf at `index`.
-pub fn record_key(index: u64) -> [u8; 9] {
-    let mut k = [b'r'; 9];
-    k[1..].copy_from_slice(&index.to_be_bytes());
-    k
-}
-
-/// The key of the Merkle node at (`level`, `index`).
-pub fn node_key(level: u32, index: u64) -> [u8; 10] {
-    let mut k = [b'n'; 10];
-    k[1] = level as u8;
-    k[2..].copy_from_slice(&index.to_be_bytes());
-    k
-}
+const INDEXED_KEY: &[u8] = b"mindexed";
 
 fn index_prefix(key: &IndexKey) -> Vec<u8> {
     match key {
@@ -73,12 +46,6 @@ fn refusal_key(agency: &str, reason: &str) -> Vec<u8> {
     k.extend_from_slice(agency.as_bytes());
     k.push(0);
     k.extend_from_slice(reason.as_bytes());
-    k
-}
-
-fn checkpoint_key(size: u64) -> [u8; 9] {
-    let mut k = [b'k'; 9];
-    k[1..].copy_from_slice(&size.to_be_bytes());
     k
 }
 
@@ -140,175 +107,71 @@ pub enum OpenError {
     Open { path: PathBuf, source: sled::Error },
 }
 
-/// Opens the log's database and tree in the data directory `data_dir`, for
-/// tools and tests that read or edit a stopped gateway's log.
-pub fn open_tree(data_dir: &Path) -> Result<(sled::Db, sled::Tree), StoreError> {
-    let db = open_db(data_dir, DB_DIR).map_err(StoreError::unavailable)?;
-    let tree = db.open_tree(TREE).map_err(StoreError::unavailable)?;
-    Ok((db, tree))
+/// The search indexes in sled.
+pub struct SledIndex {
+    db: sled::Db,
+    tree: sled::Tree,
 }
 
-/// The log in sled. After a failed write it drops its handles (sled does not
-/// recover from an IO error in place, and what was not flushed must not be
-/// built on) until [`LogStore::reopen`] opens it again from disk.
-pub struct SledLog {
-    dir: PathBuf,
-    open: RwLock<Option<(sled::Db, sled::Tree)>>,
-}
-
-impl SledLog {
-    /// Opens the log of the data directory `data_dir`.
-    pub fn open(data_dir: &Path) -> Result<SledLog, StoreError> {
-        Ok(SledLog {
-            dir: data_dir.to_owned(),
-            open: RwLock::new(Some(open_tree(data_dir)?)),
-        })
-    }
-
-    fn handles(&self) -> Result<(sled::Db, sled::Tree), StoreError> {
-        let open = self.open.read().unwrap_or_else(|p| p.into_inner()).clone();
-        open.ok_or_else(|| StoreError::Unavailable("the audit store is being reopened".into()))
-    }
-
-    pub(crate) fn tree(&self) -> Result<sled::Tree, StoreError> {
-        self.handles().map(|(_, tree)| tree)
+impl SledIndex {
+    /// Opens the indexes of the data directory `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<SledIndex, StoreError> {
+        let db = open_db(data_dir, INDEX_DIR).map_err(StoreError::unavailable)?;
+        let tree = db.open_tree(TREE).map_err(StoreError::unavailable)?;
+        Ok(SledIndex { db, tree })
     }
 
     fn scan<T: Send + 'static>(
         &self,
         prefix: Vec<u8>,
         from: Vec<u8>,
-        item: impl Fn(&[u8], &[u8]) -> Option<T> + Send + 'static,
+        item: impl Fn(&[u8]) -> Option<T> + Send + 'static,
     ) -> Scan<'_, T> {
-        let tree = match self.tree() {
-            Ok(tree) => tree,
-            Err(e) => return Box::new(std::iter::once(Err(e))),
-        };
         Box::new(
-            tree.range(from..)
+            self.tree
+                .range(from..)
                 .take_while(move |kv| kv.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
                 .map(move |kv| {
-                    let (k, v) = kv.map_err(StoreError::storage)?;
-                    item(&k, &v).ok_or_else(|| StoreError::Storage("malformed key or value".into()))
+                    let (k, _) = kv.map_err(StoreError::storage)?;
+                    item(&k).ok_or_else(|| StoreError::Storage("malformed index key".into()))
                 }),
         )
     }
 }
 
-impl LogStore for SledLog {
-    fn append(&self, batch: &Batch, durable: bool) -> Result<(), StoreError> {
-        let (db, tree) = self.handles()?;
+impl IndexStore for SledIndex {
+    fn indexed_size(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .tree
+            .get(INDEXED_KEY)
+            .map_err(StoreError::storage)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes))
+    }
+
+    fn add(&self, entries: &[(IndexKey, u64)], refusals: &[RefusalCount], size: u64) -> Result<(), StoreError> {
         let mut writes = sled::Batch::default();
-        for (i, leaf) in batch.leaves.iter().enumerate() {
-            writes.insert(&record_key(batch.start + i as u64), leaf.as_slice());
-        }
-        for (level, index, hash) in &batch.nodes {
-            writes.insert(&node_key(*level, *index), hash.as_slice());
-        }
-        for (key, index) in &batch.index {
+        for (key, index) in entries {
             let mut k = index_prefix(key);
             k.extend_from_slice(&index.to_be_bytes());
             writes.insert(k, &[]);
         }
-        for r in &batch.refusals {
+        for r in refusals {
             writes.insert(refusal_key(&r.agency, &r.reason), &r.count.to_be_bytes());
         }
-        writes.insert(SIZE_KEY, &batch.size.to_be_bytes());
-        if let Some(note) = &batch.checkpoint {
-            writes.insert(&checkpoint_key(batch.size), note.as_bytes());
-        }
-        tree.apply_batch(writes).map_err(StoreError::unavailable)?;
-        if durable {
-            db.flush().map_err(StoreError::unavailable)?;
-        }
-        Ok(())
-    }
-
-    fn probe(&self, stamp: u64) -> Result<(), StoreError> {
-        let (db, tree) = self.handles()?;
-        tree.insert(PROBE_KEY, &stamp.to_be_bytes())
-            .map_err(StoreError::unavailable)?;
-        db.flush().map_err(StoreError::unavailable)?;
-        Ok(())
-    }
-
-    fn discard(&self) {
-        let handles = self.open.write().unwrap_or_else(|p| p.into_inner()).take();
-        // Dropped outside the lock: readers fail at once instead of waiting for sled.
-        drop(handles);
-    }
-
-    fn reopen(&self) -> Result<(), StoreError> {
-        if self.open.read().unwrap_or_else(|p| p.into_inner()).is_some() {
-            return Ok(());
-        }
-        // Opened outside the lock (it may wait for sled's file lock); only
-        // the writer reopens, so no other open can race this one.
-        let handles = open_tree(&self.dir)?;
-        *self.open.write().unwrap_or_else(|p| p.into_inner()) = Some(handles);
-        Ok(())
-    }
-
-    fn size(&self) -> Result<u64, StoreError> {
-        Ok(self
-            .tree()?
-            .get(SIZE_KEY)
-            .map_err(StoreError::storage)?
-            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-            .map(u64::from_be_bytes)
-            .unwrap_or(0))
-    }
-
-    fn leaf(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .tree()?
-            .get(record_key(index))
-            .map_err(StoreError::storage)?
-            .map(|v| v.to_vec()))
-    }
-
-    fn node(&self, level: u32, index: u64) -> Result<Option<Hash>, StoreError> {
-        let v = self.tree()?.get(node_key(level, index)).map_err(StoreError::storage)?;
-        Ok(v.and_then(|v| <Hash>::try_from(v.as_ref()).ok()))
-    }
-
-    fn scan_leaves(&self, visit: &mut dyn FnMut(u64, &[u8]) -> ControlFlow<()>) -> Result<(), StoreError> {
-        for kv in self.tree()?.scan_prefix(b"r") {
-            let (k, leaf) = kv.map_err(StoreError::storage)?;
-            // A key that holds no index sorts after every record: report it as one.
-            if visit(index_suffix(&k).unwrap_or(u64::MAX), &leaf).is_break() {
-                break;
-            }
-        }
-        Ok(())
-    }
-
-    fn level(&self, level: u32) -> Scan<'_, (u64, Hash)> {
-        let prefix = node_key(level, 0)[..2].to_vec();
-        self.scan(prefix.clone(), prefix, |k, v| {
-            Some((index_suffix(k)?, <Hash>::try_from(v).ok()?))
-        })
-    }
-
-    fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError> {
-        self.tree()?
-            .scan_prefix(b"k")
-            .map(|kv| {
-                let (k, v) = kv.map_err(StoreError::storage)?;
-                Ok((index_suffix(&k).unwrap_or(0), String::from_utf8_lossy(&v).into_owned()))
-            })
-            .collect()
+        writes.insert(INDEXED_KEY, &size.to_be_bytes());
+        self.tree.apply_batch(writes).map_err(StoreError::unavailable)
     }
 
     fn indexed(&self, key: &IndexKey, from: u64) -> Scan<'_, u64> {
         let prefix = index_prefix(key);
         let mut start = prefix.clone();
         start.extend_from_slice(&from.to_be_bytes());
-        self.scan(prefix, start, |k, _| index_suffix(k))
+        self.scan(prefix, start, index_suffix)
     }
 
     fn refusals(&self) -> Result<Vec<RefusalCount>, StoreError> {
-        self.tree()?
+        self.tree
             .scan_prefix(b"d")
             .filter_map(|kv| {
                 let (k, v) = match kv {
@@ -324,5 +187,14 @@ impl LogStore for SledLog {
                 }))
             })
             .collect()
+    }
+
+    fn clear(&self) -> Result<(), StoreError> {
+        self.tree.clear().map_err(StoreError::unavailable)?;
+        self.flush()
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(drop).map_err(StoreError::unavailable)
     }
 }

@@ -13,21 +13,25 @@
 //! - [`keys`]: the gateway's Ed25519 signing key and its verifier key.
 //! - [`pseudonym`]: HMAC pseudonyms of citizen IDs.
 //! - [`clock`]: time as the log (and the gateway) sees it, injectable.
-//! - [`store`]: the [`LogStore`] trait every storage engine implements, and its [`Batch`].
-//! - [`embedded`]: the embedded engine, in sled.
-//! - [`writer`]: the single group-commit writer.
+//! - [`store`]: the [`LogStore`] and [`IndexStore`] traits every storage engine implements.
+//! - [`tiles`]: the embedded log: C2SP tlog-tiles and a journal, in files.
+//! - [`embedded`]: the embedded search indexes, in sled.
+//! - [`writer`]: the single group-commit writer; it counts consent uses.
+//! - [`index`]: the search indexes kept up with the log, off the answer's path.
 //! - [`verify`]: the whole tree recomputed from the store.
-//! - [`search`]: auditors' searches over the store's indices.
+//! - [`search`]: auditors' searches over the indexes and the log.
 //! - [`AuditLog`]: appends through the writer, reads straight from the store.
 
 pub mod checkpoint;
 pub mod clock;
 pub mod embedded;
+pub mod index;
 pub mod keys;
 pub mod merkle;
 pub mod pseudonym;
 pub mod search;
 pub mod store;
+pub mod tiles;
 pub mod verify;
 pub mod writer;
 
@@ -42,19 +46,21 @@ use std::{
     time::{Instant, SystemTime},
 };
 
-use civex_proto::v1::AuditRecord;
+use civex_proto::v1::{AuditRecord, Decision};
 use prost::Message;
 use tokio::sync::{oneshot, watch};
 
 use self::{
+    checkpoint::Checkpoint,
     clock::{Clock, system_time},
+    index::Indexer,
     keys::{Signer, Verifier},
-    merkle::{Hash, ProofError},
+    merkle::{Frontier, Hash, ProofError},
     writer::{Msg, Pending, Tip, Writer},
 };
 pub use self::{
     pseudonym::Pseudonymizer,
-    store::{LogStore, RefusalCount, StoreError},
+    store::{IndexStore, LogStore, RefusalCount, StoreError},
     verify::{Verified, VerifyError, verify},
     writer::{Appended, Overruled, WriterConfig},
 };
@@ -89,24 +95,42 @@ impl From<StoreError> for AuditError {
 /// withdrawal itself, in log order (and again at start, from its records).
 pub const WITHDRAWAL_ACTION: &str = "ConsentService/Revoke";
 
-/// What the writer asks of the consents whose uses it records, and tells
+/// How a consent stands in the [`UseLedger`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Uses counted so far.
+    pub uses: u64,
+    /// The most uses allowed; 0 for no limit.
+    pub max_uses: u64,
+    pub withdrawn: bool,
+}
+
+/// What the writer asks of the consents whose uses it counts, and tells
 /// them. It sits between the log and the consent store, so that neither
-/// reaches into the other: the log orders uses against withdrawals, and a
-/// withdrawal takes effect only once its record is durable.
+/// reaches into the other. The log is the source of truth: the writer
+/// decides each use against the ledger's count and its own, in log order,
+/// and a use or withdrawal exists once its record is durable; the ledger is
+/// told afterwards and brought up to date from the log at start.
 pub trait UseLedger: Send + Sync + 'static {
-    /// Whether the consent `consent_id` has been withdrawn.
-    fn withdrawn(&self, consent_id: &str) -> Result<bool, String>;
+    /// How `consent_id` stands as of the last [`UseLedger::apply`].
+    fn usage(&self, consent_id: &str) -> Result<Usage, String>;
 
-    /// Withdraws `consent_id` as of `at`, whose withdrawal the log has made
-    /// durable; a consent already withdrawn keeps its first time.
-    fn withdraw(&self, consent_id: &str, at: SystemTime) -> Result<(), String>;
+    /// Counts `uses` (per consent) and `withdrawals` (a consent already
+    /// withdrawn keeps its first time) of the log's records up to `size`,
+    /// and moves [`UseLedger::applied`] to `size`, all at once. Need not be
+    /// durable: after a crash the log replays from the last durable `size`.
+    fn apply(
+        &self,
+        uses: &HashMap<String, u64>,
+        withdrawals: &HashMap<String, SystemTime>,
+        size: u64,
+    ) -> Result<(), String>;
 
-    /// The log size up to which every recorded withdrawal has been applied
-    /// (0 for a new ledger). Durable with the next [`UseLedger::flush`].
+    /// The log size up to which every use and withdrawal is applied (0 for a new ledger).
     fn applied(&self) -> Result<u64, String>;
 
-    /// Moves [`UseLedger::applied`] forward.
-    fn set_applied(&self, size: u64) -> Result<(), String>;
+    /// Makes what was applied durable.
+    fn flush(&self) -> Result<(), String>;
 
     /// Drops what was not made durable, after a failed write (the writer
     /// discards the log store at the same time).
@@ -116,11 +140,6 @@ pub trait UseLedger: Send + Sync + 'static {
     fn reopen(&self) -> Result<(), String> {
         Ok(())
     }
-
-    /// Makes every use and withdrawal counted so far durable. The durable
-    /// writer calls it once per batch before the batch's records are
-    /// written, so a use or withdrawal is durable once its call is answered.
-    fn flush(&self) -> Result<(), String>;
 }
 
 /// One call's record with what the log does with it.
@@ -136,30 +155,58 @@ pub struct Entry {
     pub checkpoint: bool,
 }
 
-/// Applies the withdrawals recorded after the ledger's watermark: those a
-/// crash may have cut off between the record and the consent store.
-pub(crate) fn replay_withdrawals(store: &dyn LogStore, ledger: &dyn UseLedger, size: u64) -> Result<(), AuditError> {
-    let ledger_error = |e: String| AuditError::Storage(format!("consent ledger: {e}"));
-    let from = ledger.applied().map_err(ledger_error)?.min(size);
-    for index in from..size {
-        let leaf = store
-            .leaf(index)?
-            .ok_or_else(|| AuditError::Corrupt(format!("record {index} is missing")))?;
-        let record = AuditRecord::decode(leaf.as_slice()).map_err(|e| AuditError::Corrupt(e.to_string()))?;
-        if record.action == WITHDRAWAL_ACTION
-            && record.decision == civex_proto::v1::Decision::Allow as i32
-            && !record.consent_id.is_empty()
-        {
-            let at = record
-                .time
-                .as_ref()
-                .and_then(system_time)
-                .unwrap_or(std::time::UNIX_EPOCH);
-            ledger.withdraw(&record.consent_id, at).map_err(ledger_error)?;
-        }
+/// Records applied to the ledger per write while replaying.
+const REPLAY_CHUNK: u64 = 4096;
+
+fn decode(store: &dyn LogStore, index: u64) -> Result<AuditRecord, AuditError> {
+    let leaf = store
+        .leaf(index)?
+        .ok_or_else(|| AuditError::Corrupt(format!("record {index} is missing")))?;
+    AuditRecord::decode(leaf.as_slice()).map_err(|e| AuditError::Corrupt(format!("record {index}: {e}")))
+}
+
+/// The uses and withdrawals one record counts, added to `uses` and `withdrawals`.
+pub(crate) fn tally(
+    record: &AuditRecord,
+    uses: &mut HashMap<String, u64>,
+    withdrawals: &mut HashMap<String, SystemTime>,
+) {
+    if record.decision != Decision::Allow as i32 {
+        return;
     }
-    if from < size {
-        ledger.set_applied(size).map_err(ledger_error)?;
+    for id in &record.consent_uses {
+        *uses.entry(id.clone()).or_default() += 1;
+    }
+    if record.action == WITHDRAWAL_ACTION && !record.consent_id.is_empty() {
+        let at = record
+            .time
+            .as_ref()
+            .and_then(system_time)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        withdrawals.entry(record.consent_id.clone()).or_insert(at);
+    }
+}
+
+/// Brings the ledger up to date with the log: applies the uses and
+/// withdrawals recorded after its watermark, those a crash cut off between
+/// the record and the consent store.
+pub(crate) fn replay(store: &dyn LogStore, ledger: &dyn UseLedger, size: u64) -> Result<(), AuditError> {
+    let ledger_error = |e: String| AuditError::Storage(format!("consent ledger: {e}"));
+    let applied = ledger.applied().map_err(ledger_error)?;
+    if applied > size {
+        tracing::warn!(applied, size, "the consent ledger counts records the log does not hold");
+    }
+    let mut from = applied.min(size);
+    while from < size {
+        let to = size.min(from + REPLAY_CHUNK);
+        let (mut uses, mut withdrawals) = (HashMap::new(), HashMap::new());
+        for index in from..to {
+            tally(&decode(store, index)?, &mut uses, &mut withdrawals);
+        }
+        ledger.apply(&uses, &withdrawals, to).map_err(ledger_error)?;
+        from = to;
+    }
+    if applied < size {
         ledger.flush().map_err(ledger_error)?;
     }
     Ok(())
@@ -174,82 +221,184 @@ pub(crate) fn record_time(store: &dyn LogStore, index: u64) -> Result<Option<Sys
     Ok(record.time.as_ref().and_then(system_time))
 }
 
-/// Recomputes the whole tree from the store's records, refusing it if it
-/// does not match every signed checkpoint, and reads what the writer
-/// continues from.
-pub(crate) fn load(store: &dyn LogStore, verifier: &Verifier) -> Result<(Verified, Tip), AuditError> {
-    let verified = verify(store, verifier)?;
-    let last_time = match verified.size {
+/// What opening the log found.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    pub size: u64,
+    pub latest: Option<Checkpoint>,
+}
+
+/// Stored node lookups for the Merkle functions; a missing node is an
+/// error (the tree is incomplete).
+fn nodes(store: &dyn LogStore) -> impl FnMut(u32, u64) -> Result<Hash, AuditError> + '_ {
+    move |level, index| {
+        store
+            .node(level, index)?
+            .ok_or(AuditError::Corrupt(format!("node ({level}, {index}) is missing")))
+    }
+}
+
+/// Checks the latest signed checkpoint against the stored tree (a root
+/// from O(log n) nodes; the engine checked the tail it replayed) and reads
+/// what the writer continues from. `civex audit verify` checks everything.
+pub(crate) fn load(store: &dyn LogStore, verifier: &Verifier) -> Result<(Opened, Tip), AuditError> {
+    let size = store.size()?;
+    let latest = match store.latest_checkpoint()? {
+        None => None,
+        Some((at, note)) => {
+            let cp = checkpoint::verify(&note, verifier).map_err(|e| VerifyError::Checkpoint(at, e))?;
+            if cp.size > size {
+                return Err(AuditError::Corrupt(format!(
+                    "the latest checkpoint is of {} records but the log holds {size}",
+                    cp.size
+                )));
+            }
+            if merkle::root(&mut nodes(store), cp.size)? != cp.root {
+                return Err(VerifyError::CheckpointMismatch { size: cp.size, from: 0 }.into());
+            }
+            Some(cp)
+        }
+    };
+    let frontier = Frontier::load(&mut nodes(store), size)?;
+    let last_time = match size {
         0 => std::time::UNIX_EPOCH,
         n => record_time(store, n - 1)?.unwrap_or(std::time::UNIX_EPOCH),
     };
-    let refusals = store
-        .refusals()?
-        .into_iter()
-        .map(|r| ((r.agency, r.reason), r.count))
-        .collect::<HashMap<_, _>>();
-    let tip = Tip {
-        frontier: verified.frontier.clone(),
-        last_time,
-        refusals,
-    };
-    Ok((verified, tip))
+    Ok((Opened { size, latest }, Tip { frontier, last_time }))
+}
+
+/// What the writer tells the background thread.
+pub(crate) enum Background {
+    /// Records up to `size` are durable; `checkpoint` if a checkpoint was signed.
+    Committed {
+        size: u64,
+        checkpoint: bool,
+    },
+    Close(oneshot::Sender<()>),
+}
+
+/// The background thread: files index entries and integrates the store
+/// (tiles) after the writer has answered.
+fn background(store: Arc<dyn LogStore>, indexer: Arc<Mutex<Indexer>>, rx: mpsc::Receiver<Background>) {
+    let mut integrate = false;
+    while let Ok(first) = rx.recv() {
+        let mut to = 0;
+        let mut close = None;
+        for message in std::iter::once(first).chain(rx.try_iter()) {
+            match message {
+                Background::Committed { size, checkpoint } => {
+                    to = to.max(size);
+                    integrate |= checkpoint;
+                }
+                Background::Close(done) => close = Some(done),
+            }
+        }
+        loop {
+            let mut indexer = indexer.lock().unwrap_or_else(|p| p.into_inner());
+            if indexer.size() >= to {
+                break;
+            }
+            if let Err(e) = indexer.catch_up(store.as_ref(), to) {
+                tracing::warn!(cause = %e, "search index not updated; searches read the log past it");
+                break;
+            }
+        }
+        if integrate || close.is_some() {
+            match store.integrate() {
+                Ok(()) => integrate = false,
+                Err(e) => tracing::warn!(cause = %e, "audit tiles not written; the journal keeps the records"),
+            }
+        }
+        if let Some(done) = close {
+            if let Err(e) = indexer.lock().unwrap_or_else(|p| p.into_inner()).store().flush() {
+                tracing::warn!(cause = %e, "search index not flushed; it is rebuilt from the log at start");
+            }
+            let _ = done.send(());
+            return;
+        }
+    }
 }
 
 /// The audit log: appends through the writer thread, reads straight from the store.
 pub struct AuditLog {
     tx: Mutex<Option<mpsc::Sender<Msg>>>,
+    background: Mutex<Option<mpsc::Sender<Background>>>,
     store: Arc<dyn LogStore>,
+    index: Arc<dyn IndexStore>,
+    indexer: Arc<Mutex<Indexer>>,
     committed: Arc<AtomicU64>,
     healthy: watch::Receiver<bool>,
     verifier: Verifier,
-    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl AuditLog {
-    /// Opens the log kept in `store`, recomputing the whole tree from its
-    /// records and refusing to start if it does not match the last signed
-    /// checkpoint. Uses are re-checked against and flushed with `ledger`.
+    /// Opens the log kept in `store` with its search indexes in `index`,
+    /// refusing to start if the stored tree does not match the last signed
+    /// checkpoint, and brings `ledger` up to date with the log's uses and
+    /// withdrawals.
     pub fn open(
         store: Arc<dyn LogStore>,
+        index: Arc<dyn IndexStore>,
         signer: Arc<Signer>,
         clock: Arc<dyn Clock>,
         ledger: Arc<dyn UseLedger>,
         config: WriterConfig,
-    ) -> Result<(AuditLog, Verified), AuditError> {
+    ) -> Result<(AuditLog, Opened), AuditError> {
         let verifier = Verifier::parse(&signer.verifier_key()).map_err(|e| AuditError::Corrupt(e.to_string()))?;
-        let (verified, tip) = load(store.as_ref(), &verifier)?;
-        replay_withdrawals(store.as_ref(), ledger.as_ref(), verified.size)?;
-        let committed = Arc::new(AtomicU64::new(verified.size));
+        let (opened, tip) = load(store.as_ref(), &verifier)?;
+        replay(store.as_ref(), ledger.as_ref(), opened.size)?;
+        let indexer = Arc::new(Mutex::new(Indexer::open(index.clone(), opened.size)?));
+        let committed = Arc::new(AtomicU64::new(opened.size));
         let (healthy_tx, healthy) = watch::channel(true);
+        let (background_tx, background_rx) = mpsc::channel();
+        // Catch the index up and integrate what the journal replayed.
+        let _ = background_tx.send(Background::Committed {
+            size: opened.size,
+            checkpoint: true,
+        });
         let writer = Writer {
             store: store.clone(),
             verifier: verifier.clone(),
             broken: false,
             tip,
             committed: committed.clone(),
-            last_checkpoint: (verified.latest.as_ref().map_or(0, |c| c.size), Instant::now()),
+            last_checkpoint: (opened.latest.as_ref().map_or(0, |c| c.size), Instant::now()),
             signer,
             clock,
             ledger,
-            unapplied: HashMap::new(),
+            unapplied: Default::default(),
+            applied: opened.size,
+            background: background_tx.clone(),
             healthy: healthy_tx,
             config,
         };
         let (tx, rx) = mpsc::channel();
-        let handle = std::thread::Builder::new()
-            .name("civex-audit".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|e| AuditError::Unavailable(e.to_string()))?;
+        let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(run)
+                .map_err(|e| AuditError::Unavailable(e.to_string()))
+        };
+        let threads = vec![
+            spawn("civex-audit", Box::new(move || writer.run(rx)))?,
+            spawn("civex-audit-bg", {
+                let (store, indexer) = (store.clone(), indexer.clone());
+                Box::new(move || background(store, indexer, background_rx))
+            })?,
+        ];
         let log = AuditLog {
             tx: Mutex::new(Some(tx)),
+            background: Mutex::new(Some(background_tx)),
             store,
+            index,
+            indexer,
             committed,
             healthy,
             verifier,
-            writer: Mutex::new(Some(handle)),
+            threads: Mutex::new(threads),
         };
-        Ok((log, verified))
+        Ok((log, opened))
     }
 
     /// Appends `entry`'s record and waits until it is durable.
@@ -268,7 +417,8 @@ impl AuditLog {
             .map_err(|_| AuditError::Unavailable("the audit writer stopped".into()))?
     }
 
-    /// Flushes, writes a final checkpoint and stops the writer.
+    /// Flushes, writes a final checkpoint, brings the indexes and tiles up
+    /// to date and stops.
     pub async fn close(&self) {
         let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(tx) = tx {
@@ -277,10 +427,15 @@ impl AuditLog {
                 let _ = wait.await;
             }
         }
-        let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(handle) = handle {
-            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        let background = self.background.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(background) = background {
+            let (done, wait) = oneshot::channel();
+            if background.send(Background::Close(done)).is_ok() {
+                let _ = wait.await;
+            }
         }
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        let _ = tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join()))).await;
     }
 
     /// Whether the last write succeeded; watch it to drive health.
@@ -310,32 +465,22 @@ impl AuditLog {
         Ok(self.store.leaf(index)?)
     }
 
-    /// Stored node lookups for the Merkle functions; a missing node is an
-    /// error (the tree is incomplete).
-    fn nodes(&self) -> impl FnMut(u32, u64) -> Result<Hash, AuditError> + '_ {
-        move |level, index| {
-            self.store
-                .node(level, index)?
-                .ok_or(AuditError::Corrupt(format!("node ({level}, {index}) is missing")))
-        }
-    }
-
     /// The root of the tree at `size` (at most the durable size).
     pub fn root(&self, size: u64) -> Result<Hash, AuditError> {
         self.check_size(size)?;
-        merkle::root(&mut self.nodes(), size)
+        merkle::root(&mut nodes(self.store()), size)
     }
 
     /// An inclusion proof for `index` in the tree of `size`.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, AuditError> {
         self.check_size(size)?;
-        Ok(merkle::inclusion_proof(&mut self.nodes(), index, size)??)
+        Ok(merkle::inclusion_proof(&mut nodes(self.store()), index, size)??)
     }
 
     /// A consistency proof between the trees of `first` and `second` leaves.
     pub fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, AuditError> {
         self.check_size(second)?;
-        Ok(merkle::consistency_proof(&mut self.nodes(), first, second)??)
+        Ok(merkle::consistency_proof(&mut nodes(self.store()), first, second)??)
     }
 
     fn check_size(&self, size: u64) -> Result<(), AuditError> {
@@ -349,9 +494,36 @@ impl AuditLog {
         Ok(())
     }
 
-    /// Refused requests per agency and reason, most first.
+    pub(crate) fn index(&self) -> &dyn IndexStore {
+        self.index.as_ref()
+    }
+
+    /// The log size through which the search indexes are filed.
+    pub(crate) fn indexed(&self) -> u64 {
+        self.indexer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .size()
+            .min(self.size())
+    }
+
+    /// Refused requests per agency and reason, most first: the indexes'
+    /// counters and the records filed after them.
     pub fn report(&self) -> Result<Vec<RefusalCount>, AuditError> {
-        let mut rows = self.store.refusals()?;
+        let (from, mut totals) = {
+            let indexer = self.indexer.lock().unwrap_or_else(|p| p.into_inner());
+            (indexer.size(), indexer.refusals().clone())
+        };
+        for index in from..self.size() {
+            let record = decode(self.store(), index)?;
+            if record.decision == Decision::Deny as i32 {
+                *totals.entry((record.agency, record.reason)).or_default() += 1;
+            }
+        }
+        let mut rows: Vec<RefusalCount> = totals
+            .into_iter()
+            .map(|((agency, reason), count)| RefusalCount { agency, reason, count })
+            .collect();
         rows.sort_by(|a, b| {
             b.count
                 .cmp(&a.count)

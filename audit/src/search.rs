@@ -1,6 +1,9 @@
 //! Auditors' searches. A search walks the narrowest index that applies (the
-//! citizen's pseudonym, as the subject or as a related person of a record, else the agency, else the log itself from the first
-//! record at or after `since`), in log order, and never past the durable size.
+//! citizen's pseudonym, as the subject or as a related person of a record,
+//! else the agency, else the log itself from the first record at or after
+//! `since`), in log order, and never past the durable size. An index is
+//! walked as far as it is filed and the log itself after that, so a record
+//! not yet indexed is still found.
 //! Page tokens are the last index looked at, so they stay valid as the log grows.
 
 use std::time::SystemTime;
@@ -67,6 +70,7 @@ pub fn entry(index: u64, leaf: Vec<u8>) -> Result<AuditEntry, AuditError> {
         subject: r.subject,
         note: r.note,
         related_refs: r.related_refs,
+        consent_uses: r.consent_uses,
         leaf,
     })
 }
@@ -78,7 +82,14 @@ impl AuditLog {
         let start = after.map_or(0, |a| a.saturating_add(1));
         let page_size = page_size.clamp(1, MAX_PAGE);
         let indices: Box<dyn Iterator<Item = Result<u64, AuditError>> + '_> = if let Some(key) = index_key(filter) {
-            Box::new(self.store().indexed(&key, start).map(|i| Ok(i?)))
+            // The index as far as it is filed, then every record after that.
+            let indexed = self.indexed();
+            let filed = self
+                .index()
+                .indexed(&key, start)
+                .map(|i| Ok(i?))
+                .take_while(move |i| i.as_ref().map_or(true, |i| *i < indexed));
+            Box::new(filed.chain((start.max(indexed)..size).map(Ok)))
         } else {
             let first = match filter.since {
                 Some(since) => start.max(self.first_at_or_after(since)?),

@@ -1,11 +1,13 @@
-//! What a storage engine keeps for the log, and the one trait it implements.
+//! What a storage engine keeps for the log, and the two traits it implements.
 //!
 //! The writer ([`crate::writer`]) decides everything about a batch: where
-//! its records land, the Merkle nodes they complete, the index entries, the
-//! refusal counters and any checkpoint. An engine only stores a [`Batch`]
-//! all or nothing, durably, and reads back what it stored. The embedded
-//! engine is [`crate::embedded::SledLog`]; a database engine implements the
-//! same trait over its own tables.
+//! its records land, the Merkle nodes they complete and any checkpoint. A
+//! [`LogStore`] only stores a [`Batch`] all or nothing, durably, and reads
+//! back what it stored; the embedded one is [`crate::tiles::TileLog`]. The
+//! search indexes and refusal counters are an [`IndexStore`], written after
+//! the log by [`crate::index`] and rebuilt from it when lost; the embedded
+//! one is [`crate::embedded::SledIndex`]. A database engine implements both
+//! over its own tables.
 
 use std::ops::ControlFlow;
 
@@ -57,17 +59,13 @@ pub struct Batch {
     pub leaves: Vec<Vec<u8>>,
     /// Merkle nodes the leaves complete: (level, index, hash), leaves included.
     pub nodes: Vec<(u32, u64, Hash)>,
-    /// Search index entries: each record's index under each key that finds it.
-    pub index: Vec<(IndexKey, u64)>,
-    /// Refusal counters that changed, with their new totals.
-    pub refusals: Vec<RefusalCount>,
     /// The tree size once the batch is stored.
     pub size: u64,
     /// A signed checkpoint note of the tree at `size`.
     pub checkpoint: Option<String>,
 }
 
-/// Stored leaves or nodes in index order, as an engine reads them back.
+/// Stored leaves, nodes or indices in index order, as an engine reads them back.
 pub type Scan<'a, T> = Box<dyn Iterator<Item = Result<T, StoreError>> + Send + 'a>;
 
 /// Where the log lives. Methods block: they are called from the writer's
@@ -96,7 +94,7 @@ pub trait LogStore: Send + Sync + 'static {
     /// The leaf bytes stored at `index`.
     fn leaf(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
 
-    /// The stored Merkle node at (`level`, `index`).
+    /// The Merkle node at (`level`, `index`), if that subtree is complete.
     fn node(&self, level: u32, index: u64) -> Result<Option<Hash>, StoreError>;
 
     /// Shows `visit` every stored leaf, by index, including any past the
@@ -104,15 +102,46 @@ pub trait LogStore: Send + Sync + 'static {
     /// leaf is lent, not copied: verification reads every record.
     fn scan_leaves(&self, visit: &mut dyn FnMut(u64, &[u8]) -> ControlFlow<()>) -> Result<(), StoreError>;
 
-    /// Every stored node of `level`, by index.
-    fn level(&self, level: u32) -> Scan<'_, (u64, Hash)>;
+    /// Every stored node of `level`, by index; `None` for a level the
+    /// engine does not store but computes from another.
+    fn level(&self, level: u32) -> Option<Scan<'_, (u64, Hash)>>;
 
     /// Every stored checkpoint note with the tree size it was stored under, by size.
     fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError>;
+
+    /// The newest stored checkpoint note and its size.
+    fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError>;
+
+    /// Moves what is durable into the engine's long-term layout (the
+    /// embedded engine writes its tiles). Called off the answer's path,
+    /// after checkpoints; nothing is lost if it fails or never runs.
+    fn integrate(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// The search indexes and refusal counters: derived from the log, written
+/// after it (an entry may lag behind its record, never the other way), and
+/// rebuilt from it when lost (`civex audit reindex`).
+pub trait IndexStore: Send + Sync + 'static {
+    /// The log size through which every record is indexed.
+    fn indexed_size(&self) -> Result<u64, StoreError>;
+
+    /// Files the index entries of the records up to `size`, with the
+    /// refusal counters that changed (their new totals), all or nothing.
+    /// Need not be durable: after a crash the log is indexed again from the
+    /// last `size` that was.
+    fn add(&self, entries: &[(IndexKey, u64)], refusals: &[RefusalCount], size: u64) -> Result<(), StoreError>;
 
     /// The indices filed under `key`, at or after `from`, ascending.
     fn indexed(&self, key: &IndexKey, from: u64) -> Scan<'_, u64>;
 
     /// Every refusal counter.
     fn refusals(&self) -> Result<Vec<RefusalCount>, StoreError>;
+
+    /// Drops every entry and counter, to rebuild them.
+    fn clear(&self) -> Result<(), StoreError>;
+
+    /// Makes what was added durable.
+    fn flush(&self) -> Result<(), StoreError>;
 }

@@ -128,7 +128,8 @@ pub fn verify(store: &dyn LogStore, verifier: &Verifier) -> Result<Verified, Ver
 /// per node.
 struct StoredNodes<'a> {
     store: &'a dyn LogStore,
-    levels: Vec<Scan<'a, (u64, Hash)>>,
+    /// Per level; `None` where the engine stores nothing (it computes those nodes).
+    levels: Vec<Option<Scan<'a, (u64, Hash)>>>,
 }
 
 impl StoredNodes<'_> {
@@ -137,9 +138,12 @@ impl StoredNodes<'_> {
         while self.levels.len() <= level as usize {
             self.levels.push(self.store.level(self.levels.len() as u32));
         }
-        match self.levels[level as usize].next() {
-            Some(Ok((i, stored))) => i == index && stored == *hash,
-            _ => false,
+        match &mut self.levels[level as usize] {
+            None => true,
+            Some(scan) => match scan.next() {
+                Some(Ok((i, stored))) => i == index && stored == *hash,
+                _ => false,
+            },
         }
     }
 }
@@ -148,16 +152,17 @@ impl StoredNodes<'_> {
 mod tests {
     use super::*;
     use crate::{
-        embedded::{SledLog, node_key},
         keys::Signer,
         store::{Batch, LogStore},
+        tiles::{TileLog, tile_path},
     };
 
-    /// A store of `n` records and their nodes, as the writer lays them out,
-    /// without checkpoints.
-    fn store(n: u64) -> (tempfile::TempDir, SledLog, Verifier) {
+    /// A store of `n` records, as the writer lays them out, with a
+    /// checkpoint at the end, integrated into tiles.
+    fn store(n: u64) -> (tempfile::TempDir, TileLog, Verifier) {
         let dir = tempfile::tempdir().unwrap();
-        let log = SledLog::open(dir.path()).unwrap();
+        let log = TileLog::open(dir.path()).unwrap();
+        let signer = Signer::load_or_create(dir.path(), "civex/test").unwrap();
         let mut frontier = Frontier::default();
         let mut batch = Batch::default();
         for i in 0..n {
@@ -172,26 +177,23 @@ mod tests {
             batch.leaves.push(leaf);
         }
         batch.size = n;
+        batch.checkpoint = Some(checkpoint::sign(&signer, n, &frontier.root()).note);
         log.append(&batch, true).unwrap();
-        let signer = Signer::load_or_create(dir.path(), "civex/test").unwrap();
+        log.integrate().unwrap();
         let verifier = Verifier::parse(&signer.verifier_key()).unwrap();
         (dir, log, verifier)
     }
 
     #[test]
-    fn a_missing_or_altered_node_names_the_first_record_beneath_it() {
-        let (_dir, log, verifier) = store(13);
-        assert_eq!(verify(&log, &verifier).unwrap().size, 13);
-        let tree = log.tree().unwrap();
-
-        let node = tree.remove(node_key(1, 2)).unwrap().unwrap();
-        assert_eq!(verify(&log, &verifier), Err(VerifyError::Altered(4)));
-        tree.insert(node_key(1, 2), node).unwrap();
-        assert!(verify(&log, &verifier).is_ok());
-
-        tree.insert(node_key(0, 9), &[0u8; 32]).unwrap();
-        assert_eq!(verify(&log, &verifier), Err(VerifyError::Altered(9)));
-        tree.remove(node_key(0, 9)).unwrap();
-        assert_eq!(verify(&log, &verifier), Err(VerifyError::Altered(9)));
+    fn an_altered_hash_tile_names_the_first_record_beneath_it() {
+        let (dir, log, verifier) = store(600);
+        assert_eq!(verify(&log, &verifier).unwrap().size, 600);
+        drop(log);
+        let path = dir.path().join("log").join(tile_path(Some(0), 1, 256));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[32 * 9] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        let log = TileLog::open(dir.path()).unwrap();
+        assert_eq!(verify(&log, &verifier), Err(VerifyError::Altered(256 + 9)));
     }
 }

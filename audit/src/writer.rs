@@ -8,7 +8,7 @@
 //! index range.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -22,12 +22,12 @@ use prost::Message;
 use tokio::sync::{oneshot, watch};
 
 use crate::{
-    AuditError, Entry, UseLedger,
+    AuditError, Background, Entry, Usage, UseLedger,
     checkpoint::{self, Checkpoint},
     clock::{Clock, timestamp},
     keys::{Signer, Verifier},
     merkle::{self, Frontier},
-    store::{Batch, IndexKey, LogStore, RefusalCount},
+    store::{Batch, LogStore},
 };
 
 /// Why the writer turned an allowed call into a refusal.
@@ -35,6 +35,8 @@ use crate::{
 pub enum Overruled {
     /// The consent was withdrawn earlier in the log than this use.
     ConsentRevoked,
+    /// The consent's uses ran out earlier in the log than this use.
+    ConsentExhausted,
     /// The consent could not be re-checked.
     Unchecked,
 }
@@ -44,6 +46,7 @@ impl Overruled {
     pub const fn reason(self) -> &'static str {
         match self {
             Overruled::ConsentRevoked => "CONSENT_REVOKED",
+            Overruled::ConsentExhausted => "CONSENT_EXHAUSTED",
             Overruled::Unchecked => "INTERNAL",
         }
     }
@@ -85,7 +88,14 @@ pub struct WriterConfig {
 pub(crate) struct Tip {
     pub(crate) frontier: Frontier,
     pub(crate) last_time: SystemTime,
-    pub(crate) refusals: HashMap<(String, String), u64>,
+}
+
+/// Uses and withdrawals that are durable in the log but that the ledger
+/// failed to take: still counted for every use, and retried with each batch.
+#[derive(Default)]
+pub(crate) struct Unapplied {
+    uses: HashMap<String, u64>,
+    withdrawals: HashMap<String, SystemTime>,
 }
 
 pub(crate) struct Writer {
@@ -99,14 +109,18 @@ pub(crate) struct Writer {
     pub(crate) signer: Arc<Signer>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) ledger: Arc<dyn UseLedger>,
-    /// Withdrawals that are durable in the log but that the ledger failed to
-    /// take: still applied to every use, and retried with each batch.
-    pub(crate) unapplied: HashMap<String, SystemTime>,
+    pub(crate) unapplied: Unapplied,
+    /// The log size through which the ledger has taken everything.
+    pub(crate) applied: u64,
+    pub(crate) background: mpsc::Sender<Background>,
     pub(crate) healthy: watch::Sender<bool>,
     pub(crate) config: WriterConfig,
 }
 
 const MAX_BATCH: usize = 4096;
+/// Records after which the ledger's watermark moves even if they used no
+/// consent, so that a restart never replays more than this many.
+const WATERMARK_EVERY: u64 = 1 << 16;
 /// How often a broken store is retried when no call arrives.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -174,10 +188,12 @@ impl Writer {
             .reopen()
             .map_err(|e| AuditError::Unavailable(format!("consent ledger: {e}")))?;
         self.store.reopen().map_err(AuditError::from)?;
-        let (verified, tip) = crate::load(self.store.as_ref(), &self.verifier)?;
+        let (opened, tip) = crate::load(self.store.as_ref(), &self.verifier)?;
         // What the ledger had taken but not made durable is gone with it; the log still has it.
-        crate::replay_withdrawals(self.store.as_ref(), self.ledger.as_ref(), verified.size)?;
-        self.committed.store(verified.size, Ordering::Release);
+        crate::replay(self.store.as_ref(), self.ledger.as_ref(), opened.size)?;
+        self.unapplied = Unapplied::default();
+        self.applied = opened.size;
+        self.committed.store(opened.size, Ordering::Release);
         self.tip = Tip {
             last_time: self.tip.last_time.max(tip.last_time),
             ..tip
@@ -216,20 +232,19 @@ impl Writer {
         }
         let mut frontier = self.tip.frontier.clone();
         let mut last_time = self.tip.last_time;
-        let mut changed: HashMap<(String, String), u64> = HashMap::new();
         let mut batch = Batch {
             start: frontier.size(),
             ..Batch::default()
         };
         let mut landed = Vec::with_capacity(pending.len());
         let mut want_checkpoint = force_checkpoint;
-        let mut withdrawals: Vec<(String, SystemTime)> = Vec::new();
-        let mut withdrawn_here = HashSet::new();
+        let mut counted = Counted::default();
         for Pending { entry: mut p, reply } in pending {
-            let overruled = self.overrule(&p, &withdrawn_here);
+            let overruled = self.admit(&mut p, &mut counted);
             if let Some(o) = overruled {
                 p.record.decision = Decision::Deny as i32;
                 p.record.reason = o.reason().to_owned();
+                p.record.consent_uses.clear();
             }
             let now = self.clock.now().max(last_time);
             last_time = now;
@@ -239,8 +254,7 @@ impl Writer {
                 .take()
                 .filter(|_| p.record.decision == Decision::Allow as i32)
             {
-                withdrawn_here.insert(id.clone());
-                withdrawals.push((id, now));
+                counted.withdrawals.entry(id).or_insert(now);
             }
             let index = frontier.size();
             let leaf = p.record.encode_to_vec();
@@ -248,18 +262,6 @@ impl Writer {
                 batch.nodes.push((level, i, *hash))
             });
             batch.leaves.push(leaf);
-            // A related person's history shows the access too.
-            for citizen in std::iter::once(&p.record.citizen_ref).chain(&p.record.related_refs) {
-                if !citizen.is_empty() {
-                    batch.index.push((IndexKey::Citizen(citizen.clone()), index));
-                }
-            }
-            batch.index.push((IndexKey::Agency(p.record.agency.clone()), index));
-            if p.record.decision == Decision::Deny as i32 {
-                let key = (p.record.agency.clone(), p.record.reason.clone());
-                let before = self.tip.refusals.get(&key).copied().unwrap_or(0);
-                *changed.entry(key).or_insert(before) += 1;
-            }
             want_checkpoint |= p.checkpoint;
             landed.push((reply, index, now, overruled, p.checkpoint));
         }
@@ -275,29 +277,17 @@ impl Writer {
         }
         batch.size = size;
         batch.checkpoint = checkpoint.as_ref().map(|cp| cp.note.clone());
-        batch.refusals = changed
-            .iter()
-            .map(|((agency, reason), count)| RefusalCount {
-                agency: agency.clone(),
-                reason: reason.clone(),
-                count: *count,
-            })
-            .collect();
-        let durable = self.config.durable;
-        // Consent uses and withdrawals of this batch's calls first, then the records.
-        let written = if durable { self.ledger.flush() } else { Ok(()) }
-            .and_then(|()| self.store.append(&batch, durable).map_err(|e| e.to_string()));
-        match written {
+        // One write and one fsync: the records carry their consents' uses and withdrawals.
+        match self.store.append(&batch, self.config.durable) {
             Ok(()) => {
                 self.tip.frontier = frontier;
                 self.tip.last_time = last_time;
-                self.tip.refusals.extend(changed);
                 self.committed.store(size, Ordering::Release);
                 if let Some(cp) = &checkpoint {
                     self.last_checkpoint = (cp.size, Instant::now());
                 }
                 self.healthy.send_if_modified(|h| !std::mem::replace(h, true));
-                self.apply_withdrawals(withdrawals, size);
+                self.apply(counted, size);
                 for (reply, index, time, overruled, wants) in landed {
                     let cp = if wants { checkpoint.clone() } else { None };
                     let _ = reply.send(Ok(Appended {
@@ -307,8 +297,13 @@ impl Writer {
                         checkpoint: cp,
                     }));
                 }
+                let _ = self.background.send(Background::Committed {
+                    size,
+                    checkpoint: checkpoint.is_some(),
+                });
             }
             Err(e) => {
+                let e = e.to_string();
                 tracing::error!(cause = %e, "audit log write failed: refusing every call until it works again");
                 self.break_store();
                 for (reply, ..) in landed {
@@ -318,49 +313,85 @@ impl Writer {
         }
     }
 
-    /// Hands the ledger the withdrawals of a durable batch (and any it
-    /// failed to take before), then moves its watermark past the batch if
-    /// nothing is left over. What it fails to take stays in force here, and
-    /// a restart replays it from the log.
-    fn apply_withdrawals(&mut self, withdrawals: Vec<(String, SystemTime)>, size: u64) {
-        // Batches without withdrawals leave the ledger alone: a restart
-        // replays from an older watermark, which costs a scan, not a write.
-        if withdrawals.is_empty() && self.unapplied.is_empty() {
+    /// Tells the ledger the uses and withdrawals of a durable batch (and any
+    /// it failed to take before). What it fails to take stays counted here,
+    /// and a restart replays it from the log.
+    fn apply(&mut self, counted: Counted, size: u64) {
+        let nothing = counted.uses.is_empty()
+            && counted.withdrawals.is_empty()
+            && self.unapplied.uses.is_empty()
+            && self.unapplied.withdrawals.is_empty();
+        // A batch that used no consent leaves the ledger alone, for a while:
+        // a restart replays from an older watermark, which costs a scan, not a write.
+        if nothing && size - self.applied < WATERMARK_EVERY {
             return;
         }
-        self.unapplied.extend(withdrawals);
-        self.unapplied.retain(|id, at| match self.ledger.withdraw(id, *at) {
-            Ok(()) => false,
-            Err(e) => {
-                tracing::error!(cause = %e, "consent store did not take a recorded withdrawal; retrying");
-                true
-            }
-        });
-        if self.unapplied.is_empty()
-            && let Err(e) = self.ledger.set_applied(size)
+        for (id, n) in counted.uses {
+            *self.unapplied.uses.entry(id).or_default() += n;
+        }
+        for (id, at) in counted.withdrawals {
+            self.unapplied.withdrawals.entry(id).or_insert(at);
+        }
+        match self
+            .ledger
+            .apply(&self.unapplied.uses, &self.unapplied.withdrawals, size)
         {
-            tracing::warn!(cause = %e, "consent store watermark not moved; a restart replays from the older one");
+            Ok(()) => {
+                self.unapplied = Unapplied::default();
+                self.applied = size;
+            }
+            Err(e) => tracing::error!(cause = %e, "consent store did not take the log's uses; retrying"),
         }
     }
 
-    /// The ordering rule for withdrawals: a use whose record lands after the
-    /// consent's withdrawal is refused, whatever the handler saw.
-    fn overrule(&self, p: &Entry, withdrawn_here: &HashSet<String>) -> Option<Overruled> {
-        if p.record.decision != Decision::Allow as i32 {
+    /// The ordering rule for consents: a use is refused if, at its place in
+    /// the log, the consent is withdrawn or its uses have run out, whatever
+    /// the handler saw. An allowed use is counted in `counted`.
+    fn admit(&self, p: &mut Entry, counted: &mut Counted) -> Option<Overruled> {
+        p.record.consent_uses.clear();
+        if p.record.decision != Decision::Allow as i32 || p.consent_uses.is_empty() {
             return None;
         }
-        p.consent_uses.iter().find_map(|id| {
-            if withdrawn_here.contains(id) || self.unapplied.contains_key(id) {
+        let mut ids = p.consent_uses.clone();
+        ids.sort();
+        ids.dedup();
+        for id in &ids {
+            if counted.withdrawals.contains_key(id) || self.unapplied.withdrawals.contains_key(id) {
                 return Some(Overruled::ConsentRevoked);
             }
-            match self.ledger.withdrawn(id) {
-                Ok(true) => Some(Overruled::ConsentRevoked),
-                Ok(false) => None,
-                Err(e) => {
-                    tracing::error!(cause = %e, "cannot re-check a consent while logging its use");
-                    Some(Overruled::Unchecked)
-                }
+            let usage = match counted.usage.get(id) {
+                Some(usage) => *usage,
+                None => match self.ledger.usage(id) {
+                    Ok(usage) => *counted.usage.entry(id.clone()).or_insert(usage),
+                    Err(e) => {
+                        tracing::error!(cause = %e, "cannot re-check a consent while logging its use");
+                        return Some(Overruled::Unchecked);
+                    }
+                },
+            };
+            if usage.withdrawn {
+                return Some(Overruled::ConsentRevoked);
             }
-        })
+            let used = usage.uses
+                + self.unapplied.uses.get(id).copied().unwrap_or(0)
+                + counted.uses.get(id).copied().unwrap_or(0);
+            if usage.max_uses != 0 && used >= usage.max_uses {
+                return Some(Overruled::ConsentExhausted);
+            }
+        }
+        for id in &ids {
+            *counted.uses.entry(id.clone()).or_default() += 1;
+        }
+        p.record.consent_uses = ids;
+        None
     }
+}
+
+/// What one batch counts toward the ledger.
+#[derive(Default)]
+struct Counted {
+    uses: HashMap<String, u64>,
+    withdrawals: HashMap<String, SystemTime>,
+    /// The ledger's answers, read once per batch.
+    usage: HashMap<String, Usage>,
 }

@@ -41,8 +41,8 @@ use civex_adapters::import;
 use civex_adapters::{Department, catalogue};
 use civex_audit::{
     AuditLog, Entry, WriterConfig,
-    embedded::SledLog,
     keys::{Signer, Verifier},
+    tiles::TileLog,
 };
 use civex_cli::{
     client::{self, ClientTls},
@@ -970,6 +970,7 @@ async fn verify(records: u64, out: &Path) -> Result<()> {
     };
     let (log, _) = AuditLog::open(
         stores.audit,
+        stores.audit_index,
         signer.clone(),
         Arc::new(SystemClock),
         stores.ledger,
@@ -1001,13 +1002,32 @@ async fn verify(records: u64, out: &Path) -> Result<()> {
     log.close().await;
     let build_seconds = started.elapsed().as_secs_f64();
     eprintln!("appended {records} records in {build_seconds:.1} s");
-    // The store is locked while the log is open: drop it, as `civex audit verify` runs on a stopped gateway.
+    // The stores are locked while the log is open: drop them, as `civex audit verify` runs on a stopped gateway.
     drop(log);
+    drop((stores.agencies, stores.certificates, stores.consents, stores.registries));
     let verifier = Verifier::parse(&signer.verifier_key()).context("verifier key")?;
-    let store = SledLog::open(dir.path()).context("open audit store")?;
+    let store = TileLog::open(dir.path()).context("open audit store")?;
     let started = Instant::now();
     let verified = civex_audit::verify(&store, &verifier).context("verify")?;
     let seconds = started.elapsed().as_secs_f64();
+    drop(store);
+    // Start-up: what a gateway does before it answers (the latest checkpoint
+    // against the tiles, the journal's tail, the consent ledger's watermark).
+    let started = Instant::now();
+    let reopened = store::open(dir.path()).context("reopen stores")?;
+    let (log, opened) = AuditLog::open(
+        reopened.audit,
+        reopened.audit_index,
+        signer.clone(),
+        Arc::new(SystemClock),
+        reopened.ledger,
+        writer,
+    )
+    .context("reopen audit log")?;
+    let startup_seconds = started.elapsed().as_secs_f64();
+    ensure!(opened.size == records, "reopened {} records of {records}", opened.size);
+    log.close().await;
+    println!("start-up on {records} records: {startup_seconds:.3} s");
     ensure!(
         verified.size == records,
         "verified {} records of {records}",
@@ -1023,6 +1043,7 @@ async fn verify(records: u64, out: &Path) -> Result<()> {
         json!({
             "benchmark": "verify", "records": records, "checkpoints": verified.checkpoints,
             "seconds": seconds, "records_per_second": rate, "append_seconds": build_seconds,
+            "startup_seconds": startup_seconds,
             "append_writers": WRITERS, "machine": machine(),
         }),
     )

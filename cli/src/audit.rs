@@ -45,6 +45,12 @@ pub(super) enum AuditCommand {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Rebuild the search indexes from the log (the gateway must be stopped).
+    Reindex {
+        /// The data directory.
+        #[arg(long, default_value = "civex-data")]
+        data: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -107,6 +113,7 @@ pub(super) async fn run(command: AuditCommand) -> anyhow::Result<()> {
             (None, None) => anyhow::bail!("give --data DIR (offline) or --endpoint URL (online)"),
         },
         AuditCommand::Search(args) => search(args).await,
+        AuditCommand::Reindex { data } => reindex(&data),
         AuditCommand::History { conn, citizen } => {
             let mut client = AuditServiceClient::new(conn.channel(AUDITOR).await?);
             let mut token = String::new();
@@ -152,6 +159,18 @@ pub(super) async fn run(command: AuditCommand) -> anyhow::Result<()> {
 fn read_verifier(path: &std::path::Path) -> anyhow::Result<Verifier> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read verifier key {}", path.display()))?;
     Ok(Verifier::parse(&text)?)
+}
+
+fn reindex(data: &std::path::Path) -> anyhow::Result<()> {
+    let log = civex_gateway::store::open_log(data)?;
+    let index = civex_gateway::store::open_log_index(data)?;
+    let started = std::time::Instant::now();
+    let records = civex_audit::index::reindex(log.as_ref(), index).context("reindex FAILED")?;
+    println!(
+        "search indexes rebuilt: {records} records in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn verify_offline(data: &std::path::Path, vkey: Option<PathBuf>) -> anyhow::Result<()> {

@@ -9,7 +9,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use civex_audit::embedded::{open_tree, record_key};
 use civex_proto::v1::AuditRecord;
 use prost::Message;
 
@@ -71,11 +70,28 @@ fn import_is_all_or_nothing_and_names_bad_lines() {
     );
 }
 
-/// Edits the audit tree of a stopped gateway's data directory.
-fn tamper(data: &Path, edit: impl FnOnce(&sled::Tree)) {
-    let (db, tree) = open_tree(data).unwrap();
-    edit(&tree);
-    db.flush().unwrap();
+/// Edits the records of the first entry bundle (`tile/entries/000`, full
+/// or partial) of a stopped gateway's log, as someone with the disk could.
+fn tamper(data: &Path, edit: impl FnOnce(&mut Vec<Vec<u8>>)) {
+    let entries = data.join("log/tile/entries");
+    let path = match std::fs::read_dir(entries.join("000.p")) {
+        Ok(mut partial) => partial.next().unwrap().unwrap().path(),
+        Err(_) => entries.join("000"),
+    };
+    let bytes = std::fs::read(&path).unwrap();
+    let mut leaves = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let len = u16::from_be_bytes([bytes[at], bytes[at + 1]]) as usize;
+        leaves.push(bytes[at + 2..at + 2 + len].to_vec());
+        at += 2 + len;
+    }
+    edit(&mut leaves);
+    let bytes: Vec<u8> = leaves
+        .iter()
+        .flat_map(|l| (l.len() as u16).to_be_bytes().into_iter().chain(l.iter().copied()))
+        .collect();
+    std::fs::write(&path, bytes).unwrap();
 }
 
 /// Kills the demo when the test ends, however it ends.
@@ -237,11 +253,10 @@ fn demo_serves_and_its_printed_example_returns_facts() {
     assert!(stdout(&ok).contains("audit log OK"));
 
     // Alter one record in the store: verify names its index and fails.
-    tamper(&dir.path().join("civex-data"), |tree| {
-        let key = record_key(3);
-        let mut record = AuditRecord::decode(tree.get(key).unwrap().unwrap().as_ref()).unwrap();
+    tamper(&dir.path().join("civex-data"), |leaves| {
+        let mut record = AuditRecord::decode(leaves[3].as_slice()).unwrap();
         record.agency = "someone-else".into();
-        tree.insert(key, record.encode_to_vec()).unwrap();
+        leaves[3] = record.encode_to_vec();
     });
     let bad = civex(dir.path(), &["audit", "verify", "--data", "civex-data"]);
     assert!(!bad.status.success());
@@ -256,8 +271,8 @@ fn demo_serves_and_its_printed_example_returns_facts() {
     );
 
     // Delete another: verify names the gap.
-    tamper(&dir.path().join("civex-data"), |tree| {
-        tree.remove(record_key(1)).unwrap();
+    tamper(&dir.path().join("civex-data"), |leaves| {
+        leaves.remove(1);
     });
     let gone = civex(dir.path(), &["audit", "verify", "--data", "civex-data"]);
     let err = String::from_utf8_lossy(&gone.stderr);

@@ -142,8 +142,8 @@ pub fn sign(new: NewConsent, signer: &Signer, now: SystemTime) -> Consent {
 }
 
 /// Checks that `consent` covers the use `u` and has a use left, counting
-/// nothing: a call checks this first, and counts its use ([`check_use`])
-/// only once everything else about it is answerable.
+/// nothing: a call checks this first, and the audit writer counts the use,
+/// in log order, when the call's record is written.
 pub fn covers(consent: &Consent, u: &Use<'_>) -> Result<(), ConsentError> {
     if consent.grantee != u.caller {
         return Err(ConsentError::Grantee);
@@ -172,15 +172,6 @@ pub fn covers(consent: &Consent, u: &Use<'_>) -> Result<(), ConsentError> {
     if consent.max_uses != 0 && consent.uses >= consent.max_uses {
         return Err(ConsentError::Exhausted(consent.uses));
     }
-    Ok(())
-}
-
-/// Checks that `consent` covers the use `u` and counts it in `consent.uses`.
-/// Every engine's consent store applies this one rule, atomically by its
-/// own means.
-pub fn check_use(consent: &mut Consent, u: &Use<'_>) -> Result<(), ConsentError> {
-    covers(consent, u)?;
-    consent.uses += 1;
     Ok(())
 }
 

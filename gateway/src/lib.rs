@@ -202,17 +202,18 @@ impl Gateway {
             checkpoint_interval: Duration::from_millis(config.audit.checkpoint_interval_ms),
             durable: durable_audit,
         };
-        let (audit, verified) = AuditLog::open(
+        let (audit, opened) = AuditLog::open(
             stores.audit.clone(),
+            stores.audit_index.clone(),
             signer.clone(),
             clock.clone(),
             stores.ledger.clone(),
             writer,
         )?;
         tracing::info!(
-            records = verified.size,
-            checkpoints = verified.checkpoints,
-            "audit log verified"
+            records = opened.size,
+            checkpoint = opened.latest.as_ref().map_or(0, |c| c.size),
+            "audit log opened: its latest checkpoint matches the stored tree"
         );
         let ca_dir = config.tls.ca_cert.parent().unwrap_or(Path::new("."));
         let authority = Authority::open(

@@ -240,13 +240,15 @@ impl State {
         Ok(covers(&consent, &asked)?)
     }
 
-    /// Counts one use of the consent `id` for `asked`, atomically (it may
-    /// have run out since [`State::consent_allows`]), and has the log refuse
-    /// the call if the consent's withdrawal lands before its record. A call
-    /// takes its uses last, once everything else about it is answerable: a
-    /// refused call uses nothing.
+    /// Checks that the consent `id` covers `asked` and marks the call as
+    /// using it. The use is counted by the audit writer, in log order, as
+    /// the call's record is written: it refuses the call there if the
+    /// consent was withdrawn or ran out before the record's place in the
+    /// log, so `max_uses` holds under any concurrency. A call takes its uses
+    /// last, once everything else about it is answerable: a refused call
+    /// uses nothing.
     pub async fn take_use(&self, id: &str, asked: Use<'_>, draft: &mut Draft) -> Result<(), Error> {
-        self.consents.use_for(id, asked).await?;
+        self.consent_allows(id, asked).await?;
         draft.uses_consent(id);
         Ok(())
     }
@@ -280,14 +282,18 @@ impl State {
             })
             .await?;
         if let Some(overruled) = appended.overruled {
-            let reason = match overruled {
-                Overruled::ConsentRevoked => Reason::ConsentRevoked,
-                Overruled::Unchecked => Reason::Internal,
+            let (reason, message) = match overruled {
+                Overruled::ConsentRevoked => (
+                    Reason::ConsentRevoked,
+                    "the consent was withdrawn before this use was recorded",
+                ),
+                Overruled::ConsentExhausted => (
+                    Reason::ConsentExhausted,
+                    "the consent's uses ran out before this use was recorded",
+                ),
+                Overruled::Unchecked => (Reason::Internal, "the consent could not be re-checked"),
             };
-            return Err(Error::new(
-                reason,
-                "the consent was withdrawn before this use was recorded",
-            ));
+            return Err(Error::new(reason, message));
         }
         Ok(appended)
     }

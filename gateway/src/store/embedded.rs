@@ -1,9 +1,15 @@
 //! The embedded engine: one data directory, no other service. A sled
 //! database (`db/`) holds agencies, certificates and the department
-//! registries; consents have their own (`consents/`) and so does the audit
-//! log (`audit/`, see [`civex_audit::embedded`]): the two the audit writer
-//! flushes with every batch, each dropped and reopened from disk after a
-//! failed write, so that a disk that filled heals once space returns.
+//! registries; consents have their own (`consents/`), dropped and reopened
+//! from disk with the audit log after a failed write, so that a disk that
+//! filled heals once space returns. The audit log is in files (`log/`, see
+//! [`civex_audit::tiles`]) and its search indexes in a sled database of
+//! their own (`audit-index/`), rebuilt from the log when lost.
+//!
+//! Consent uses and withdrawals are counted by the audit writer, which
+//! makes them durable in its records; this store is told after each batch
+//! (not flushed) and brought up to date from the log at start, from its
+//! `applied` watermark.
 //!
 //! | database | tree | key | value |
 //! |---|---|---|---|
@@ -12,9 +18,10 @@
 //! | `db` | `revoked_certificates` | serial | `{revoked_at, reason}`, JSON |
 //! | `consents` | `consents` | consent id | the encoded `Consent` |
 //! | `consents` | `consents_by_citizen` | citizen id ‖ consent id | () |
-//! | `consents` | `consents_meta` | `withdrawals_applied` | log size through which the log's withdrawals are applied, u64 BE |
+//! | `consents` | `consents_meta` | `withdrawals_applied` | log size through which the log's uses and withdrawals are applied, u64 BE |
 
 use std::{
+    collections::HashMap,
     path::{Path, PathBuf},
     sync::{Arc, RwLock},
     time::SystemTime,
@@ -22,14 +29,15 @@ use std::{
 
 use async_trait::async_trait;
 use civex_adapters::{CitizenId, EmbeddedRegistries, RegistryStore};
-use civex_audit::{LogStore, UseLedger, embedded::SledLog};
+use civex_audit::{IndexStore, LogStore, Usage, UseLedger, embedded::SledIndex, tiles::TileLog};
 use civex_proto::v1::Consent;
 use prost::Message;
 use serde::{Deserialize, Serialize};
+use sled::Transactional;
 
 use super::{AgencyStore, CertificateStore, ConsentStore, Revocation, StoreError, Stores};
 use crate::{
-    consent::{ConsentError, Use, check_use, shorten, storage},
+    consent::{ConsentError, shorten, storage},
     policy::access::Agency,
 };
 
@@ -50,6 +58,7 @@ pub fn open(dir: &Path) -> Result<Stores, StoreError> {
         consents: consents.clone(),
         ledger: consents,
         audit: open_log(dir)?,
+        audit_index: open_log_index(dir)?,
         registries: Arc::new(EmbeddedRegistries::new(db)),
     })
 }
@@ -60,7 +69,12 @@ fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
 
 /// Opens only the audit log of the data directory `dir`.
 pub fn open_log(dir: &Path) -> Result<Arc<dyn LogStore>, StoreError> {
-    Ok(Arc::new(SledLog::open(dir).map_err(StoreError::new)?))
+    Ok(Arc::new(TileLog::open(dir).map_err(StoreError::new)?))
+}
+
+/// Opens only the log's search indexes of the data directory `dir`.
+pub fn open_log_index(dir: &Path) -> Result<Arc<dyn IndexStore>, StoreError> {
+    Ok(Arc::new(SledIndex::open(dir).map_err(StoreError::new)?))
 }
 
 /// Opens only the registries of the data directory `dir`.
@@ -242,37 +256,6 @@ impl SledConsents {
         let bytes = bytes.ok_or_else(|| ConsentError::NotFound(shorten(id)))?;
         Consent::decode(bytes.as_ref()).map_err(storage)
     }
-
-    /// Read-modify-write with compare-and-swap, retried on contention.
-    fn update(
-        &self,
-        id: &str,
-        mut change: impl FnMut(&mut Consent) -> Result<(), ConsentError>,
-    ) -> Result<Consent, ConsentError> {
-        if id.is_empty() {
-            return Err(ConsentError::Required);
-        }
-        let consents = self.trees()?.consents;
-        loop {
-            let old = consents.get(id.as_bytes()).map_err(storage)?;
-            let old = old.ok_or_else(|| ConsentError::NotFound(shorten(id)))?;
-            let mut consent = Consent::decode(old.as_ref()).map_err(storage)?;
-            change(&mut consent)?;
-            let new = consent.encode_to_vec();
-            if new == old.as_ref() {
-                return Ok(consent);
-            }
-            match consents
-                .compare_and_swap(id.as_bytes(), Some(old), Some(new))
-                .map_err(storage)?
-            {
-                // Not flushed here: the call's audit record is, and the audit
-                // writer flushes this store with it before anything is answered.
-                Ok(()) => return Ok(consent),
-                Err(_) => continue,
-            }
-        }
-    }
 }
 
 #[async_trait]
@@ -307,33 +290,53 @@ impl ConsentStore for SledConsents {
             })
             .collect()
     }
-
-    async fn use_for(&self, id: &str, u: Use<'_>) -> Result<Consent, ConsentError> {
-        self.update(id, |consent| check_use(consent, &u))
-    }
 }
 
 impl UseLedger for SledConsents {
-    fn withdrawn(&self, consent_id: &str) -> Result<bool, String> {
+    fn usage(&self, consent_id: &str) -> Result<Usage, String> {
         let consent = self.read(consent_id).map_err(|e| e.to_string())?;
-        Ok(consent
-            .revoked_at
-            .as_ref()
-            .and_then(civex_audit::clock::system_time)
-            .is_some())
+        Ok(Usage {
+            uses: consent.uses.into(),
+            max_uses: consent.max_uses.into(),
+            withdrawn: consent.revoked_at.is_some(),
+        })
     }
 
-    fn withdraw(&self, consent_id: &str, at: SystemTime) -> Result<(), String> {
-        let withdrawn = self.update(consent_id, |consent| {
-            if consent.revoked_at.is_none() {
-                consent.revoked_at = Some(civex_audit::clock::timestamp(at));
-            }
-            Ok(())
-        });
-        match withdrawn {
-            Ok(_) | Err(ConsentError::NotFound(_)) => Ok(()),
-            Err(e) => Err(e.to_string()),
-        }
+    fn apply(
+        &self,
+        uses: &HashMap<String, u64>,
+        withdrawals: &HashMap<String, SystemTime>,
+        size: u64,
+    ) -> Result<(), String> {
+        let trees = self.trees().map_err(|e| e.to_string())?;
+        let mut ids: Vec<&String> = uses.keys().chain(withdrawals.keys()).collect();
+        ids.sort();
+        ids.dedup();
+        (&trees.consents, &trees.meta)
+            .transaction(|(consents, meta)| {
+                for id in &ids {
+                    // A consent the log names but this store lacks has nothing to count.
+                    let Some(old) = consents.get(id.as_bytes())? else {
+                        continue;
+                    };
+                    let mut consent = Consent::decode(old.as_ref())
+                        .map_err(|e| sled::transaction::ConflictableTransactionError::Abort(e.to_string()))?;
+                    let added = uses.get(*id).copied().unwrap_or(0);
+                    consent.uses = u32::try_from(u64::from(consent.uses) + added).unwrap_or(u32::MAX);
+                    if consent.revoked_at.is_none()
+                        && let Some(at) = withdrawals.get(*id)
+                    {
+                        consent.revoked_at = Some(civex_audit::clock::timestamp(*at));
+                    }
+                    consents.insert(id.as_bytes(), consent.encode_to_vec())?;
+                }
+                meta.insert(APPLIED, &size.to_be_bytes())?;
+                Ok(())
+            })
+            .map_err(|e| match e {
+                sled::transaction::TransactionError::Abort(e) => e,
+                sled::transaction::TransactionError::Storage(e) => e.to_string(),
+            })
     }
 
     fn applied(&self) -> Result<u64, String> {
@@ -342,15 +345,6 @@ impl UseLedger for SledConsents {
         Ok(stored
             .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
             .map_or(0, u64::from_be_bytes))
-    }
-
-    fn set_applied(&self, size: u64) -> Result<(), String> {
-        let trees = self.trees().map_err(|e| e.to_string())?;
-        trees
-            .meta
-            .insert(APPLIED, &size.to_be_bytes())
-            .map(drop)
-            .map_err(|e| e.to_string())
     }
 
     fn flush(&self) -> Result<(), String> {
@@ -386,9 +380,19 @@ mod tests {
 
     use super::*;
     use crate::{
-        consent::{NewConsent, sign},
+        consent::{NewConsent, Use, covers, sign},
         error::{Error, Reason},
     };
+
+    /// Checks `u` against the stored consent and, if it is covered, counts
+    /// it as the audit writer does.
+    async fn use_for(store: &SledConsents, id: &str, u: Use<'_>, size: u64) -> Result<Consent, ConsentError> {
+        covers(&store.get(id).await?, &u)?;
+        store
+            .apply(&HashMap::from([(id.to_owned(), 1)]), &HashMap::new(), size)
+            .unwrap();
+        store.get(id).await
+    }
 
     async fn grant(store: &SledConsents, new: NewConsent, signer: &Signer, now: SystemTime) -> Consent {
         let consent = sign(new, signer, now);
@@ -491,25 +495,22 @@ mod tests {
             ("last use", ok, Ok(3)),
             ("exhausted", ok, Err(Reason::ConsentExhausted)),
         ];
-        for (name, u, expected) in cases {
-            let got = store
-                .use_for(id, u)
+        for (n, (name, u, expected)) in cases.into_iter().enumerate() {
+            let got = use_for(&store, id, u, n as u64)
                 .await
                 .map(|c| c.uses)
                 .map_err(|e| Error::from(e).reason);
             assert_eq!(got, expected, "{name}");
         }
         assert_eq!(
-            store
-                .use_for("nope", ok)
+            use_for(&store, "nope", ok, 99)
                 .await
                 .map_err(|e| Error::from(e).reason)
                 .unwrap_err(),
             Reason::ConsentNotFound
         );
         assert_eq!(
-            store
-                .use_for("", ok)
+            use_for(&store, "", ok, 99)
                 .await
                 .map_err(|e| Error::from(e).reason)
                 .unwrap_err(),
@@ -549,15 +550,21 @@ mod tests {
             purpose: "tax.admin",
             now: t0,
         };
-        for _ in 0..5 {
-            store.use_for(&consent.consent_id, u).await.unwrap();
+        for i in 0..5 {
+            use_for(&store, &consent.consent_id, u, i).await.unwrap();
         }
-        assert_eq!(store.applied().unwrap(), 0);
-        store.withdraw(&consent.consent_id, t0).unwrap();
+        assert_eq!(store.applied().unwrap(), 4);
+        let id = consent.consent_id.clone();
         store
-            .withdraw(&consent.consent_id, t0 + Duration::from_secs(1))
+            .apply(&HashMap::new(), &HashMap::from([(id.clone(), t0)]), 6)
             .unwrap();
-        store.set_applied(7).unwrap();
+        store
+            .apply(
+                &HashMap::from([(id.clone(), 2)]),
+                &HashMap::from([(id.clone(), t0 + Duration::from_secs(1))]),
+                7,
+            )
+            .unwrap();
         assert_eq!(store.applied().unwrap(), 7);
         let revoked = store.get(&consent.consent_id).await.unwrap();
         assert_eq!(
@@ -565,9 +572,16 @@ mod tests {
             Some(civex_audit::clock::timestamp(t0)),
             "the first time is kept"
         );
-        assert!(store.withdrawn(&consent.consent_id).unwrap());
         assert_eq!(
-            store.use_for(&consent.consent_id, u).await.unwrap_err(),
+            store.usage(&id).unwrap(),
+            Usage {
+                uses: 7,
+                max_uses: 0,
+                withdrawn: true
+            }
+        );
+        assert_eq!(
+            use_for(&store, &consent.consent_id, u, 8).await.unwrap_err(),
             ConsentError::Revoked
         );
         assert_eq!(store.list(&citizen).await.unwrap(), vec![revoked]);

@@ -6,17 +6,18 @@
 //! | agencies | [`AgencyStore`] |
 //! | issued certificates and their revocations | [`CertificateStore`] |
 //! | consents and their uses | [`ConsentStore`] (and the log's [`UseLedger`]) |
-//! | the audit log, its indexes and checkpoints | [`civex_audit::LogStore`] |
+//! | the audit log and its checkpoints | [`civex_audit::LogStore`] |
+//! | the log's search indexes and refusal counters | [`civex_audit::IndexStore`] |
 //! | departments' registries | [`civex_adapters::RegistryStore`] |
 //!
 //! Each trait says what must hold, not how: the embedded engine keeps
-//! consent uses exact with compare-and-swap, a database engine with a
-//! conditional `UPDATE`. State added later (alerts, cases, commitments,
+//! consent uses exact by counting them in the audit writer (the log is
+//! their source of truth), a database engine with a conditional `UPDATE`. State added later (alerts, cases, commitments,
 //! objections) gets a trait of its own here and a field in [`Stores`].
 //!
 //! # Layout
-//! - [`embedded`]: the embedded engine (sled in the data directory); the
-//!   only module of the gateway that names sled.
+//! - [`embedded`]: the embedded engine (sled and the log's tiles in the data
+//!   directory); the only module of the gateway that names sled.
 
 pub mod embedded;
 
@@ -24,13 +25,10 @@ use std::{path::Path, sync::Arc};
 
 use async_trait::async_trait;
 use civex_adapters::{CitizenId, RegistryStore};
-use civex_audit::{LogStore, UseLedger};
+use civex_audit::{IndexStore, LogStore, UseLedger};
 use civex_proto::v1::Consent;
 
-use crate::{
-    consent::{ConsentError, Use},
-    policy::access::Agency,
-};
+use crate::{consent::ConsentError, policy::access::Agency};
 
 /// Why a store could not be read or written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,6 +50,7 @@ pub struct Stores {
     /// The consents as the audit writer sees them.
     pub ledger: Arc<dyn UseLedger>,
     pub audit: Arc<dyn LogStore>,
+    pub audit_index: Arc<dyn IndexStore>,
     pub registries: Arc<dyn RegistryStore>,
 }
 
@@ -64,6 +63,11 @@ pub fn open(data_dir: &Path) -> Result<Stores, StoreError> {
 /// gateway's log (`civex audit verify --data`).
 pub fn open_log(data_dir: &Path) -> Result<Arc<dyn LogStore>, StoreError> {
     embedded::open_log(data_dir)
+}
+
+/// Opens only the log's search indexes of `data_dir`, for `civex audit reindex`.
+pub fn open_log_index(data_dir: &Path) -> Result<Arc<dyn IndexStore>, StoreError> {
+    embedded::open_log_index(data_dir)
 }
 
 /// Opens only the registries of `data_dir`, for `civex import`.
@@ -121,10 +125,4 @@ pub trait ConsentStore: Send + Sync {
 
     /// Every consent registered for `citizen`.
     async fn list(&self, citizen: &CitizenId) -> Result<Vec<Consent>, ConsentError>;
-
-    /// Checks that the consent covers `u` ([`crate::consent::check_use`]) and
-    /// counts one use, atomically: concurrent uses never push `uses` past
-    /// `max_uses`. The use becomes durable with the call's audit record (the
-    /// writer flushes the [`UseLedger`]).
-    async fn use_for(&self, id: &str, u: Use<'_>) -> Result<Consent, ConsentError>;
 }
