@@ -49,6 +49,9 @@ const TILE_DIR: &str = "tile";
 const CHECKPOINT_FILE: &str = "checkpoint";
 const HISTORY_FILE: &str = "checkpoints";
 const PROBE_FILE: &str = "probe";
+const LOCK_FILE: &str = "lock";
+/// How long to wait for the log's lock, which a process that is stopping may still hold.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// A new journal segment is started once the current one is this long.
 const SEGMENT_BYTES: u64 = 32 << 20;
 /// Leaves and hashes per tile (tlog-tiles: tiles of height 8).
@@ -278,6 +281,31 @@ pub struct TileLog {
     bundles: Mutex<HashMap<u64, Arc<Vec<Vec<u8>>>>>,
     /// Held while tiles are written (integration is not reentrant).
     integrating: Mutex<()>,
+    segment_bytes: u64,
+    /// Locked for as long as the store is open: one process at a time.
+    _lock: File,
+}
+
+/// Locks the log directory `dir` for this process, waiting briefly.
+fn lock(dir: &Path) -> Result<File, StoreError> {
+    fs::create_dir_all(dir).map_err(unavailable)?;
+    let file = File::create(dir.join(LOCK_FILE)).map_err(unavailable)?;
+    let started = std::time::Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(fs::TryLockError::WouldBlock) if started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(unavailable(format!(
+                    "the audit log {} is in use (is another civex using this data directory?)",
+                    dir.display()
+                )));
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(unavailable(e)),
+        }
+    }
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -294,8 +322,11 @@ impl TileLog {
     /// torn tail.
     pub fn open(data_dir: &Path) -> Result<TileLog, StoreError> {
         let dir = data_dir.join(LOG_DIR);
+        let lock = lock(&dir)?;
         let (tail, journal) = load(&dir)?;
         Ok(TileLog {
+            _lock: lock,
+            segment_bytes: SEGMENT_BYTES,
             dir,
             tail: RwLock::new(Some(tail)),
             journal: Mutex::new(Some(journal)),
@@ -303,6 +334,13 @@ impl TileLog {
             bundles: Mutex::new(HashMap::new()),
             integrating: Mutex::new(()),
         })
+    }
+
+    /// Starts a new journal segment once the current one holds `bytes`
+    /// (tests use small segments to see them come and go).
+    pub fn with_segment_bytes(mut self, bytes: u64) -> TileLog {
+        self.segment_bytes = bytes;
+        self
     }
 
     /// The directory the log lives in.
@@ -619,7 +657,7 @@ impl LogStore for TileLog {
             let journal = journal
                 .as_mut()
                 .ok_or_else(|| unavailable("the audit log is being reopened after a failed write"))?;
-            if journal.len >= SEGMENT_BYTES {
+            if journal.len >= self.segment_bytes {
                 let path = segment_path(&journal.dir, batch.start);
                 let file = OpenOptions::new()
                     .create(true)

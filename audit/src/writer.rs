@@ -31,7 +31,7 @@ use crate::{
 };
 
 /// Why the writer turned an allowed call into a refusal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Overruled {
     /// The consent was withdrawn earlier in the log than this use.
     ConsentRevoked,

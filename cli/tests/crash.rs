@@ -2,7 +2,9 @@
 //! is killed with SIGKILL at random moments and restarted; after every
 //! restart, everything acknowledged is still there, the log verifies, new
 //! checkpoints are consistent with all earlier ones, consents are neither
-//! lost nor over-counted. Also: a graceful SIGTERM loses nothing, and an
+//! lost nor over-counted, and each consent's `uses` is exactly the number of
+//! allowed records in the log that count it (the log is their source of
+//! truth). The kills are split across several tests so they run side by side. Also: a graceful SIGTERM loses nothing, and an
 //! import killed half-way leaves nothing half-imported.
 
 #![allow(clippy::unwrap_used)]
@@ -17,18 +19,21 @@ use std::{
 };
 
 use civex_adapters::Department;
-use civex_audit::{checkpoint, clock::timestamp, keys::Verifier, merkle};
+use civex_audit::{LogStore, checkpoint, clock::timestamp, keys::Verifier, merkle, tiles::TileLog};
 use civex_cli::client::{self, ClientTls};
 use civex_proto::v1::{
-    CheckpointRequest, ConsistencyProofRequest, GetConsentRequest, GetEntryRequest, GrantConsentRequest, QueryRequest,
-    RevokeConsentRequest, audit_service_client::AuditServiceClient, consent_service_client::ConsentServiceClient,
-    exchange_service_client::ExchangeServiceClient,
+    AuditRecord, CheckpointRequest, ConsistencyProofRequest, Decision, GetConsentRequest, GetEntryRequest,
+    GrantConsentRequest, QueryRequest, RevokeConsentRequest, audit_service_client::AuditServiceClient,
+    consent_service_client::ConsentServiceClient, exchange_service_client::ExchangeServiceClient,
 };
+use prost::Message;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use tonic::transport::Channel;
 
 const CIVEX: &str = env!("CARGO_BIN_EXE_civex");
+/// SIGKILLs per crash test; there are [`CRASH_TESTS`] of them.
 const KILLS: usize = 20;
+const CRASH_TESTS: usize = 5;
 
 struct Gateway(Child);
 
@@ -272,8 +277,27 @@ async fn patiently<T, Fut: std::future::Future<Output = Result<tonic::Response<T
     }
 }
 
-/// Checks everything acknowledged so far against a freshly restarted gateway.
-async fn check(dir: &Path, port: u16, acked: &Acknowledged, verifier: &Verifier) {
+/// The uses each consent has in the stopped gateway's log: its allowed
+/// records that count it.
+fn uses_in_log(dir: &Path) -> HashMap<String, u32> {
+    let log = TileLog::open(&dir.join("civex-data")).unwrap();
+    let mut uses = HashMap::new();
+    log.scan_leaves(&mut |_, leaf| {
+        let record = AuditRecord::decode(leaf).unwrap();
+        if record.decision == Decision::Allow as i32 {
+            for id in record.consent_uses {
+                *uses.entry(id).or_default() += 1;
+            }
+        }
+        std::ops::ControlFlow::Continue(())
+    })
+    .unwrap();
+    uses
+}
+
+/// Checks everything acknowledged so far against a freshly restarted
+/// gateway, whose log held `logged` uses per consent when it was stopped.
+async fn check(dir: &Path, port: u16, acked: &Acknowledged, verifier: &Verifier, logged: &HashMap<String, u32>) {
     let audit = AuditServiceClient::new(channel(dir, port, "qujing-audit").await);
     let consents = ConsentServiceClient::new(channel(dir, port, "qujing-portal").await);
     let cp = patiently(|| {
@@ -324,6 +348,11 @@ async fn check(dir: &Path, port: u16, acked: &Acknowledged, verifier: &Verifier)
             uses >= *answered && uses <= *attempted && uses <= *max_uses,
             "consent {id}: {uses} uses, {answered} answered, {attempted} attempted, max {max_uses}"
         );
+        let in_log = logged.get(id).copied().unwrap_or(0);
+        assert_eq!(
+            uses, in_log,
+            "consent {id}: the store counts {uses} uses, the log {in_log}"
+        );
     }
     for id in &acked.revoked {
         let c = patiently(|| {
@@ -349,11 +378,28 @@ fn verify_offline(dir: &Path) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_at_random_moments_the_gateway_loses_nothing_it_acknowledged() {
+macro_rules! crash_tests {
+    ($($name:ident = $seed:expr),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            killed_at_random_moments_the_gateway_loses_nothing_it_acknowledged($seed).await
+        }
+    )*};
+}
+
+crash_tests! {
+    crash_1 = 0xC1_7E_C5,
+    crash_2 = 2,
+    crash_3 = 3,
+    crash_4 = 4,
+    crash_5 = 5,
+}
+
+/// [`KILLS`] rounds of mixed load, SIGKILL, offline verify, restart and check.
+async fn killed_at_random_moments_the_gateway_loses_nothing_it_acknowledged(seed: u64) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut rng = StdRng::seed_from_u64(0xC1_7E_C5);
+    let mut rng = StdRng::seed_from_u64(seed);
     let acked = Arc::new(Mutex::new(Acknowledged::default()));
     let gateway = start(dir.path(), port);
     let verifier =
@@ -385,11 +431,12 @@ async fn killed_at_random_moments_the_gateway_loses_nothing_it_acknowledged() {
             c.await.unwrap();
         }
         verify_offline(dir.path());
+        let logged = uses_in_log(dir.path());
         gateway = Some(start(dir.path(), port));
         // This round's acknowledgements are checked now; earlier rounds' records
         // stay covered by the offline verify and the consistency proofs.
         let mut round_acked = std::mem::take(&mut *acked.lock().unwrap());
-        check(dir.path(), port, &round_acked, &verifier).await;
+        check(dir.path(), port, &round_acked, &verifier, &logged).await;
         total.records += round_acked.records.len();
         total.revoked += round_acked.revoked.len();
         total.checkpoints += round_acked.checkpoints.len();
@@ -406,8 +453,9 @@ async fn killed_at_random_moments_the_gateway_loses_nothing_it_acknowledged() {
         ..total
     };
     eprintln!(
-        "{KILLS} kills survived: {} acknowledged query records, {} consents, {} revocations, {} checkpoints checked; \
+        "{KILLS} kills (of {}) survived: {} acknowledged query records, {} consents, {} revocations, {} checkpoints checked; \
          gateway peak resident memory {} MiB",
+        KILLS * CRASH_TESTS,
         a.records,
         a.consents,
         a.revoked,
@@ -465,10 +513,11 @@ async fn sigterm_drains_flushes_and_checkpoints_and_a_restart_loses_nothing() {
         said.contains(&format!("latest at size {size})")),
         "no final checkpoint: {said}"
     );
+    let logged = uses_in_log(dir.path());
     let _gateway = start(dir.path(), port);
     let snapshot = std::mem::take(&mut *acked.lock().unwrap());
     assert!(!snapshot.records.is_empty());
-    check(dir.path(), port, &snapshot, &verifier).await;
+    check(dir.path(), port, &snapshot, &verifier, &logged).await;
 }
 
 #[test]
