@@ -6,10 +6,14 @@
 //! |---|---|
 //! | `c` ‖ citizen_ref ‖ index | (search index) |
 //! | `a` ‖ agency ‖ 0 ‖ index | (search index) |
-//! | `d` ‖ agency ‖ 0 ‖ reason | refusals counted |
-//! | `m` `indexed` | log size through which records are indexed |
+//! | `m` `indexed` | the log size through which records are indexed, and every refusal counter |
 //!
-//! Indices are big-endian so keys sort in log order.
+//! Indices are big-endian so keys sort in log order. Nothing here is a
+//! sled batch or transaction: the first of those in a process makes every
+//! sled operation in it take one global lock, which the request path's
+//! registry reads would then wait on. Entries are inserted one by one (an
+//! entry filed twice is the same key) and the watermark with the counters
+//! last, in one key.
 
 use std::{
     path::{Path, PathBuf},
@@ -41,12 +45,38 @@ fn index_prefix(key: &IndexKey) -> Vec<u8> {
     }
 }
 
-fn refusal_key(agency: &str, reason: &str) -> Vec<u8> {
-    let mut k = vec![b'd'];
-    k.extend_from_slice(agency.as_bytes());
-    k.push(0);
-    k.extend_from_slice(reason.as_bytes());
-    k
+/// The watermark and counters as stored: size, then per counter
+/// `u16 len ‖ agency ‖ u16 len ‖ reason ‖ u64 count`, all big-endian.
+fn encode_state(size: u64, refusals: &[RefusalCount]) -> Vec<u8> {
+    let mut out = size.to_be_bytes().to_vec();
+    for r in refusals {
+        for text in [&r.agency, &r.reason] {
+            out.extend_from_slice(&(text.len() as u16).to_be_bytes());
+            out.extend_from_slice(text.as_bytes());
+        }
+        out.extend_from_slice(&r.count.to_be_bytes());
+    }
+    out
+}
+
+fn decode_state(bytes: &[u8]) -> Option<(u64, Vec<RefusalCount>)> {
+    let size = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+    let mut rest = &bytes[8..];
+    let text = |rest: &mut &[u8]| -> Option<String> {
+        let len = u16::from_be_bytes(rest.get(..2)?.try_into().ok()?) as usize;
+        let s = String::from_utf8_lossy(rest.get(2..2 + len)?).into_owned();
+        *rest = &rest[2 + len..];
+        Some(s)
+    };
+    let mut refusals = Vec::new();
+    while !rest.is_empty() {
+        let agency = text(&mut rest)?;
+        let reason = text(&mut rest)?;
+        let count = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+        rest = &rest[8..];
+        refusals.push(RefusalCount { agency, reason, count });
+    }
+    Some((size, refusals))
 }
 
 /// The index at the end of an index key.
@@ -139,28 +169,30 @@ impl SledIndex {
     }
 }
 
+impl SledIndex {
+    fn state(&self) -> Result<(u64, Vec<RefusalCount>), StoreError> {
+        match self.tree.get(INDEXED_KEY).map_err(StoreError::storage)? {
+            None => Ok((0, Vec::new())),
+            Some(v) => decode_state(&v).ok_or_else(|| StoreError::Storage("malformed index watermark".into())),
+        }
+    }
+}
+
 impl IndexStore for SledIndex {
     fn indexed_size(&self) -> Result<u64, StoreError> {
-        Ok(self
-            .tree
-            .get(INDEXED_KEY)
-            .map_err(StoreError::storage)?
-            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-            .map_or(0, u64::from_be_bytes))
+        Ok(self.state()?.0)
     }
 
     fn add(&self, entries: &[(IndexKey, u64)], refusals: &[RefusalCount], size: u64) -> Result<(), StoreError> {
-        let mut writes = sled::Batch::default();
         for (key, index) in entries {
             let mut k = index_prefix(key);
             k.extend_from_slice(&index.to_be_bytes());
-            writes.insert(k, &[]);
+            self.tree.insert(k, &[]).map_err(StoreError::unavailable)?;
         }
-        for r in refusals {
-            writes.insert(refusal_key(&r.agency, &r.reason), &r.count.to_be_bytes());
-        }
-        writes.insert(INDEXED_KEY, &size.to_be_bytes());
-        self.tree.apply_batch(writes).map_err(StoreError::unavailable)
+        self.tree
+            .insert(INDEXED_KEY, encode_state(size, refusals))
+            .map_err(StoreError::unavailable)?;
+        Ok(())
     }
 
     fn indexed(&self, key: &IndexKey, from: u64) -> Scan<'_, u64> {
@@ -171,22 +203,7 @@ impl IndexStore for SledIndex {
     }
 
     fn refusals(&self) -> Result<Vec<RefusalCount>, StoreError> {
-        self.tree
-            .scan_prefix(b"d")
-            .filter_map(|kv| {
-                let (k, v) = match kv {
-                    Ok(kv) => kv,
-                    Err(e) => return Some(Err(StoreError::storage(e))),
-                };
-                let rest = k.get(1..)?;
-                let split = rest.iter().position(|b| *b == 0)?;
-                Some(Ok(RefusalCount {
-                    agency: String::from_utf8_lossy(&rest[..split]).into_owned(),
-                    reason: String::from_utf8_lossy(&rest[split + 1..]).into_owned(),
-                    count: <[u8; 8]>::try_from(v.as_ref()).map(u64::from_be_bytes).unwrap_or(0),
-                }))
-            })
-            .collect()
+        Ok(self.state()?.1)
     }
 
     fn clear(&self) -> Result<(), StoreError> {

@@ -92,7 +92,9 @@ impl Indexer {
                     *changed.entry(key).or_insert(before) += 1;
                 }
             }
-            let refusals: Vec<RefusalCount> = changed
+            let mut totals = self.refusals.clone();
+            totals.extend(changed);
+            let refusals: Vec<RefusalCount> = totals
                 .iter()
                 .map(|((agency, reason), count)| RefusalCount {
                     agency: agency.clone(),
@@ -101,7 +103,7 @@ impl Indexer {
                 })
                 .collect();
             self.index.add(&entries, &refusals, end)?;
-            self.refusals.extend(changed);
+            self.refusals = totals;
             self.size = end;
         }
         Ok(())

@@ -103,6 +103,9 @@ pub struct Usage {
     /// The most uses allowed; 0 for no limit.
     pub max_uses: u64,
     pub withdrawn: bool,
+    /// The log size through which this consent's uses and withdrawal are
+    /// counted: a replay counts only the records at or after it.
+    pub counted_through: u64,
 }
 
 /// What the writer asks of the consents whose uses it counts, and tells
@@ -116,9 +119,13 @@ pub trait UseLedger: Send + Sync + 'static {
     fn usage(&self, consent_id: &str) -> Result<Usage, String>;
 
     /// Counts `uses` (per consent) and `withdrawals` (a consent already
-    /// withdrawn keeps its first time) of the log's records up to `size`,
-    /// and moves [`UseLedger::applied`] to `size`, all at once. Need not be
-    /// durable: after a crash the log replays from the last durable `size`.
+    /// withdrawn keeps its first time) of the log's records up to `size`
+    /// and marks each consent counted through `size` (a consent already
+    /// counted through `size` is left alone), then moves
+    /// [`UseLedger::applied`] to `size`. Each consent's tally is written
+    /// whole or not at all; nothing need be durable: at start the log is
+    /// replayed from [`UseLedger::applied`], each record counted only for
+    /// the consents not yet counted through it.
     fn apply(
         &self,
         uses: &HashMap<String, u64>,
@@ -189,7 +196,8 @@ pub(crate) fn tally(
 
 /// Brings the ledger up to date with the log: applies the uses and
 /// withdrawals recorded after its watermark, those a crash cut off between
-/// the record and the consent store.
+/// the record and the consent store, each only for a consent not yet
+/// counted through it.
 pub(crate) fn replay(store: &dyn LogStore, ledger: &dyn UseLedger, size: u64) -> Result<(), AuditError> {
     let ledger_error = |e: String| AuditError::Storage(format!("consent ledger: {e}"));
     let applied = ledger.applied().map_err(ledger_error)?;
@@ -197,11 +205,32 @@ pub(crate) fn replay(store: &dyn LogStore, ledger: &dyn UseLedger, size: u64) ->
         tracing::warn!(applied, size, "the consent ledger counts records the log does not hold");
     }
     let mut from = applied.min(size);
+    let mut counted_through: HashMap<String, u64> = HashMap::new();
     while from < size {
         let to = size.min(from + REPLAY_CHUNK);
         let (mut uses, mut withdrawals) = (HashMap::new(), HashMap::new());
         for index in from..to {
-            tally(&decode(store, index)?, &mut uses, &mut withdrawals);
+            let mut record = decode(store, index)?;
+            let mut counted = |id: &String| -> Result<bool, AuditError> {
+                if let Some(through) = counted_through.get(id) {
+                    return Ok(*through <= index);
+                }
+                // A consent the store lacks has nothing to count.
+                let through = ledger.usage(id).map_or(u64::MAX, |u| u.counted_through);
+                counted_through.insert(id.clone(), through);
+                Ok(through <= index)
+            };
+            let mut keep = Vec::new();
+            for id in std::mem::take(&mut record.consent_uses) {
+                if counted(&id)? {
+                    keep.push(id);
+                }
+            }
+            record.consent_uses = keep;
+            if record.action == WITHDRAWAL_ACTION && !counted(&record.consent_id)? {
+                record.consent_id.clear();
+            }
+            tally(&record, &mut uses, &mut withdrawals);
         }
         ledger.apply(&uses, &withdrawals, to).map_err(ledger_error)?;
         from = to;
@@ -277,14 +306,29 @@ pub(crate) enum Background {
     Close(oneshot::Sender<()>),
 }
 
+/// Tiles are written at most this often (each integration syncs several
+/// files, which would otherwise compete with the journal's fsyncs).
+const INTEGRATE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The background thread: files index entries and integrates the store
 /// (tiles) after the writer has answered.
 fn background(store: Arc<dyn LogStore>, indexer: Arc<Mutex<Indexer>>, rx: mpsc::Receiver<Background>) {
     let mut integrate = false;
-    while let Ok(first) = rx.recv() {
+    let mut integrated = Instant::now() - INTEGRATE_EVERY;
+    loop {
+        let wait = if integrate {
+            INTEGRATE_EVERY.saturating_sub(integrated.elapsed())
+        } else {
+            std::time::Duration::from_secs(3600)
+        };
+        let first = match rx.recv_timeout(wait) {
+            Ok(message) => Some(message),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
         let mut to = 0;
         let mut close = None;
-        for message in std::iter::once(first).chain(rx.try_iter()) {
+        for message in first.into_iter().chain(rx.try_iter()) {
             match message {
                 Background::Committed { size, checkpoint } => {
                     to = to.max(size);
@@ -303,7 +347,8 @@ fn background(store: Arc<dyn LogStore>, indexer: Arc<Mutex<Indexer>>, rx: mpsc::
                 break;
             }
         }
-        if integrate || close.is_some() {
+        if integrate && integrated.elapsed() >= INTEGRATE_EVERY || close.is_some() {
+            integrated = Instant::now();
             match store.integrate() {
                 Ok(()) => integrate = false,
                 Err(e) => tracing::warn!(cause = %e, "audit tiles not written; the journal keeps the records"),

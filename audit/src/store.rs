@@ -127,10 +127,11 @@ pub trait IndexStore: Send + Sync + 'static {
     /// The log size through which every record is indexed.
     fn indexed_size(&self) -> Result<u64, StoreError>;
 
-    /// Files the index entries of the records up to `size`, with the
-    /// refusal counters that changed (their new totals), all or nothing.
-    /// Need not be durable: after a crash the log is indexed again from the
-    /// last `size` that was.
+    /// Files the index entries of the records up to `size`, then `size`
+    /// with every refusal counter's total at once: entries past the stored
+    /// `size` may remain after a crash, and are filed again (the same entry
+    /// twice is one). Need not be durable: after a crash the log is indexed
+    /// again from the last `size` that was.
     fn add(&self, entries: &[(IndexKey, u64)], refusals: &[RefusalCount], size: u64) -> Result<(), StoreError>;
 
     /// The indices filed under `key`, at or after `from`, ascending.

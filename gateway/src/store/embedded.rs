@@ -18,7 +18,14 @@
 //! | `db` | `revoked_certificates` | serial | `{revoked_at, reason}`, JSON |
 //! | `consents` | `consents` | consent id | the encoded `Consent` |
 //! | `consents` | `consents_by_citizen` | citizen id ‖ consent id | () |
-//! | `consents` | `consents_meta` | `withdrawals_applied` | log size through which the log's uses and withdrawals are applied, u64 BE |
+//! | `consents` | `consent_uses` | consent id | [`Tally`]: uses and withdrawal counted from the log, and the log size they are counted through |
+//! | `consents` | `consents_meta` | `withdrawals_applied` | log size through which every consent's uses and withdrawals are applied, u64 BE |
+//!
+//! A consent's `uses` and `revoked_at` as read are its record's (uses
+//! counted before this layout) plus its tally. The tally is one key, so it
+//! is written whole or not at all without a sled batch or transaction: the
+//! first of those in a process makes every sled operation in it take one
+//! global lock, which the request path's reads would wait on.
 
 use std::{
     collections::HashMap,
@@ -33,7 +40,6 @@ use civex_audit::{IndexStore, LogStore, Usage, UseLedger, embedded::SledIndex, t
 use civex_proto::v1::Consent;
 use prost::Message;
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
 
 use super::{AgencyStore, CertificateStore, ConsentStore, Revocation, StoreError, Stores};
 use crate::{
@@ -181,6 +187,8 @@ struct ConsentTrees {
     consents: sled::Tree,
     /// citizen id ‖ consent id → (), for `List`.
     by_citizen: sled::Tree,
+    /// consent id → [`Tally`].
+    uses: sled::Tree,
     /// [`APPLIED`] → the log size through which withdrawals are applied.
     meta: sled::Tree,
     db: sled::Db,
@@ -194,8 +202,47 @@ pub const CONSENTS_DIR: &str = "consents";
 /// that kept them in [`DB_DIR`].
 const CONSENT_TREES: [&str; 3] = ["consents", "consents_by_citizen", "consents_meta"];
 
+/// The tree of the log's tallies per consent.
+const USES_TREE: &str = "consent_uses";
+
+/// What the log counted for one consent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Tally {
+    uses: u64,
+    /// Unix nanoseconds of the withdrawal; 0 if none.
+    withdrawn_at: u64,
+    /// The log size through which this tally counts.
+    through: u64,
+}
+
+impl Tally {
+    fn encode(&self) -> [u8; 24] {
+        let mut out = [0; 24];
+        out[..8].copy_from_slice(&self.uses.to_be_bytes());
+        out[8..16].copy_from_slice(&self.withdrawn_at.to_be_bytes());
+        out[16..].copy_from_slice(&self.through.to_be_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Tally> {
+        let word = |i: usize| Some(u64::from_be_bytes(bytes.get(i..i + 8)?.try_into().ok()?));
+        Some(Tally {
+            uses: word(0)?,
+            withdrawn_at: word(8)?,
+            through: word(16)?,
+        })
+    }
+}
+
 /// Key of the withdrawal watermark in `consents_meta`.
 const APPLIED: &[u8] = b"withdrawals_applied";
+
+fn tally(trees: &ConsentTrees, id: &str) -> Result<Tally, String> {
+    match trees.uses.get(id.as_bytes()).map_err(|e| e.to_string())? {
+        None => Ok(Tally::default()),
+        Some(v) => Tally::decode(&v).ok_or_else(|| format!("malformed use tally of consent {}", shorten(id))),
+    }
+}
 
 impl ConsentTrees {
     fn open(data_dir: &Path) -> Result<ConsentTrees, String> {
@@ -205,6 +252,7 @@ impl ConsentTrees {
             consents: tree(CONSENT_TREES[0])?,
             by_citizen: tree(CONSENT_TREES[1])?,
             meta: tree(CONSENT_TREES[2])?,
+            uses: tree(USES_TREE)?,
             db: db.clone(),
         })
     }
@@ -248,13 +296,22 @@ impl SledConsents {
         open.ok_or_else(|| storage("the consent store is being reopened after a failed write"))
     }
 
+    /// The consent `id` with the log's tally merged in.
     fn read(&self, id: &str) -> Result<Consent, ConsentError> {
         if id.is_empty() {
             return Err(ConsentError::Required);
         }
-        let bytes = self.trees()?.consents.get(id.as_bytes()).map_err(storage)?;
+        let trees = self.trees()?;
+        let bytes = trees.consents.get(id.as_bytes()).map_err(storage)?;
         let bytes = bytes.ok_or_else(|| ConsentError::NotFound(shorten(id)))?;
-        Consent::decode(bytes.as_ref()).map_err(storage)
+        let mut consent = Consent::decode(bytes.as_ref()).map_err(storage)?;
+        let tally = tally(&trees, id).map_err(storage)?;
+        consent.uses = u32::try_from(u64::from(consent.uses) + tally.uses).unwrap_or(u32::MAX);
+        if consent.revoked_at.is_none() && tally.withdrawn_at != 0 {
+            let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(tally.withdrawn_at);
+            consent.revoked_at = Some(civex_audit::clock::timestamp(at));
+        }
+        Ok(consent)
     }
 }
 
@@ -295,10 +352,12 @@ impl ConsentStore for SledConsents {
 impl UseLedger for SledConsents {
     fn usage(&self, consent_id: &str) -> Result<Usage, String> {
         let consent = self.read(consent_id).map_err(|e| e.to_string())?;
+        let trees = self.trees().map_err(|e| e.to_string())?;
         Ok(Usage {
             uses: consent.uses.into(),
             max_uses: consent.max_uses.into(),
             withdrawn: consent.revoked_at.is_some(),
+            counted_through: tally(&trees, consent_id)?.through,
         })
     }
 
@@ -312,31 +371,31 @@ impl UseLedger for SledConsents {
         let mut ids: Vec<&String> = uses.keys().chain(withdrawals.keys()).collect();
         ids.sort();
         ids.dedup();
-        (&trees.consents, &trees.meta)
-            .transaction(|(consents, meta)| {
-                for id in &ids {
-                    // A consent the log names but this store lacks has nothing to count.
-                    let Some(old) = consents.get(id.as_bytes())? else {
-                        continue;
-                    };
-                    let mut consent = Consent::decode(old.as_ref())
-                        .map_err(|e| sled::transaction::ConflictableTransactionError::Abort(e.to_string()))?;
-                    let added = uses.get(*id).copied().unwrap_or(0);
-                    consent.uses = u32::try_from(u64::from(consent.uses) + added).unwrap_or(u32::MAX);
-                    if consent.revoked_at.is_none()
-                        && let Some(at) = withdrawals.get(*id)
-                    {
-                        consent.revoked_at = Some(civex_audit::clock::timestamp(*at));
-                    }
-                    consents.insert(id.as_bytes(), consent.encode_to_vec())?;
-                }
-                meta.insert(APPLIED, &size.to_be_bytes())?;
-                Ok(())
-            })
-            .map_err(|e| match e {
-                sled::transaction::TransactionError::Abort(e) => e,
-                sled::transaction::TransactionError::Storage(e) => e.to_string(),
-            })
+        for id in ids {
+            let mut t = tally(&trees, id)?;
+            if t.through >= size {
+                continue;
+            }
+            t.uses += uses.get(id).copied().unwrap_or(0);
+            if t.withdrawn_at == 0
+                && let Some(at) = withdrawals.get(id)
+            {
+                t.withdrawn_at = at
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+                    .max(1);
+            }
+            t.through = size;
+            trees
+                .uses
+                .insert(id.as_bytes(), &t.encode())
+                .map_err(|e| e.to_string())?;
+        }
+        trees
+            .meta
+            .insert(APPLIED, &size.to_be_bytes())
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
 
     fn applied(&self) -> Result<u64, String> {
@@ -496,7 +555,7 @@ mod tests {
             ("exhausted", ok, Err(Reason::ConsentExhausted)),
         ];
         for (n, (name, u, expected)) in cases.into_iter().enumerate() {
-            let got = use_for(&store, id, u, n as u64)
+            let got = use_for(&store, id, u, n as u64 + 1)
                 .await
                 .map(|c| c.uses)
                 .map_err(|e| Error::from(e).reason);
@@ -550,10 +609,10 @@ mod tests {
             purpose: "tax.admin",
             now: t0,
         };
-        for i in 0..5 {
+        for i in 1..=5 {
             use_for(&store, &consent.consent_id, u, i).await.unwrap();
         }
-        assert_eq!(store.applied().unwrap(), 4);
+        assert_eq!(store.applied().unwrap(), 5);
         let id = consent.consent_id.clone();
         store
             .apply(&HashMap::new(), &HashMap::from([(id.clone(), t0)]), 6)
@@ -577,7 +636,8 @@ mod tests {
             Usage {
                 uses: 7,
                 max_uses: 0,
-                withdrawn: true
+                withdrawn: true,
+                counted_through: 7,
             }
         );
         assert_eq!(
