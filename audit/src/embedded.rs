@@ -215,3 +215,86 @@ impl IndexStore for SledIndex {
         self.db.flush().map(drop).map_err(StoreError::unavailable)
     }
 }
+
+/// The sled database that held the log before it moved to tiles.
+pub const OLD_LOG_DIR: &str = "audit";
+/// Where the old database is kept once its records are in the tiles.
+pub const MIGRATED_LOG_DIR: &str = "audit.sled-migrated";
+
+/// Moves a log kept in the older sled layout (`<data>/audit`: records under
+/// `r` ‖ index, checkpoints under `k` ‖ size) into `log`, which must be
+/// empty: the same leaves in the same order, so every checkpoint signed
+/// before still verifies, each stored at its size. The old database is then
+/// renamed to [`MIGRATED_LOG_DIR`], kept for whoever wants to compare.
+/// Returns the number of records moved, if there was anything to move.
+pub fn migrate_sled_log(data_dir: &Path, log: &crate::tiles::TileLog) -> Result<Option<u64>, StoreError> {
+    use crate::{
+        merkle::{self, Frontier},
+        store::{Batch, LogStore},
+    };
+    let old = data_dir.join(OLD_LOG_DIR);
+    if !old.join("conf").exists() {
+        return Ok(None);
+    }
+    if log.size()? != 0 {
+        return Err(StoreError::Storage(format!(
+            "{} holds an audit log in the older layout, and {} is not empty: move one of them away",
+            old.display(),
+            log.dir().display()
+        )));
+    }
+    let db = open_db(data_dir, OLD_LOG_DIR).map_err(StoreError::unavailable)?;
+    let tree = db.open_tree("audit").map_err(StoreError::unavailable)?;
+    let suffix = |k: &[u8]| k.get(1..9).and_then(|t| t.try_into().ok()).map(u64::from_be_bytes);
+    let mut checkpoints = std::collections::BTreeMap::new();
+    for kv in tree.scan_prefix(b"k") {
+        let (k, v) = kv.map_err(StoreError::storage)?;
+        let size = suffix(&k).ok_or_else(|| StoreError::Storage("malformed old checkpoint key".into()))?;
+        checkpoints.insert(size, String::from_utf8_lossy(&v).into_owned());
+    }
+    let mut frontier = Frontier::default();
+    let mut batch = Batch::default();
+    let flush = |batch: &mut Batch, frontier: &Frontier| -> Result<(), StoreError> {
+        batch.size = frontier.size();
+        batch.checkpoint = checkpoints.get(&batch.size).cloned();
+        log.append(batch, false)?;
+        *batch = Batch {
+            start: frontier.size(),
+            ..Batch::default()
+        };
+        Ok(())
+    };
+    for kv in tree.scan_prefix(b"r") {
+        let (k, leaf) = kv.map_err(StoreError::storage)?;
+        if suffix(&k) != Some(frontier.size()) {
+            return Err(StoreError::Storage(format!(
+                "the old audit log lacks record {}: run `civex audit verify` on a copy of it",
+                frontier.size()
+            )));
+        }
+        frontier.push(merkle::leaf_hash(&leaf), |level, index, hash| {
+            batch.nodes.push((level, index, *hash))
+        });
+        batch.leaves.push(leaf.to_vec());
+        if batch.leaves.len() >= 4096 || checkpoints.contains_key(&frontier.size()) {
+            flush(&mut batch, &frontier)?;
+        }
+    }
+    if !batch.leaves.is_empty() {
+        flush(&mut batch, &frontier)?;
+    }
+    // One fsync for everything: an empty batch that carries nothing but durability.
+    log.append(
+        &Batch {
+            start: frontier.size(),
+            size: frontier.size(),
+            ..Batch::default()
+        },
+        true,
+    )?;
+    log.integrate()?;
+    drop((tree, db));
+    std::fs::rename(&old, data_dir.join(MIGRATED_LOG_DIR)).map_err(StoreError::unavailable)?;
+    tracing::info!(records = frontier.size(), "audit log moved from sled into tiles");
+    Ok(Some(frontier.size()))
+}

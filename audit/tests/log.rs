@@ -411,3 +411,41 @@ async fn a_search_finds_records_the_index_has_not_filed_and_reindex_files_them()
     assert_eq!(found(&log), expected);
     log.close().await;
 }
+
+#[test]
+fn a_log_in_the_older_sled_layout_moves_into_tiles_and_its_checkpoints_still_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = signer(dir.path());
+    {
+        let db = sled::open(dir.path().join(civex_audit::embedded::OLD_LOG_DIR)).unwrap();
+        let tree = db.open_tree("audit").unwrap();
+        let mut frontier = Frontier::default();
+        for i in 0..600u64 {
+            let leaf = record(i).encode_to_vec();
+            frontier.push(merkle::leaf_hash(&leaf), |_, _, _| {});
+            let mut key = vec![b'r'];
+            key.extend_from_slice(&i.to_be_bytes());
+            tree.insert(key, leaf).unwrap();
+            if [100, 599].contains(&(i + 1)) {
+                let mut key = vec![b'k'];
+                key.extend_from_slice(&(i + 1).to_be_bytes());
+                tree.insert(key, checkpoint::sign(&signer, i + 1, &frontier.root()).note.as_bytes())
+                    .unwrap();
+            }
+        }
+        db.flush().unwrap();
+    }
+    let log = TileLog::open(dir.path()).unwrap();
+    assert_eq!(
+        civex_audit::embedded::migrate_sled_log(dir.path(), &log).unwrap(),
+        Some(600)
+    );
+    let verified = verify(&log, &verifier(&signer)).unwrap();
+    assert_eq!((verified.size, verified.checkpoints), (600, 2));
+    assert_eq!(log.leaf(321).unwrap().unwrap(), record(321).encode_to_vec());
+    assert!(dir.path().join(civex_audit::embedded::MIGRATED_LOG_DIR).is_dir());
+    // Done once: nothing is left to move.
+    assert_eq!(civex_audit::embedded::migrate_sled_log(dir.path(), &log).unwrap(), None);
+    drop(log);
+    assert_eq!(TileLog::open(dir.path()).unwrap().size().unwrap(), 600);
+}

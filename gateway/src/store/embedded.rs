@@ -75,7 +75,9 @@ fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
 
 /// Opens only the audit log of the data directory `dir`.
 pub fn open_log(dir: &Path) -> Result<Arc<dyn LogStore>, StoreError> {
-    Ok(Arc::new(TileLog::open(dir).map_err(StoreError::new)?))
+    let log = TileLog::open(dir).map_err(StoreError::new)?;
+    civex_audit::embedded::migrate_sled_log(dir, &log).map_err(StoreError::new)?;
+    Ok(Arc::new(log))
 }
 
 /// Opens only the log's search indexes of the data directory `dir`.
