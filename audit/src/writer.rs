@@ -160,6 +160,9 @@ impl Writer {
             let closing = close.is_some();
             self.commit(batch, closing);
             if let Some(done) = close {
+                if let Err(e) = self.ledger.flush() {
+                    tracing::warn!(cause = %e, "consent store not flushed at close; the log replays it at start");
+                }
                 let _ = done.send(());
                 return;
             }

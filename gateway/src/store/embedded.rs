@@ -30,8 +30,8 @@
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    sync::{Arc, RwLock},
-    time::SystemTime,
+    sync::{Arc, Mutex, RwLock},
+    time::{Duration, Instant, SystemTime},
 };
 
 use async_trait::async_trait;
@@ -180,7 +180,24 @@ struct SledConsents {
     data_dir: PathBuf,
     /// `None` between a failed write and the reopen that follows it.
     open: RwLock<Option<ConsentTrees>>,
+    /// Tallies the log counted that are not yet written to sled.
+    unwritten: Mutex<Unwritten>,
 }
+
+/// The log's tallies in memory, written to sled at most once per
+/// [`WRITE_EVERY`] (a consent used a thousand times a second is written
+/// once) and at every flush; reads see them at once. What a crash loses of
+/// them the log replays.
+#[derive(Default)]
+struct Unwritten {
+    tallies: HashMap<String, Tally>,
+    /// The watermark to write with them.
+    applied: Option<u64>,
+    written: Option<Instant>,
+}
+
+/// How often the log's tallies are written to sled.
+const WRITE_EVERY: Duration = Duration::from_millis(500);
 
 /// The trees of the consent database.
 #[derive(Clone)]
@@ -290,7 +307,44 @@ impl SledConsents {
         Ok(SledConsents {
             data_dir: data_dir.to_owned(),
             open: RwLock::new(Some(trees)),
+            unwritten: Mutex::new(Unwritten::default()),
         })
+    }
+
+    /// The tally of `id`: the unwritten one, else the stored one.
+    fn tally(&self, trees: &ConsentTrees, id: &str) -> Result<Tally, String> {
+        if let Some(t) = self.unwritten.lock().unwrap_or_else(|p| p.into_inner()).tallies.get(id) {
+            return Ok(*t);
+        }
+        tally(trees, id)
+    }
+
+    /// Writes the unwritten tallies to sled, then their watermark. Readers
+    /// keep seeing each tally in memory until it is in sled.
+    fn write_out(&self, trees: &ConsentTrees) -> Result<(), String> {
+        let (tallies, applied) = {
+            let mut unwritten = self.unwritten.lock().unwrap_or_else(|p| p.into_inner());
+            unwritten.written = Some(Instant::now());
+            (unwritten.tallies.clone(), unwritten.applied)
+        };
+        for (id, t) in &tallies {
+            trees
+                .uses
+                .insert(id.as_bytes(), &t.encode())
+                .map_err(|e| e.to_string())?;
+        }
+        if let Some(size) = applied {
+            trees
+                .meta
+                .insert(APPLIED, &size.to_be_bytes())
+                .map_err(|e| e.to_string())?;
+        }
+        let mut unwritten = self.unwritten.lock().unwrap_or_else(|p| p.into_inner());
+        unwritten.tallies.retain(|id, t| tallies.get(id) != Some(t));
+        if unwritten.applied == applied {
+            unwritten.applied = None;
+        }
+        Ok(())
     }
 
     fn trees(&self) -> Result<ConsentTrees, ConsentError> {
@@ -307,7 +361,7 @@ impl SledConsents {
         let bytes = trees.consents.get(id.as_bytes()).map_err(storage)?;
         let bytes = bytes.ok_or_else(|| ConsentError::NotFound(shorten(id)))?;
         let mut consent = Consent::decode(bytes.as_ref()).map_err(storage)?;
-        let tally = tally(&trees, id).map_err(storage)?;
+        let tally = self.tally(&trees, id).map_err(storage)?;
         consent.uses = u32::try_from(u64::from(consent.uses) + tally.uses).unwrap_or(u32::MAX);
         if consent.revoked_at.is_none() && tally.withdrawn_at != 0 {
             let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(tally.withdrawn_at);
@@ -359,7 +413,7 @@ impl UseLedger for SledConsents {
             uses: consent.uses.into(),
             max_uses: consent.max_uses.into(),
             withdrawn: consent.revoked_at.is_some(),
-            counted_through: tally(&trees, consent_id)?.through,
+            counted_through: self.tally(&trees, consent_id)?.through,
         })
     }
 
@@ -373,34 +427,38 @@ impl UseLedger for SledConsents {
         let mut ids: Vec<&String> = uses.keys().chain(withdrawals.keys()).collect();
         ids.sort();
         ids.dedup();
-        for id in ids {
-            let mut t = tally(&trees, id)?;
-            if t.through >= size {
-                continue;
+        let due = {
+            let mut unwritten = self.unwritten.lock().unwrap_or_else(|p| p.into_inner());
+            for id in ids {
+                let mut t = match unwritten.tallies.get(id) {
+                    Some(t) => *t,
+                    None => tally(&trees, id)?,
+                };
+                if t.through >= size {
+                    continue;
+                }
+                t.uses += uses.get(id).copied().unwrap_or(0);
+                if t.withdrawn_at == 0
+                    && let Some(at) = withdrawals.get(id)
+                {
+                    t.withdrawn_at = at
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .map_or(1, |d| d.as_nanos() as u64)
+                        .max(1);
+                }
+                t.through = size;
+                unwritten.tallies.insert(id.clone(), t);
             }
-            t.uses += uses.get(id).copied().unwrap_or(0);
-            if t.withdrawn_at == 0
-                && let Some(at) = withdrawals.get(id)
-            {
-                t.withdrawn_at = at
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map_or(1, |d| d.as_nanos() as u64)
-                    .max(1);
-            }
-            t.through = size;
-            trees
-                .uses
-                .insert(id.as_bytes(), &t.encode())
-                .map_err(|e| e.to_string())?;
-        }
-        trees
-            .meta
-            .insert(APPLIED, &size.to_be_bytes())
-            .map(drop)
-            .map_err(|e| e.to_string())
+            unwritten.applied = Some(size);
+            unwritten.written.is_none_or(|at| at.elapsed() >= WRITE_EVERY)
+        };
+        if due { self.write_out(&trees) } else { Ok(()) }
     }
 
     fn applied(&self) -> Result<u64, String> {
+        if let Some(size) = self.unwritten.lock().unwrap_or_else(|p| p.into_inner()).applied {
+            return Ok(size);
+        }
         let trees = self.trees().map_err(|e| e.to_string())?;
         let stored = trees.meta.get(APPLIED).map_err(|e| e.to_string())?;
         Ok(stored
@@ -410,10 +468,12 @@ impl UseLedger for SledConsents {
 
     fn flush(&self) -> Result<(), String> {
         let trees = self.trees().map_err(|e| e.to_string())?;
+        self.write_out(&trees)?;
         trees.db.flush().map(drop).map_err(|e| e.to_string())
     }
 
     fn discard(&self) {
+        *self.unwritten.lock().unwrap_or_else(|p| p.into_inner()) = Unwritten::default();
         let trees = self.open.write().unwrap_or_else(|p| p.into_inner()).take();
         drop(trees);
     }
