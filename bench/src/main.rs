@@ -1062,6 +1062,8 @@ fn rss_kib() -> Result<u64> {
 async fn idle(connections: usize, citizens: usize, out: &Path) -> Result<()> {
     let mut setup = Setup::create(citizens).await?;
     setup.config.limits.max_connections = setup.config.limits.max_connections.max(connections * 2);
+    setup.config.limits.max_connections_per_agency =
+        setup.config.limits.max_connections_per_agency.max(connections * 2);
     let baseline = rss_kib()?;
     let gateway = setup.gateway(true).await?;
     let endpoint = gateway.endpoint();

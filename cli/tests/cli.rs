@@ -251,6 +251,15 @@ fn demo_serves_and_its_printed_example_returns_facts() {
     let ok = civex(dir.path(), &["audit", "verify", "--data", "civex-data"]);
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     assert!(stdout(&ok).contains("audit log OK"));
+    // The search indexes rebuild from the log alone.
+    std::fs::remove_dir_all(dir.path().join("civex-data/audit-index")).unwrap();
+    let rebuilt = civex(dir.path(), &["audit", "reindex", "--data", "civex-data"]);
+    assert!(rebuilt.status.success(), "{}", String::from_utf8_lossy(&rebuilt.stderr));
+    assert!(
+        stdout(&rebuilt).contains("search indexes rebuilt"),
+        "{}",
+        stdout(&rebuilt)
+    );
 
     // Alter one record in the store: verify names its index and fails.
     tamper(&dir.path().join("civex-data"), |leaves| {
