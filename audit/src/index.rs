@@ -7,10 +7,9 @@
 use std::{collections::HashMap, sync::Arc};
 
 use civex_proto::v1::{AuditRecord, Decision};
-use prost::Message;
 
 use crate::{
-    AuditError,
+    AuditError, decode,
     store::{IndexKey, IndexStore, LogStore, RefusalCount},
 };
 
@@ -25,13 +24,6 @@ pub(crate) fn keys(record: &AuditRecord) -> impl Iterator<Item = IndexKey> + '_ 
         .filter(|c| !c.is_empty())
         .map(|c| IndexKey::Citizen(c.clone()))
         .chain(std::iter::once(IndexKey::Agency(record.agency.clone())))
-}
-
-fn decode(store: &dyn LogStore, index: u64) -> Result<AuditRecord, AuditError> {
-    let leaf = store
-        .leaf(index)?
-        .ok_or_else(|| AuditError::Corrupt(format!("record {index} is missing")))?;
-    AuditRecord::decode(leaf.as_slice()).map_err(|e| AuditError::Corrupt(format!("record {index}: {e}")))
 }
 
 /// The indexes as filed so far, with the refusal totals they hold.

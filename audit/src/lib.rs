@@ -165,7 +165,8 @@ pub struct Entry {
 /// Records applied to the ledger per write while replaying.
 const REPLAY_CHUNK: u64 = 4096;
 
-fn decode(store: &dyn LogStore, index: u64) -> Result<AuditRecord, AuditError> {
+/// The record stored at `index`.
+pub(crate) fn decode(store: &dyn LogStore, index: u64) -> Result<AuditRecord, AuditError> {
     let leaf = store
         .leaf(index)?
         .ok_or_else(|| AuditError::Corrupt(format!("record {index} is missing")))?;
