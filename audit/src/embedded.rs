@@ -139,16 +139,34 @@ pub enum OpenError {
 
 /// The search indexes in sled.
 pub struct SledIndex {
-    db: sled::Db,
-    tree: sled::Tree,
+    dir: PathBuf,
+    /// Opened on first use: recovering a large sled database takes seconds,
+    /// and the first user is the log's background thread, not start-up.
+    open: std::sync::OnceLock<Result<(sled::Db, sled::Tree), StoreError>>,
 }
 
 impl SledIndex {
-    /// Opens the indexes of the data directory `data_dir`.
+    /// The indexes of the data directory `data_dir`, opened on first use.
     pub fn open(data_dir: &Path) -> Result<SledIndex, StoreError> {
-        let db = open_db(data_dir, INDEX_DIR).map_err(StoreError::unavailable)?;
-        let tree = db.open_tree(TREE).map_err(StoreError::unavailable)?;
-        Ok(SledIndex { db, tree })
+        Ok(SledIndex {
+            dir: data_dir.to_owned(),
+            open: std::sync::OnceLock::new(),
+        })
+    }
+
+    fn handles(&self) -> Result<&(sled::Db, sled::Tree), StoreError> {
+        self.open
+            .get_or_init(|| {
+                let db = open_db(&self.dir, INDEX_DIR).map_err(StoreError::unavailable)?;
+                let tree = db.open_tree(TREE).map_err(StoreError::unavailable)?;
+                Ok((db, tree))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    fn tree(&self) -> Result<&sled::Tree, StoreError> {
+        self.handles().map(|(_, tree)| tree)
     }
 
     fn scan<T: Send + 'static>(
@@ -157,9 +175,12 @@ impl SledIndex {
         from: Vec<u8>,
         item: impl Fn(&[u8]) -> Option<T> + Send + 'static,
     ) -> Scan<'_, T> {
+        let tree = match self.tree() {
+            Ok(tree) => tree,
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
         Box::new(
-            self.tree
-                .range(from..)
+            tree.range(from..)
                 .take_while(move |kv| kv.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
                 .map(move |kv| {
                     let (k, _) = kv.map_err(StoreError::storage)?;
@@ -171,7 +192,7 @@ impl SledIndex {
 
 impl SledIndex {
     fn state(&self) -> Result<(u64, Vec<RefusalCount>), StoreError> {
-        match self.tree.get(INDEXED_KEY).map_err(StoreError::storage)? {
+        match self.tree()?.get(INDEXED_KEY).map_err(StoreError::storage)? {
             None => Ok((0, Vec::new())),
             Some(v) => decode_state(&v).ok_or_else(|| StoreError::Storage("malformed index watermark".into())),
         }
@@ -187,9 +208,9 @@ impl IndexStore for SledIndex {
         for (key, index) in entries {
             let mut k = index_prefix(key);
             k.extend_from_slice(&index.to_be_bytes());
-            self.tree.insert(k, &[]).map_err(StoreError::unavailable)?;
+            self.tree()?.insert(k, &[]).map_err(StoreError::unavailable)?;
         }
-        self.tree
+        self.tree()?
             .insert(INDEXED_KEY, encode_state(size, refusals))
             .map_err(StoreError::unavailable)?;
         Ok(())
@@ -207,12 +228,12 @@ impl IndexStore for SledIndex {
     }
 
     fn clear(&self) -> Result<(), StoreError> {
-        self.tree.clear().map_err(StoreError::unavailable)?;
+        self.tree()?.clear().map_err(StoreError::unavailable)?;
         self.flush()
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map(drop).map_err(StoreError::unavailable)
+        self.handles()?.0.flush().map(drop).map_err(StoreError::unavailable)
     }
 }
 

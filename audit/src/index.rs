@@ -60,10 +60,6 @@ impl Indexer {
         self.size
     }
 
-    pub(crate) fn store(&self) -> &dyn IndexStore {
-        self.index.as_ref()
-    }
-
     /// Refusals per agency and reason through [`Indexer::size`].
     pub(crate) fn refusals(&self) -> &HashMap<(String, String), u64> {
         &self.refusals

@@ -313,7 +313,12 @@ const INTEGRATE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The background thread: files index entries and integrates the store
 /// (tiles) after the writer has answered.
-fn background(store: Arc<dyn LogStore>, indexer: Arc<Mutex<Indexer>>, rx: mpsc::Receiver<Background>) {
+fn background(
+    store: Arc<dyn LogStore>,
+    index: Arc<dyn IndexStore>,
+    indexer: Arc<Mutex<Option<Indexer>>>,
+    rx: mpsc::Receiver<Background>,
+) {
     let mut integrate = false;
     let mut integrated = Instant::now() - INTEGRATE_EVERY;
     loop {
@@ -338,8 +343,18 @@ fn background(store: Arc<dyn LogStore>, indexer: Arc<Mutex<Indexer>>, rx: mpsc::
                 Background::Close(done) => close = Some(done),
             }
         }
+        // Opened here, not before the gateway serves: searches read the log until then.
+        if indexer.lock().unwrap_or_else(|p| p.into_inner()).is_none()
+            && let Ok(size) = store.size()
+        {
+            match Indexer::open(index.clone(), size) {
+                Ok(opened) => *indexer.lock().unwrap_or_else(|p| p.into_inner()) = Some(opened),
+                Err(e) => tracing::warn!(cause = %e, "search index cannot be opened; searches read the log"),
+            }
+        }
         loop {
             let mut indexer = indexer.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(indexer) = indexer.as_mut() else { break };
             if indexer.size() >= to {
                 break;
             }
@@ -356,7 +371,7 @@ fn background(store: Arc<dyn LogStore>, indexer: Arc<Mutex<Indexer>>, rx: mpsc::
             }
         }
         if let Some(done) = close {
-            if let Err(e) = indexer.lock().unwrap_or_else(|p| p.into_inner()).store().flush() {
+            if let Err(e) = index.flush() {
                 tracing::warn!(cause = %e, "search index not flushed; it is rebuilt from the log at start");
             }
             let _ = done.send(());
@@ -371,7 +386,8 @@ pub struct AuditLog {
     background: Mutex<Option<mpsc::Sender<Background>>>,
     store: Arc<dyn LogStore>,
     index: Arc<dyn IndexStore>,
-    indexer: Arc<Mutex<Indexer>>,
+    /// `None` until the background thread has opened the index.
+    indexer: Arc<Mutex<Option<Indexer>>>,
     committed: Arc<AtomicU64>,
     healthy: watch::Receiver<bool>,
     verifier: Verifier,
@@ -394,7 +410,7 @@ impl AuditLog {
         let verifier = Verifier::parse(&signer.verifier_key()).map_err(|e| AuditError::Corrupt(e.to_string()))?;
         let (opened, tip) = load(store.as_ref(), &verifier)?;
         replay(store.as_ref(), ledger.as_ref(), opened.size)?;
-        let indexer = Arc::new(Mutex::new(Indexer::open(index.clone(), opened.size)?));
+        let indexer = Arc::new(Mutex::new(None));
         let committed = Arc::new(AtomicU64::new(opened.size));
         let (healthy_tx, healthy) = watch::channel(true);
         let (background_tx, background_rx) = mpsc::channel();
@@ -429,8 +445,8 @@ impl AuditLog {
         let threads = vec![
             spawn("civex-audit", Box::new(move || writer.run(rx)))?,
             spawn("civex-audit-bg", {
-                let (store, indexer) = (store.clone(), indexer.clone());
-                Box::new(move || background(store, indexer, background_rx))
+                let (store, index, indexer) = (store.clone(), index.clone(), indexer.clone());
+                Box::new(move || background(store, index, indexer, background_rx))
             })?,
         ];
         let log = AuditLog {
@@ -546,11 +562,8 @@ impl AuditLog {
 
     /// The log size through which the search indexes are filed.
     pub(crate) fn indexed(&self) -> u64 {
-        self.indexer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .size()
-            .min(self.size())
+        let indexer = self.indexer.lock().unwrap_or_else(|p| p.into_inner());
+        indexer.as_ref().map_or(0, Indexer::size).min(self.size())
     }
 
     /// Refused requests per agency and reason, most first: the indexes'
@@ -558,7 +571,9 @@ impl AuditLog {
     pub fn report(&self) -> Result<Vec<RefusalCount>, AuditError> {
         let (from, mut totals) = {
             let indexer = self.indexer.lock().unwrap_or_else(|p| p.into_inner());
-            (indexer.size(), indexer.refusals().clone())
+            indexer
+                .as_ref()
+                .map_or_else(Default::default, |i| (i.size(), i.refusals().clone()))
         };
         for index in from..self.size() {
             let record = decode(self.store(), index)?;

@@ -84,11 +84,16 @@ impl AuditLog {
         let indices: Box<dyn Iterator<Item = Result<u64, AuditError>> + '_> = if let Some(key) = index_key(filter) {
             // The index as far as it is filed, then every record after that.
             let indexed = self.indexed();
-            let filed = self
-                .index()
-                .indexed(&key, start)
-                .map(|i| Ok(i?))
-                .take_while(move |i| i.as_ref().map_or(true, |i| *i < indexed));
+            let filed: Box<dyn Iterator<Item = Result<u64, AuditError>> + '_> = if start < indexed {
+                Box::new(
+                    self.index()
+                        .indexed(&key, start)
+                        .map(|i| Ok(i?))
+                        .take_while(move |i| i.as_ref().map_or(true, |i| *i < indexed)),
+                )
+            } else {
+                Box::new(std::iter::empty())
+            };
             Box::new(filed.chain((start.max(indexed)..size).map(Ok)))
         } else {
             let first = match filter.since {
