@@ -10,7 +10,7 @@ use std::{sync::Arc, time::Instant};
 use std::collections::HashMap;
 
 use civex_audit::{
-    AuditLog, Entry, Usage, UseLedger, WriterConfig, clock::SystemClock, embedded::SledIndex, keys::Signer,
+    AuditLog, Entry, LogEngine, Usage, UseLedger, WriterConfig, clock::SystemClock, embedded::SledIndex, keys::Signer,
     tiles::TileLog,
 };
 use civex_proto::v1::{AuditRecord, Decision};
@@ -67,8 +67,11 @@ async fn run(total: u64, writers: u64) -> f64 {
     };
     let store = Arc::new(TileLog::open(dir.path()).expect("store"));
     let index = Arc::new(SledIndex::open(dir.path()).expect("index"));
-    let (log, _) =
-        AuditLog::open(store, index, signer, Arc::new(SystemClock), Arc::new(NoUses), config).expect("audit log");
+    let engine = LogEngine::Local {
+        store,
+        ledger: Arc::new(NoUses),
+    };
+    let (log, _) = AuditLog::open(engine, index, signer, Arc::new(SystemClock), config).expect("audit log");
     let log = Arc::new(log);
     let started = Instant::now();
     let tasks: Vec<_> = (0..writers)

@@ -55,6 +55,14 @@ impl Indexer {
         Ok(Indexer { index, refusals, size })
     }
 
+    /// Picks up what another gateway filed in a shared index since.
+    pub fn refresh(&mut self) -> Result<(), AuditError> {
+        if self.index.indexed_size()? > self.size {
+            *self = Indexer::open(self.index.clone(), u64::MAX)?;
+        }
+        Ok(())
+    }
+
     /// The log size through which records are filed.
     pub fn size(&self) -> u64 {
         self.size

@@ -16,6 +16,8 @@
 //! - [`store`]: the [`LogStore`] and [`IndexStore`] traits every storage engine implements.
 //! - [`tiles`]: the embedded log: C2SP tlog-tiles and a journal, in files.
 //! - [`embedded`]: the embedded search indexes, in sled.
+//! - [`shared`]: a log several gateways append to: sequencing under the head
+//!   lock, integration and checkpoint signing by whichever gateway takes the tree lock.
 //! - [`writer`]: the single group-commit writer; it counts consent uses.
 //! - [`index`]: the search indexes kept up with the log, off the answer's path.
 //! - [`verify`]: the whole tree recomputed from the store.
@@ -30,6 +32,7 @@ pub mod keys;
 pub mod merkle;
 pub mod pseudonym;
 pub mod search;
+pub mod shared;
 pub mod store;
 pub mod tiles;
 pub mod verify;
@@ -56,7 +59,8 @@ use self::{
     index::Indexer,
     keys::{Signer, Verifier},
     merkle::{Frontier, Hash, ProofError},
-    writer::{Msg, Pending, Tip, Writer},
+    shared::SharedLog,
+    writer::{Local, Mode, Msg, Pending, Tip, Writer},
 };
 pub use self::{
     pseudonym::Pseudonymizer,
@@ -269,32 +273,60 @@ fn nodes(store: &dyn LogStore) -> impl FnMut(u32, u64) -> Result<Hash, AuditErro
 }
 
 /// Checks the latest signed checkpoint against the stored tree (a root
-/// from O(log n) nodes; the engine checked the tail it replayed) and reads
-/// what the writer continues from. `civex audit verify` checks everything.
-pub(crate) fn load(store: &dyn LogStore, verifier: &Verifier) -> Result<(Opened, Tip), AuditError> {
-    let size = store.size()?;
-    let latest = match store.latest_checkpoint()? {
-        None => None,
-        Some((at, note)) => {
-            let cp = checkpoint::verify(&note, verifier).map_err(|e| VerifyError::Checkpoint(at, e))?;
-            if cp.size > size {
-                return Err(AuditError::Corrupt(format!(
-                    "the latest checkpoint is of {} records but the log holds {size}",
-                    cp.size
-                )));
-            }
-            if merkle::root(&mut nodes(store), cp.size)? != cp.root {
-                return Err(VerifyError::CheckpointMismatch { size: cp.size, from: 0 }.into());
-            }
-            Some(cp)
-        }
+/// from O(log n) nodes; the engine checked the tail it replayed).
+fn check_latest(store: &dyn LogStore, verifier: &Verifier) -> Result<Option<Checkpoint>, AuditError> {
+    let Some((at, note)) = store.latest_checkpoint()? else {
+        return Ok(None);
     };
+    let size = store.tree_size()?;
+    let cp = checkpoint::verify(&note, verifier).map_err(|e| VerifyError::Checkpoint(at, e))?;
+    if cp.size > size {
+        return Err(AuditError::Corrupt(format!(
+            "the latest checkpoint is of {} records but the tree holds {size}",
+            cp.size
+        )));
+    }
+    if merkle::root(&mut nodes(store), cp.size)? != cp.root {
+        return Err(VerifyError::CheckpointMismatch { size: cp.size, from: 0 }.into());
+    }
+    Ok(Some(cp))
+}
+
+/// Checks the latest checkpoint ([`check_latest`]) and reads what the
+/// writer of a log of its own continues from. `civex audit verify` checks everything.
+pub(crate) fn load(store: &dyn LogStore, verifier: &Verifier) -> Result<(Opened, Tip), AuditError> {
+    let latest = check_latest(store, verifier)?;
+    let size = store.size()?;
     let frontier = Frontier::load(&mut nodes(store), size)?;
     let last_time = match size {
         0 => std::time::UNIX_EPOCH,
         n => record_time(store, n - 1)?.unwrap_or(std::time::UNIX_EPOCH),
     };
     Ok((Opened { size, latest }, Tip { frontier, last_time }))
+}
+
+/// Where the log is, and who else writes it.
+#[derive(Clone)]
+pub enum LogEngine {
+    /// The log of one gateway: its writer lays out the tree, signs the
+    /// checkpoints and counts consent uses against `ledger`.
+    Local {
+        store: Arc<dyn LogStore>,
+        ledger: Arc<dyn UseLedger>,
+    },
+    /// A log that several gateways append to ([`shared`]); consent uses
+    /// are counted by the store, in the transaction that sequences their records.
+    Shared(Arc<dyn SharedLog>),
+}
+
+impl LogEngine {
+    /// The log's store, for reading.
+    pub fn store(&self) -> Arc<dyn LogStore> {
+        match self {
+            LogEngine::Local { store, .. } => store.clone(),
+            LogEngine::Shared(shared) => shared.clone(),
+        }
+    }
 }
 
 /// What the writer tells the background thread.
@@ -307,22 +339,83 @@ pub(crate) enum Background {
     Close(oneshot::Sender<()>),
 }
 
-/// Tiles are written at most this often (each integration syncs several
-/// files, which would otherwise compete with the journal's fsyncs).
-const INTEGRATE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// The background thread: files index entries and integrates the store
-/// (tiles) after the writer has answered.
-fn background(
+/// What the background thread works on.
+struct Work {
     store: Arc<dyn LogStore>,
     index: Arc<dyn IndexStore>,
     indexer: Arc<Mutex<Option<Indexer>>>,
-    rx: mpsc::Receiver<Background>,
-) {
+    /// A shared log and the key its checkpoints are signed with: the tree
+    /// is integrated here, when this gateway takes the lock.
+    shared: Option<(Arc<dyn SharedLog>, Arc<Signer>)>,
+}
+
+impl Work {
+    /// Opens the index if it is not yet (here, not before the gateway
+    /// serves: searches read the log until then) and files records up to `to`.
+    fn index(&self, to: u64) {
+        if self.indexer.lock().unwrap_or_else(|p| p.into_inner()).is_none()
+            && let Ok(size) = self.store.size()
+        {
+            match Indexer::open(self.index.clone(), size) {
+                Ok(opened) => *self.indexer.lock().unwrap_or_else(|p| p.into_inner()) = Some(opened),
+                Err(e) => tracing::warn!(cause = %e, "search index cannot be opened; searches read the log"),
+            }
+        }
+        let mut indexer = self.indexer.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(indexer) = indexer.as_mut() else { return };
+        // Another gateway may have filed records of a shared log.
+        if self.shared.is_some()
+            && let Err(e) = indexer.refresh()
+        {
+            tracing::warn!(cause = %e, "search index not read; searches read the log past it");
+            return;
+        }
+        while indexer.size() < to {
+            if let Err(e) = indexer.catch_up(self.store.as_ref(), to) {
+                tracing::warn!(cause = %e, "search index not updated; searches read the log past it");
+                return;
+            }
+        }
+    }
+
+    /// Writes the tiles of a log of its own, or integrates a shared log's
+    /// tree if no other gateway is at it; `wait` for the lock at close.
+    fn integrate(&self, wait: bool) -> bool {
+        let result = match &self.shared {
+            None => self.store.integrate().map_err(AuditError::from),
+            Some((shared, signer)) => shared::integrate(shared.as_ref(), signer, wait).map(drop),
+        };
+        match result {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(cause = %e, "audit tree not integrated; the durable records wait for the next try");
+                false
+            }
+        }
+    }
+
+    /// Whether a shared log holds records its tree does not yet cover.
+    fn unintegrated(&self) -> bool {
+        self.shared.as_ref().is_some_and(
+            |(shared, _)| matches!((shared.size(), shared.tree_size()), (Ok(size), Ok(tree)) if tree < size),
+        )
+    }
+}
+
+/// Tiles are written, and a shared tree integrated, at most this often
+/// (each integration syncs several files or rows, which would otherwise
+/// compete with the log's own writes).
+const INTEGRATE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The background thread: files index entries and integrates the store
+/// (tiles, or a shared log's tree) after the writer has answered.
+fn background(work: Work, rx: mpsc::Receiver<Background>) {
     let mut integrate = false;
     let mut integrated = Instant::now() - INTEGRATE_EVERY;
     loop {
-        let wait = if integrate {
+        // A shared log is looked at every second: another gateway may have
+        // sequenced records and stopped before integrating them.
+        let wait = if integrate || work.shared.is_some() {
             INTEGRATE_EVERY.saturating_sub(integrated.elapsed())
         } else {
             std::time::Duration::from_secs(3600)
@@ -338,40 +431,21 @@ fn background(
             match message {
                 Background::Committed { size, checkpoint } => {
                     to = to.max(size);
-                    integrate |= checkpoint;
+                    integrate |= checkpoint || work.shared.is_some();
                 }
                 Background::Close(done) => close = Some(done),
             }
         }
-        // Opened here, not before the gateway serves: searches read the log until then.
-        if indexer.lock().unwrap_or_else(|p| p.into_inner()).is_none()
-            && let Ok(size) = store.size()
-        {
-            match Indexer::open(index.clone(), size) {
-                Ok(opened) => *indexer.lock().unwrap_or_else(|p| p.into_inner()) = Some(opened),
-                Err(e) => tracing::warn!(cause = %e, "search index cannot be opened; searches read the log"),
-            }
-        }
-        loop {
-            let mut indexer = indexer.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(indexer) = indexer.as_mut() else { break };
-            if indexer.size() >= to {
-                break;
-            }
-            if let Err(e) = indexer.catch_up(store.as_ref(), to) {
-                tracing::warn!(cause = %e, "search index not updated; searches read the log past it");
-                break;
-            }
-        }
-        if integrate && integrated.elapsed() >= INTEGRATE_EVERY || close.is_some() {
+        work.index(to);
+        let due = integrated.elapsed() >= INTEGRATE_EVERY;
+        if due && (integrate || work.unintegrated()) || close.is_some() {
             integrated = Instant::now();
-            match store.integrate() {
-                Ok(()) => integrate = false,
-                Err(e) => tracing::warn!(cause = %e, "audit tiles not written; the journal keeps the records"),
+            if work.integrate(close.is_some()) {
+                integrate = false;
             }
         }
         if let Some(done) = close {
-            if let Err(e) = index.flush() {
+            if let Err(e) = work.index.flush() {
                 tracing::warn!(cause = %e, "search index not flushed; it is rebuilt from the log at start");
             }
             let _ = done.send(());
@@ -385,6 +459,8 @@ pub struct AuditLog {
     tx: Mutex<Option<mpsc::Sender<Msg>>>,
     background: Mutex<Option<mpsc::Sender<Background>>>,
     store: Arc<dyn LogStore>,
+    /// Set when other gateways append to the log too.
+    shared: bool,
     index: Arc<dyn IndexStore>,
     /// `None` until the background thread has opened the index.
     indexer: Arc<Mutex<Option<Indexer>>>,
@@ -395,22 +471,52 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Opens the log kept in `store` with its search indexes in `index`,
+    /// Opens the log of `engine` with its search indexes in `index`,
     /// refusing to start if the stored tree does not match the last signed
-    /// checkpoint, and brings `ledger` up to date with the log's uses and
-    /// withdrawals.
+    /// checkpoint; a log of one gateway's own brings its ledger up to date
+    /// with the log's uses and withdrawals.
     pub fn open(
-        store: Arc<dyn LogStore>,
+        engine: LogEngine,
         index: Arc<dyn IndexStore>,
         signer: Arc<Signer>,
         clock: Arc<dyn Clock>,
-        ledger: Arc<dyn UseLedger>,
         config: WriterConfig,
     ) -> Result<(AuditLog, Opened), AuditError> {
         let verifier = Verifier::parse(&signer.verifier_key()).map_err(|e| AuditError::Corrupt(e.to_string()))?;
-        let (opened, tip) = load(store.as_ref(), &verifier)?;
-        replay(store.as_ref(), ledger.as_ref(), opened.size)?;
-        let indexer = Arc::new(Mutex::new(None));
+        let store = engine.store();
+        let (opened, mode) = match engine {
+            LogEngine::Local { store, ledger } => {
+                let (opened, tip) = load(store.as_ref(), &verifier)?;
+                replay(store.as_ref(), ledger.as_ref(), opened.size)?;
+                let local = Local {
+                    tip,
+                    last_checkpoint: (opened.latest.as_ref().map_or(0, |c| c.size), Instant::now()),
+                    ledger,
+                    unapplied: Default::default(),
+                    applied: opened.size,
+                };
+                (opened, Mode::Local(local))
+            }
+            LogEngine::Shared(shared) => {
+                let latest = check_latest(shared.as_ref(), &verifier)?;
+                let opened = Opened {
+                    size: shared.size()?,
+                    latest,
+                };
+                (opened, Mode::Shared(shared))
+            }
+        };
+        let work = Work {
+            store: store.clone(),
+            index: index.clone(),
+            indexer: Arc::new(Mutex::new(None)),
+            shared: match &mode {
+                Mode::Local(_) => None,
+                Mode::Shared(shared) => Some((shared.clone(), signer.clone())),
+            },
+        };
+        let shared = work.shared.is_some();
+        let indexer = work.indexer.clone();
         let committed = Arc::new(AtomicU64::new(opened.size));
         let (healthy_tx, healthy) = watch::channel(true);
         let (background_tx, background_rx) = mpsc::channel();
@@ -421,16 +527,12 @@ impl AuditLog {
         });
         let writer = Writer {
             store: store.clone(),
+            mode,
             verifier: verifier.clone(),
             broken: false,
-            tip,
             committed: committed.clone(),
-            last_checkpoint: (opened.latest.as_ref().map_or(0, |c| c.size), Instant::now()),
             signer,
             clock,
-            ledger,
-            unapplied: Default::default(),
-            applied: opened.size,
             background: background_tx.clone(),
             healthy: healthy_tx,
             config,
@@ -444,15 +546,13 @@ impl AuditLog {
         };
         let threads = vec![
             spawn("civex-audit", Box::new(move || writer.run(rx)))?,
-            spawn("civex-audit-bg", {
-                let (store, index, indexer) = (store.clone(), index.clone(), indexer.clone());
-                Box::new(move || background(store, index, indexer, background_rx))
-            })?,
+            spawn("civex-audit-bg", Box::new(move || background(work, background_rx)))?,
         ];
         let log = AuditLog {
             tx: Mutex::new(Some(tx)),
             background: Mutex::new(Some(background_tx)),
             store,
+            shared,
             index,
             indexer,
             committed,
@@ -505,9 +605,22 @@ impl AuditLog {
         self.healthy.clone()
     }
 
-    /// The number of durable records.
+    /// The number of durable records (of every gateway, for a shared log).
     pub fn size(&self) -> u64 {
-        self.committed.load(Ordering::Acquire)
+        let committed = self.committed.load(Ordering::Acquire);
+        if !self.shared {
+            return committed;
+        }
+        self.store.size().map_or(committed, |size| size.max(committed))
+    }
+
+    /// The number of records the stored tree covers: proofs and
+    /// checkpoints go this far. Only a shared log's lags behind [`AuditLog::size`].
+    pub fn tree_size(&self) -> Result<u64, AuditError> {
+        if !self.shared {
+            return Ok(self.size());
+        }
+        Ok(self.store.tree_size()?)
     }
 
     /// The verifier of the gateway key that signs checkpoints.
@@ -546,7 +659,7 @@ impl AuditLog {
     }
 
     fn check_size(&self, size: u64) -> Result<(), AuditError> {
-        let have = self.size();
+        let have = self.tree_size()?;
         if size > have {
             return Err(AuditError::Proof(ProofError::IndexOutOfRange {
                 index: size,

@@ -289,6 +289,17 @@ impl Frontier {
         self.size
     }
 
+    /// The roots of the perfect subtrees, left to right (one per set bit of the size).
+    pub fn roots(&self) -> &[Hash] {
+        &self.roots
+    }
+
+    /// The frontier of a tree of `size` leaves with these subtree `roots`,
+    /// as [`Frontier::roots`] gave them; `None` if they cannot be.
+    pub fn from_roots(size: u64, roots: Vec<Hash>) -> Option<Frontier> {
+        (roots.len() == size.count_ones() as usize).then_some(Frontier { size, roots })
+    }
+
     /// Appends a leaf hash; `store` receives every node completed, leaf included.
     pub fn push(&mut self, leaf: Hash, mut store: impl FnMut(u32, u64, &Hash)) {
         let mut hash = leaf;

@@ -88,8 +88,15 @@ pub trait LogStore: Send + Sync + 'static {
     /// Opens the store again from what is durable (nothing to do if it is open).
     fn reopen(&self) -> Result<(), StoreError>;
 
-    /// The committed tree size.
+    /// The number of durable records.
     fn size(&self) -> Result<u64, StoreError>;
+
+    /// The number of records the stored Merkle nodes and checkpoints cover:
+    /// [`LogStore::size`], except in a [`crate::shared::SharedLog`], whose
+    /// newest records get into the tree after they are answered.
+    fn tree_size(&self) -> Result<u64, StoreError> {
+        self.size()
+    }
 
     /// The leaf bytes stored at `index`.
     fn leaf(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError>;

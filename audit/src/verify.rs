@@ -56,6 +56,7 @@ pub fn verify(store: &dyn LogStore, verifier: &Verifier) -> Result<Verified, Ver
     let mut mismatch: Option<u64> = None;
     let mut stored = StoredNodes {
         store,
+        tree_size: store.tree_size().map_err(storage)?,
         levels: Vec::new(),
     };
     let mut failed = None;
@@ -128,6 +129,9 @@ pub fn verify(store: &dyn LogStore, verifier: &Verifier) -> Result<Verified, Ver
 /// per node.
 struct StoredNodes<'a> {
     store: &'a dyn LogStore,
+    /// Nodes are stored for the tree of this many leaves (a shared log's
+    /// newest records are not yet in it).
+    tree_size: u64,
     /// Per level; `None` where the engine stores nothing (it computes those nodes).
     levels: Vec<Option<Scan<'a, (u64, Hash)>>>,
 }
@@ -135,6 +139,9 @@ struct StoredNodes<'a> {
 impl StoredNodes<'_> {
     /// Whether the next stored node of `level` is node `index` with `hash`.
     fn matches(&mut self, level: u32, index: u64, hash: &Hash) -> bool {
+        if (index + 1) << level > self.tree_size {
+            return true;
+        }
         while self.levels.len() <= level as usize {
             self.levels.push(self.store.level(self.levels.len() as u32));
         }

@@ -13,7 +13,8 @@ use std::{
 };
 
 use civex_audit::{
-    AuditLog, Entry, IndexStore, LogStore, Overruled, Usage, UseLedger, WITHDRAWAL_ACTION, WriterConfig, checkpoint,
+    AuditLog, Entry, IndexStore, LogEngine, LogStore, Overruled, Usage, UseLedger, WITHDRAWAL_ACTION, WriterConfig,
+    checkpoint,
     clock::SystemClock,
     embedded::SledIndex,
     keys::{Signer, Verifier},
@@ -242,9 +243,15 @@ fn config() -> WriterConfig {
 
 fn open(dir: &Path, index: Arc<dyn IndexStore>, ledger: Arc<Ledger>) -> AuditLog {
     let store = Arc::new(TileLog::open(dir).unwrap());
-    AuditLog::open(store, index, signer(dir), Arc::new(SystemClock), ledger, config())
-        .unwrap()
-        .0
+    AuditLog::open(
+        LogEngine::Local { store, ledger },
+        index,
+        signer(dir),
+        Arc::new(SystemClock),
+        config(),
+    )
+    .unwrap()
+    .0
 }
 
 fn using(consent: &str, i: u64) -> Entry {

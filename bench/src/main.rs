@@ -969,11 +969,10 @@ async fn verify(records: u64, out: &Path) -> Result<()> {
         durable: false,
     };
     let (log, _) = AuditLog::open(
-        stores.audit,
+        stores.log,
         stores.audit_index,
         signer.clone(),
         Arc::new(SystemClock),
-        stores.ledger,
         writer,
     )
     .context("open audit log")?;
@@ -1017,11 +1016,10 @@ async fn verify(records: u64, out: &Path) -> Result<()> {
     let reopened = store::open(dir.path()).context("reopen stores")?;
     let stores_seconds = started.elapsed().as_secs_f64();
     let (log, opened) = AuditLog::open(
-        reopened.audit,
+        reopened.log,
         reopened.audit_index,
         signer.clone(),
         Arc::new(SystemClock),
-        reopened.ledger,
         writer,
     )
     .context("reopen audit log")?;

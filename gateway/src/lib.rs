@@ -203,11 +203,10 @@ impl Gateway {
             durable: durable_audit,
         };
         let (audit, opened) = AuditLog::open(
-            stores.audit.clone(),
+            stores.log.clone(),
             stores.audit_index.clone(),
             signer.clone(),
             clock.clone(),
-            stores.ledger.clone(),
             writer,
         )?;
         tracing::info!(
@@ -354,7 +353,9 @@ impl Gateway {
             .serve_with_incoming_shutdown(incoming, signal)
             .await?;
         self.state.audit.close().await;
-        self.stores.ledger.flush().map_err(store::StoreError)?;
+        if let civex_audit::LogEngine::Local { ledger, .. } = &self.stores.log {
+            ledger.flush().map_err(store::StoreError)?;
+        }
         tracing::info!("stopped");
         Ok(())
     }

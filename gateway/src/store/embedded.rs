@@ -36,7 +36,7 @@ use std::{
 
 use async_trait::async_trait;
 use civex_adapters::{CitizenId, EmbeddedRegistries, RegistryStore};
-use civex_audit::{IndexStore, LogStore, Usage, UseLedger, embedded::SledIndex, tiles::TileLog};
+use civex_audit::{IndexStore, LogEngine, LogStore, Usage, UseLedger, embedded::SledIndex, tiles::TileLog};
 use civex_proto::v1::Consent;
 use prost::Message;
 use serde::{Deserialize, Serialize};
@@ -62,8 +62,10 @@ pub fn open(dir: &Path) -> Result<Stores, StoreError> {
             revoked: tree("revoked_certificates")?,
         }),
         consents: consents.clone(),
-        ledger: consents,
-        audit: open_log(dir)?,
+        log: LogEngine::Local {
+            store: open_log(dir)?,
+            ledger: consents,
+        },
         audit_index: open_log_index(dir)?,
         registries: Arc::new(EmbeddedRegistries::new(db)),
     })

@@ -25,7 +25,7 @@ use std::{path::Path, sync::Arc};
 
 use async_trait::async_trait;
 use civex_adapters::{CitizenId, RegistryStore};
-use civex_audit::{IndexStore, LogStore, UseLedger};
+use civex_audit::{IndexStore, LogEngine, LogStore};
 use civex_proto::v1::Consent;
 
 use crate::{consent::ConsentError, policy::access::Agency};
@@ -47,9 +47,8 @@ pub struct Stores {
     pub agencies: Arc<dyn AgencyStore>,
     pub certificates: Arc<dyn CertificateStore>,
     pub consents: Arc<dyn ConsentStore>,
-    /// The consents as the audit writer sees them.
-    pub ledger: Arc<dyn UseLedger>,
-    pub audit: Arc<dyn LogStore>,
+    /// The audit log, with the consents as its writer counts their uses.
+    pub log: LogEngine,
     pub audit_index: Arc<dyn IndexStore>,
     pub registries: Arc<dyn RegistryStore>,
 }
