@@ -473,7 +473,10 @@ impl Writer {
     /// that asked for a checkpoint, the tree integrated through it.
     fn commit_shared(&mut self, shared: &dyn SharedLog, pending: Vec<Pending>, force_checkpoint: bool) {
         let want_checkpoint = force_checkpoint || pending.iter().any(|p| p.entry.checkpoint);
-        if pending.is_empty() && !want_checkpoint {
+        if pending.is_empty() {
+            if want_checkpoint && let Err(e) = crate::shared::integrate(shared, &self.signer, true) {
+                tracing::warn!(cause = %e, "no final checkpoint: the tree could not be integrated");
+            }
             return;
         }
         let mut consents: Vec<String> = pending

@@ -41,6 +41,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Directory holding the store and the signing key (CIVEX_DATA_DIR).
     pub data_dir: PathBuf,
+    /// Where the deployment's state lives.
+    pub storage: StorageConfig,
     pub tls: TlsConfig,
     pub limits: Limits,
     pub audit: AuditConfig,
@@ -166,6 +168,29 @@ impl RemoteDepartment {
             open_ms: Self::default_open(),
         }
     }
+}
+
+/// The storage engine (DESIGN §9).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    pub engine: Engine,
+    /// The database of the `postgres` engine, `postgres://user@host:port/db`;
+    /// `?sslmode=require&sslrootcert=<CA file>` for TLS (CIVEX_STORAGE_URL,
+    /// which also selects the engine).
+    pub url: Option<String>,
+}
+
+/// Which engine keeps the state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    /// Everything in the data directory, for one gateway.
+    #[default]
+    Embedded,
+    /// Everything in one PostgreSQL database, for any number of gateways;
+    /// the data directory holds only keys.
+    Postgres,
 }
 
 /// The audit log.
@@ -300,6 +325,7 @@ impl Default for Config {
             name: "qujing-demo".into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             data_dir: "civex-data".into(),
+            storage: StorageConfig::default(),
             tls: TlsConfig::default(),
             limits: Limits::default(),
             audit: AuditConfig::default(),
@@ -326,7 +352,7 @@ impl Config {
         Ok(config)
     }
 
-    /// Applies `CIVEX_NAME`, `CIVEX_LISTEN` and `CIVEX_DATA_DIR`.
+    /// Applies `CIVEX_NAME`, `CIVEX_LISTEN`, `CIVEX_DATA_DIR` and `CIVEX_STORAGE_URL`.
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(name) = var("CIVEX_NAME") {
             self.name = name;
@@ -340,6 +366,12 @@ impl Config {
         if let Some(dir) = var("CIVEX_DATA_DIR") {
             self.data_dir = dir.into();
         }
+        if let Some(url) = var("CIVEX_STORAGE_URL") {
+            self.storage = StorageConfig {
+                engine: Engine::Postgres,
+                url: Some(url),
+            };
+        }
         Ok(())
     }
 
@@ -350,6 +382,13 @@ impl Config {
             return invalid(format!("name {:?} must be letters, digits and '-'", self.name));
         }
         let l = &self.limits;
+        match (self.storage.engine, &self.storage.url) {
+            (Engine::Postgres, None) => return invalid("storage: the postgres engine needs a url".into()),
+            (Engine::Embedded, Some(_)) => {
+                return invalid("storage: a url is for engine = \"postgres\"".into());
+            }
+            _ => {}
+        }
         if self.tls.certificate_days == 0 || self.tls.crl_days == 0 {
             return invalid("tls certificate_days and crl_days must be positive".into());
         }

@@ -43,6 +43,15 @@ impl Directory {
         })
     }
 
+    /// Reads every agency from the store again: another gateway sharing it
+    /// may have changed them.
+    pub async fn reload(&self) -> Result<(), Error> {
+        let known = self.store.list().await.map_err(stored)?;
+        let agencies = known.into_iter().map(|a| (a.code.clone(), Arc::new(a))).collect();
+        *self.agencies.write().unwrap_or_else(|p| p.into_inner()) = agencies;
+        Ok(())
+    }
+
     /// The agency with `code`, if registered.
     pub fn agency(&self, code: &str) -> Option<Arc<Agency>> {
         self.agencies

@@ -15,6 +15,7 @@
 //! - [`net`]: the mTLS acceptor, the agency a certificate names, per-agency quotas.
 //! - [`policy`]: roles, rights, purposes, the land rule, the eligibility predicates.
 //! - [`directory`]: the agencies, cached over their store.
+//! - [`changes`]: following what other gateways of a shared store change.
 //! - [`consent`]: what a consent says, its signature, the rule each use is checked against.
 //! - [`authority`]: certificates from CSRs, revocation and the CRL.
 //! - [`departments`]: fan-out to the departments' adapters with deadlines.
@@ -24,6 +25,7 @@
 //! - [`clock`]: time, injectable (from `civex-audit`).
 
 pub mod authority;
+pub mod changes;
 pub mod config;
 pub mod consent;
 pub mod departments;
@@ -190,7 +192,10 @@ impl Gateway {
             &config.tls.server_key,
             None,
         )?;
-        let stores = store::open(&config.data_dir)?;
+        // With the postgres engine the data directory holds only keys.
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| store::StoreError(format!("data directory {}: {e}", config.data_dir.display())))?;
+        let stores = store::open_engine(&config.storage, &config.data_dir)?;
         let signer = Arc::new(Signer::load_or_create(
             &config.data_dir,
             &format!("civex/{}", config.name),
@@ -241,6 +246,10 @@ impl Gateway {
             pseudonyms,
             authority,
             limiters: RateLimiters::new(config.limits.default_rate),
+            freshness: match stores.changes {
+                Some(_) => changes::Freshness::shared(),
+                None => changes::Freshness::local(),
+            },
         });
         let listener = TcpListener::bind(config.listen)
             .await
@@ -307,6 +316,11 @@ impl Gateway {
                 }
             }
         });
+        let follow = self
+            .stores
+            .changes
+            .clone()
+            .map(|feed| tokio::spawn(changes::follow(feed, self.state.clone())));
         // Re-sign the CRL at half its validity, so the verifier never holds an expired one.
         let crl_refresh = tokio::spawn({
             let state = self.state.clone();
@@ -353,6 +367,10 @@ impl Gateway {
             .serve_with_incoming_shutdown(incoming, signal)
             .await?;
         self.state.audit.close().await;
+        // Calls still draining were checked against changes followed until now.
+        if let Some(follow) = follow {
+            follow.abort();
+        }
         if let civex_audit::LogEngine::Local { ledger, .. } = &self.stores.log {
             ledger.flush().map_err(store::StoreError)?;
         }

@@ -108,7 +108,7 @@ impl TestGateway {
         write_private(&certs.join("ca.key"), ca.key_pem().as_bytes()).expect("write CA key");
 
         let data = dir.path().join("data");
-        let samples = import_demo_data(&data, &dir.path().join("demo-data"));
+        let samples = demo_data::generate(CITIZENS, SEED, &dir.path().join("demo-data")).expect("demo data");
 
         let mut config = Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -137,6 +137,7 @@ impl TestGateway {
             started.push(source);
         }
         adjust(&mut config);
+        import_demo_data(&config, &dir.path().join("demo-data"));
         let clock = ManualClock::new(SystemTime::now());
         let mut gateway = TestGateway::serve(config, dir, ca, clock).await;
         gateway.samples = samples;
@@ -171,6 +172,19 @@ impl TestGateway {
             shutdown: Some(tx),
             task: Some(task),
         }
+    }
+
+    /// Another gateway of the same deployment: the same configuration (so
+    /// the same shared store), data directory (keys) and certificates, on
+    /// a port of its own, with a clock of its own set to this one's time.
+    pub async fn join(&self) -> TestGateway {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::os::unix::fs::symlink(self.dir.path().join("certs"), dir.path().join("certs")).expect("certs link");
+        let ca = Ca::load(self.ca.cert_pem(), &self.ca.key_pem()).expect("CA");
+        let clock = ManualClock::new(civex_gateway::clock::Clock::now(&self.clock));
+        let mut joined = TestGateway::serve(self.config.clone(), dir, ca, clock).await;
+        joined.samples = self.samples.clone();
+        joined
     }
 
     /// Stops the gateway gracefully and starts it again on the same data
@@ -335,15 +349,14 @@ fn read_records(dir: &Path, department: Department) -> Vec<serde_json::Map<Strin
 }
 
 /// Generates the synthetic citizens into `files` and imports every department into `data`.
-fn import_demo_data(data: &Path, files: &Path) -> Vec<demo_data::Sample> {
-    let samples = demo_data::generate(CITIZENS, SEED, files).expect("demo data");
-    let stores = store::open(data).expect("store");
+/// Imports the demo data's files into the registries of the engine `config` names.
+fn import_demo_data(config: &Config, files: &Path) {
+    let stores = store::open_engine(&config.storage, &config.data_dir).expect("store");
     for department in Department::ALL {
         let path: PathBuf = files.join(format!("{}.jsonl", department.code()));
         let reader = std::io::BufReader::new(std::fs::File::open(&path).expect("file"));
         import::import(stores.registries.as_ref(), department, reader).expect("import");
     }
-    samples
 }
 
 /// A department source service the harness can serve: the reference

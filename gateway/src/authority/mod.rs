@@ -113,6 +113,29 @@ impl Authority {
         Ok(authority)
     }
 
+    /// Reads the revocations from the store again (another gateway sharing
+    /// it may have revoked a certificate) and publishes a CRL if they grew.
+    pub async fn reload(&self) -> Result<(), Error> {
+        let revoked: HashSet<String> = self
+            .certificates
+            .list()
+            .await
+            .map_err(stored)?
+            .into_iter()
+            .map(|r| r.serial)
+            .collect();
+        let grew = {
+            let mut known = self.revoked.write().unwrap_or_else(|p| p.into_inner());
+            let grew = revoked.len() != known.len();
+            *known = revoked;
+            grew
+        };
+        if grew {
+            self.publish_crl().await?;
+        }
+        Ok(())
+    }
+
     /// How long each published CRL stays valid.
     pub fn crl_validity(&self) -> std::time::Duration {
         self.crl_validity.try_into().unwrap_or_default()
@@ -213,7 +236,10 @@ impl Authority {
         // CRL numbers must grow: milliseconds since the epoch do.
         let number = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as u64;
         let der = ca.crl(&revoked, number, self.crl_validity).map_err(Error::internal)?;
-        let tmp = self.crl_path.with_extension("der.tmp");
+        // Gateways sharing a data directory each write their own aside.
+        let tmp = self
+            .crl_path
+            .with_extension(format!("der.{:016x}.tmp", rand::random::<u64>()));
         std::fs::write(&tmp, &der)
             .and_then(|()| std::fs::rename(&tmp, &self.crl_path))
             .map_err(Error::internal)?;

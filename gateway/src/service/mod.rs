@@ -74,6 +74,8 @@ pub struct State {
     pub pseudonyms: Pseudonymizer,
     pub authority: Authority,
     pub limiters: RateLimiters,
+    /// Whether agencies and revocations are known current (a shared store).
+    pub freshness: crate::changes::Freshness,
 }
 
 /// Most scopes kept in one audit record.
@@ -222,6 +224,7 @@ impl State {
             .extensions()
             .get::<PeerIdentity>()
             .ok_or_else(|| Error::new(Reason::RoleRequired, "no verified client certificate"))?;
+        self.freshness.check()?;
         if self.authority.is_revoked(&peer.serial) {
             return Err(Error::new(
                 Reason::CertificateRevoked,

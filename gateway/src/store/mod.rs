@@ -18,8 +18,11 @@
 //! # Layout
 //! - [`embedded`]: the embedded engine (sled and the log's tiles in the data
 //!   directory); the only module of the gateway that names sled.
+//! - [`postgres`]: the PostgreSQL engine, every piece of state in one
+//!   database that many gateways share; the only module that names tokio-postgres.
 
 pub mod embedded;
+pub mod postgres;
 
 use std::{path::Path, sync::Arc};
 
@@ -28,7 +31,11 @@ use civex_adapters::{CitizenId, RegistryStore};
 use civex_audit::{IndexStore, LogEngine, LogStore};
 use civex_proto::v1::Consent;
 
-use crate::{consent::ConsentError, policy::access::Agency};
+use crate::{
+    config::{Engine, StorageConfig},
+    consent::ConsentError,
+    policy::access::Agency,
+};
 
 /// Why a store could not be read or written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,11 +58,24 @@ pub struct Stores {
     pub log: LogEngine,
     pub audit_index: Arc<dyn IndexStore>,
     pub registries: Arc<dyn RegistryStore>,
+    /// The counter of changes other gateways make, for a store they share;
+    /// `None` when this gateway is the store's only writer.
+    pub changes: Option<Arc<dyn ChangeFeed>>,
 }
 
 /// Opens the stores of the data directory `data_dir` (the embedded engine).
 pub fn open(data_dir: &Path) -> Result<Stores, StoreError> {
     embedded::open(data_dir)
+}
+
+/// Opens the stores `storage` names: the embedded engine's in `data_dir`,
+/// or the deployment's database.
+pub fn open_engine(storage: &StorageConfig, data_dir: &Path) -> Result<Stores, StoreError> {
+    match (storage.engine, &storage.url) {
+        (Engine::Postgres, Some(url)) => postgres::open(url),
+        (Engine::Postgres, None) => Err(StoreError("the postgres engine needs a url".into())),
+        (Engine::Embedded, _) => embedded::open(data_dir),
+    }
 }
 
 /// Opens only the audit log of `data_dir`, for tools that read a stopped
@@ -72,6 +92,13 @@ pub fn open_log_index(data_dir: &Path) -> Result<Arc<dyn IndexStore>, StoreError
 /// Opens only the registries of `data_dir`, for `civex import`.
 pub fn open_registries(data_dir: &Path) -> Result<Arc<dyn RegistryStore>, StoreError> {
     embedded::open_registries(data_dir)
+}
+
+/// A counter that moves with every change of agencies or revocations,
+/// made by any gateway sharing the store.
+#[async_trait]
+pub trait ChangeFeed: Send + Sync {
+    async fn version(&self) -> Result<i64, StoreError>;
 }
 
 /// The agencies, as administrators registered and changed them.

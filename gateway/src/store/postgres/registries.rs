@@ -1,0 +1,218 @@
+//! The departments' registries in the deployment's database, as
+//! `civex import` fills them: each import writes a new version of the
+//! department's records, then makes it current and drops the old one in
+//! one transaction, so a gateway reads one version or the other, never a mix.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use civex_adapters::{
+    Adapter, AdapterError, Attribute, Department, Record, RegistryStore, RegistryWriter, catalogue, registry, value,
+};
+use civex_proto::v1::Fact;
+
+use super::{Db, failed};
+
+pub struct PgRegistries(pub(crate) Db);
+
+fn storage(department: Department, cause: impl std::fmt::Display) -> AdapterError {
+    AdapterError::Storage {
+        department,
+        cause: cause.to_string(),
+    }
+}
+
+impl RegistryStore for PgRegistries {
+    fn open(&self, department: Department) -> Result<Arc<dyn Adapter>, AdapterError> {
+        Ok(Arc::new(PgRegistry {
+            db: self.0.clone(),
+            department,
+        }))
+    }
+
+    fn records(&self, department: Department) -> Result<usize, AdapterError> {
+        let code = department.code();
+        self.0
+            .block(move |pool| async move {
+                let client = pool.get().await.map_err(failed)?;
+                let row = client
+                    .query_opt("SELECT records FROM civex_registries WHERE department = $1", &[&code])
+                    .await
+                    .map_err(failed)?;
+                Ok(row.map_or(0, |r| r.get::<_, i64>(0) as usize))
+            })
+            .map_err(|e| storage(department, e))
+    }
+
+    fn replace(&self, department: Department) -> Result<Box<dyn RegistryWriter>, AdapterError> {
+        let version = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        Ok(Box::new(PgReplacement {
+            db: self.0.clone(),
+            department,
+            version,
+            count: 0,
+            last: None,
+        }))
+    }
+}
+
+/// One department's current registry.
+struct PgRegistry {
+    db: Db,
+    department: Department,
+}
+
+#[async_trait]
+impl Adapter for PgRegistry {
+    fn department(&self) -> Department {
+        self.department
+    }
+
+    async fn fetch(&self, citizen_id: &str, attributes: &[&'static Attribute]) -> Result<Vec<Fact>, AdapterError> {
+        let (code, citizen) = (self.department.code(), citizen_id.to_owned());
+        let stored: Option<String> = self
+            .db
+            .run(move |pool| async move {
+                let client = pool.get().await.map_err(failed)?;
+                let statement = client
+                    .prepare_cached(
+                        "SELECT r.record FROM civex_registry_records r JOIN civex_registries c \
+                         ON c.department = r.department AND c.version = r.version \
+                         WHERE r.department = $1 AND r.citizen_id = $2",
+                    )
+                    .await
+                    .map_err(failed)?;
+                let row = client.query_opt(&statement, &[&code, &citizen]).await.map_err(failed)?;
+                Ok(row.map(|r| r.get(0)))
+            })
+            .await
+            .map_err(|e| storage(self.department, e))?;
+        let record: Option<Record> = stored
+            .map(|s| serde_json::from_str(&s))
+            .transpose()
+            .map_err(|e| storage(self.department, format!("stored record: {e}")))?;
+        Ok(registry::facts_from_record(
+            self.department,
+            record.as_ref(),
+            attributes,
+        ))
+    }
+}
+
+/// A new version of a department's registry, invisible until committed.
+struct PgReplacement {
+    db: Db,
+    department: Department,
+    version: i64,
+    count: usize,
+    last: Option<String>,
+}
+
+impl RegistryWriter for PgReplacement {
+    fn encode(&self, record: &Record) -> Result<Vec<u8>, AdapterError> {
+        for (name, json) in &record.facts {
+            let attribute = catalogue::attribute(name)
+                .filter(|a| a.department == self.department)
+                .ok_or_else(|| {
+                    storage(
+                        self.department,
+                        format!("{name} is not an attribute held by {}", self.department),
+                    )
+                })?;
+            if value::to_wire(attribute.value_type, json).is_none() {
+                return Err(storage(
+                    self.department,
+                    format!("{name}: {json} does not fit its type"),
+                ));
+            }
+        }
+        serde_json::to_vec(record).map_err(|e| storage(self.department, e))
+    }
+
+    fn write(&mut self, records: Vec<(String, Vec<u8>)>) -> Result<(), AdapterError> {
+        let mut ids = Vec::with_capacity(records.len());
+        let mut bodies = Vec::with_capacity(records.len());
+        for (citizen_id, record) in records {
+            if citizen_id.is_empty() || self.last.as_ref().is_some_and(|last| *last >= citizen_id) {
+                return Err(storage(
+                    self.department,
+                    format!(
+                        "citizen {} is empty, out of order or repeated",
+                        civex_adapters::citizen_id::mask(&citizen_id)
+                    ),
+                ));
+            }
+            self.last = Some(citizen_id.clone());
+            ids.push(citizen_id);
+            bodies.push(String::from_utf8(record).map_err(|e| storage(self.department, e))?);
+        }
+        self.count += ids.len();
+        let (code, version) = (self.department.code(), self.version);
+        self.db
+            .block(move |pool| async move {
+                let client = pool.get().await.map_err(failed)?;
+                client
+                    .execute(
+                        "INSERT INTO civex_registry_records (department, version, citizen_id, record) \
+                         SELECT $1, $2, id, record FROM UNNEST($3::TEXT[], $4::TEXT[]) AS r(id, record)",
+                        &[&code, &version, &ids, &bodies],
+                    )
+                    .await
+                    .map(drop)
+                    .map_err(failed)
+            })
+            .map_err(|e| storage(self.department, e))
+    }
+
+    fn commit(self: Box<Self>) -> Result<usize, AdapterError> {
+        let (code, version, records) = (self.department.code(), self.version, self.count as i64);
+        self.db
+            .block(move |pool| async move {
+                let mut client = pool.get().await.map_err(failed)?;
+                let tx = client.transaction().await.map_err(failed)?;
+                let updated = tx
+                    .execute(
+                        "UPDATE civex_registries SET version = $2, records = $3 WHERE department = $1",
+                        &[&code, &version, &records],
+                    )
+                    .await
+                    .map_err(failed)?;
+                if updated == 0 {
+                    tx.execute(
+                        "INSERT INTO civex_registries (department, version, records) VALUES ($1, $2, $3)",
+                        &[&code, &version, &records],
+                    )
+                    .await
+                    .map_err(failed)?;
+                }
+                tx.execute(
+                    "DELETE FROM civex_registry_records WHERE department = $1 AND version <> $2",
+                    &[&code, &version],
+                )
+                .await
+                .map_err(failed)?;
+                tx.commit().await.map_err(failed)
+            })
+            .map_err(|e| storage(self.department, e))?;
+        Ok(self.count)
+    }
+
+    fn abandon(self: Box<Self>) -> Result<(), AdapterError> {
+        let (code, version) = (self.department.code(), self.version);
+        self.db
+            .block(move |pool| async move {
+                let client = pool.get().await.map_err(failed)?;
+                client
+                    .execute(
+                        "DELETE FROM civex_registry_records WHERE department = $1 AND version = $2",
+                        &[&code, &version],
+                    )
+                    .await
+                    .map(drop)
+                    .map_err(failed)
+            })
+            .map_err(|e| storage(self.department, e))
+    }
+}

@@ -1,0 +1,255 @@
+//! The PostgreSQL engine through the public interface: a gateway whose
+//! every piece of state is in a PostgreSQL server the test starts itself.
+
+use std::collections::HashMap;
+
+use civex_adapters::Department;
+use civex_audit::{checkpoint, keys::Verifier, merkle};
+use civex_gateway::config::{Config, Engine, StorageConfig};
+use civex_proto::v1::{AuditSearchRequest, CheckpointRequest, GetConsentRequest, InclusionProofRequest, QueryRequest};
+use civex_testpg::TestPostgres;
+use civex_tests::{TestGateway, reason};
+
+pub(crate) fn postgres() -> TestPostgres {
+    TestPostgres::start().unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub(crate) fn on(pg: &TestPostgres) -> impl FnOnce(&mut Config) + use<> {
+    let url = pg.url();
+    move |config: &mut Config| {
+        config.storage = StorageConfig {
+            engine: Engine::Postgres,
+            url: Some(url),
+        }
+    }
+}
+
+fn query(citizen: &str, consent: &str) -> QueryRequest {
+    QueryRequest {
+        citizen_id: citizen.into(),
+        attributes: vec!["ps.hukou.division".into()],
+        purpose: "hukou.settlement".into(),
+        consent_id: consent.into(),
+        ..Default::default()
+    }
+}
+
+async fn uses(gw: &TestGateway, consent: &str) -> u32 {
+    let mut portal = gw.consents("qujing-portal").await;
+    let request = GetConsentRequest {
+        consent_id: consent.into(),
+    };
+    portal.get(request).await.unwrap().into_inner().uses
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_on_postgres_answers_counts_and_proves_and_keeps_it_across_a_restart() {
+    let pg = postgres();
+    let gw = TestGateway::start_with(on(&pg)).await;
+    let citizen = gw.records(Department::PublicSecurity)[0]["citizen_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let consent = gw
+        .grant(&citizen, "qujing-psb", &["ps.hukou.division"], "hukou.settlement", 7)
+        .await;
+    let psb = gw.exchange("qujing-psb").await;
+    let calls = (0..50).map(|_| {
+        let mut client = psb.clone();
+        let request = query(&citizen, &consent.consent_id);
+        tokio::spawn(async move { client.query(request).await })
+    });
+    let mut outcomes: HashMap<String, usize> = HashMap::new();
+    for call in futures::future::join_all(calls).await {
+        let key = match call.unwrap() {
+            Ok(answer) => {
+                assert_eq!(answer.into_inner().facts.len(), 1, "the registry in PostgreSQL answers");
+                "OK".to_owned()
+            }
+            Err(status) => reason(&status),
+        };
+        *outcomes.entry(key).or_default() += 1;
+    }
+    assert_eq!(
+        outcomes,
+        HashMap::from([("OK".to_owned(), 7), ("CONSENT_EXHAUSTED".to_owned(), 43)])
+    );
+    assert_eq!(uses(&gw, &consent.consent_id).await, 7);
+
+    // Every call is in the log, and a checkpoint proves the first one.
+    let verifier = Verifier::parse(&gw.verifier_key).unwrap();
+    let mut audit = gw.audit("qujing-audit").await;
+    let cp = audit.checkpoint(CheckpointRequest {}).await.unwrap().into_inner();
+    let note = checkpoint::verify(&cp.note, &verifier).expect("signed by the gateway key");
+    assert_eq!(
+        note.size,
+        1 + 50 + 1 + 1,
+        "grant, queries, the consent read, the checkpoint call"
+    );
+    let found = audit
+        .search(AuditSearchRequest {
+            citizen_id: citizen.clone(),
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(
+        found.len(),
+        52,
+        "the grant, the 50 queries and the consent read name the citizen"
+    );
+    let first = &found[0];
+    let proof = audit
+        .inclusion_proof(InclusionProofRequest {
+            index: first.index,
+            tree_size: note.size,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .hashes
+        .iter()
+        .map(|h| h.as_slice().try_into().unwrap())
+        .collect::<Vec<_>>();
+    merkle::verify_inclusion(
+        &merkle::leaf_hash(&first.leaf),
+        first.index,
+        note.size,
+        &proof,
+        &note.root,
+    )
+    .expect("the first record is in the signed tree");
+
+    // A restarted gateway keeps nothing of its own: the database has it all.
+    let gw = gw.restart().await;
+    assert_eq!(uses(&gw, &consent.consent_id).await, 7);
+    let mut audit = gw.audit("qujing-audit").await;
+    let later = audit.checkpoint(CheckpointRequest {}).await.unwrap().into_inner();
+    let later = checkpoint::verify(&later.note, &verifier).unwrap();
+    assert!(later.size > note.size);
+    let consistency = audit
+        .consistency_proof(civex_proto::v1::ConsistencyProofRequest {
+            first: note.size,
+            second: later.size,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .hashes
+        .iter()
+        .map(|h| h.as_slice().try_into().unwrap())
+        .collect::<Vec<_>>();
+    merkle::verify_consistency(note.size, later.size, &note.root, &later.root, &consistency)
+        .expect("the tree after the restart extends the one before");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_gateways_share_one_log_count_uses_exactly_and_see_a_suspension_at_once() {
+    let pg = postgres();
+    let first = TestGateway::start_with(on(&pg)).await;
+    let gateways = [&first, &first.join().await, &first.join().await];
+    let citizen = first.records(Department::PublicSecurity)[0]["citizen_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let consent = first
+        .grant(&citizen, "qujing-psb", &["ps.hukou.division"], "hukou.settlement", 7)
+        .await;
+
+    // 50 concurrent queries spread over the three: exactly 7 uses.
+    let mut clients = Vec::new();
+    for gw in gateways {
+        clients.push(gw.exchange("qujing-psb").await);
+    }
+    let calls = (0..50).map(|i| {
+        let mut client = clients[i % 3].clone();
+        let request = query(&citizen, &consent.consent_id);
+        tokio::spawn(async move { client.query(request).await })
+    });
+    let mut outcomes: HashMap<String, usize> = HashMap::new();
+    for call in futures::future::join_all(calls).await {
+        let key = call.unwrap().map_or_else(|s| reason(&s), |_| "OK".to_owned());
+        *outcomes.entry(key).or_default() += 1;
+    }
+    assert_eq!(
+        outcomes,
+        HashMap::from([("OK".to_owned(), 7), ("CONSENT_EXHAUSTED".to_owned(), 43)])
+    );
+    for gw in gateways {
+        assert_eq!(
+            uses(gw, &consent.consent_id).await,
+            7,
+            "every gateway reads the same count"
+        );
+    }
+
+    // One log: every gateway's checkpoint is consistent with every later one.
+    let verifier = Verifier::parse(&first.verifier_key).unwrap();
+    let mut checkpoints = Vec::new();
+    for gw in gateways.iter().chain(gateways.iter()) {
+        let mut audit = gw.audit("qujing-audit").await;
+        let cp = audit.checkpoint(CheckpointRequest {}).await.unwrap().into_inner();
+        checkpoints.push((checkpoint::verify(&cp.note, &verifier).unwrap(), audit));
+    }
+    for (i, (earlier, _)) in checkpoints.iter().enumerate() {
+        for (later, audit) in &checkpoints[i + 1..] {
+            assert!(later.size > earlier.size, "each checkpoint call adds its own record");
+            let proof = audit
+                .clone()
+                .consistency_proof(civex_proto::v1::ConsistencyProofRequest {
+                    first: earlier.size,
+                    second: later.size,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .hashes
+                .iter()
+                .map(|h| h.as_slice().try_into().unwrap())
+                .collect::<Vec<_>>();
+            merkle::verify_consistency(earlier.size, later.size, &earlier.root, &later.root, &proof)
+                .expect("one tree, whichever gateway signed");
+        }
+    }
+    let (last, _) = checkpoints.last().unwrap();
+    assert_eq!(
+        last.size,
+        1 + 50 + 3 + 6,
+        "grant, queries, three consent reads, six checkpoint calls"
+    );
+
+    // A suspension answered by one gateway is in effect on the others at once.
+    let mut tax: Vec<_> = Vec::new();
+    for gw in &gateways[1..] {
+        let mut client = gw.exchange("qujing-tax").await;
+        client
+            .list_attributes(civex_proto::v1::ListAttributesRequest {})
+            .await
+            .expect("served before the suspension");
+        tax.push(client);
+    }
+    let mut admin = first.admin("qujing-admin").await;
+    admin
+        .suspend_agency(civex_proto::v1::AgencyRef {
+            code: "qujing-tax".into(),
+            reason: "investigation".into(),
+        })
+        .await
+        .unwrap();
+    let answered = std::time::Instant::now();
+    for client in &mut tax {
+        // A gateway that has not seen the change yet refuses rather than
+        // answer on stale state once its last poll is 100 ms old: a call
+        // after that is never served.
+        tokio::time::sleep(civex_gateway::changes::STALE_AFTER.saturating_sub(answered.elapsed())).await;
+        let status = client
+            .list_attributes(civex_proto::v1::ListAttributesRequest {})
+            .await
+            .unwrap_err();
+        assert_eq!(reason(&status), "AGENCY_SUSPENDED");
+    }
+}
