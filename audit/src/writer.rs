@@ -387,7 +387,7 @@ impl Writer {
         laid.fail(&AuditError::Unavailable(e.to_string()));
     }
 
-    /// The batch is durable up to `size`.
+    /// The log is durable up to `size`: readers and health see it before any call is answered.
     fn durable(&self, size: u64, checkpoint: bool) {
         self.committed.fetch_max(size, Ordering::AcqRel);
         self.healthy.send_if_modified(|h| !std::mem::replace(h, true));
@@ -465,8 +465,8 @@ impl Writer {
         }
         let counted = std::mem::take(&mut laid.counted);
         self.apply(counted, size);
-        laid.answer(checkpoint.as_ref());
         self.durable(size, checkpoint.is_some());
+        laid.answer(checkpoint.as_ref());
     }
 
     /// One transaction under the shared log's head lock; then, for a call
@@ -545,8 +545,8 @@ impl Writer {
         } else {
             None
         };
-        laid.answer(checkpoint.as_ref());
         self.durable(size, false);
+        laid.answer(checkpoint.as_ref());
     }
 
     /// Tells the ledger the uses and withdrawals of a durable batch (and any
