@@ -253,3 +253,74 @@ async fn three_gateways_share_one_log_count_uses_exactly_and_see_a_suspension_at
         assert_eq!(reason(&status), "AGENCY_SUSPENDED");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_goes_away_fails_every_call_closed_and_comes_back_with_nothing_lost() {
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+
+    let pg = postgres();
+    let gw = TestGateway::start_with(on(&pg)).await;
+    let mut tax = gw.exchange("qujing-tax").await;
+    let list = civex_proto::v1::ListAttributesRequest {};
+    let mut acknowledged = 0u64;
+    for _ in 0..5 {
+        tax.list_attributes(list)
+            .await
+            .expect("served while the database is up");
+        acknowledged += 1;
+    }
+    let mut health = HealthClient::new(gw.channel("qujing-tax").await);
+    let check = HealthCheckRequest {
+        service: "civex.v1.ExchangeService".into(),
+    };
+    let status = |s: i32| ServingStatus::try_from(s).unwrap();
+
+    pg.stop().unwrap();
+    for _ in 0..3 {
+        let e = tax.list_attributes(list).await.expect_err("no answer without a record");
+        assert_eq!(
+            (e.code(), reason(&e).as_str()),
+            (tonic::Code::Unavailable, "AUDIT_UNAVAILABLE")
+        );
+    }
+    assert_eq!(
+        status(health.check(check.clone()).await.unwrap().into_inner().status),
+        ServingStatus::NotServing
+    );
+
+    pg.start_again().unwrap();
+    let mut attempts = 0;
+    loop {
+        match tax.list_attributes(list).await {
+            Ok(_) => break,
+            Err(e) => assert_eq!(reason(&e), "AUDIT_UNAVAILABLE"),
+        }
+        attempts += 1;
+        assert!(
+            attempts < 200,
+            "the gateway did not recover when the database came back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    acknowledged += 1;
+    assert_eq!(
+        status(health.check(check).await.unwrap().into_inner().status),
+        ServingStatus::Serving
+    );
+    // Every acknowledged call has its record; refused ones may have theirs too.
+    let mut audit = gw.audit("qujing-audit").await;
+    let listed = audit
+        .search(AuditSearchRequest {
+            agency: "qujing-tax".into(),
+            action: "ExchangeService/ListAttributes".into(),
+            decision: civex_proto::v1::Decision::Allow as i32,
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(listed.len() as u64, acknowledged);
+    gw.stop().await;
+}
