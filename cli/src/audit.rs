@@ -50,6 +50,9 @@ pub(super) enum AuditCommand {
         /// The data directory.
         #[arg(long, default_value = "civex-data")]
         data: PathBuf,
+        /// The deployment's PostgreSQL database instead (every gateway stopped).
+        #[arg(long, env = "CIVEX_STORAGE_URL", conflicts_with = "data")]
+        storage: Option<String>,
     },
 }
 
@@ -58,6 +61,10 @@ pub(super) struct VerifyArgs {
     /// Verify the store in this data directory (the gateway must be stopped).
     #[arg(long, conflicts_with = "endpoint")]
     data: Option<PathBuf>,
+    /// Verify the shared log in this PostgreSQL database (`postgres://…`),
+    /// with the verifier key given by --vkey; gateways may keep serving.
+    #[arg(long, conflicts_with_all = ["endpoint", "data"])]
+    storage: Option<String>,
     /// Verify a running gateway from checkpoints and proofs.
     #[arg(long)]
     endpoint: Option<String>,
@@ -108,12 +115,13 @@ pub(super) struct SearchArgs {
 pub(super) async fn run(command: AuditCommand) -> anyhow::Result<()> {
     match command {
         AuditCommand::Verify(args) => match (&args.data, &args.endpoint) {
+            _ if args.storage.is_some() => verify_shared(&args),
             (Some(data), _) => verify_offline(data, args.vkey.clone()),
             (None, Some(endpoint)) => verify_online(&args, endpoint).await,
             (None, None) => anyhow::bail!("give --data DIR (offline) or --endpoint URL (online)"),
         },
         AuditCommand::Search(args) => search(args).await,
-        AuditCommand::Reindex { data } => reindex(&data),
+        AuditCommand::Reindex { data, storage } => reindex(&data, storage.as_deref()),
         AuditCommand::History { conn, citizen } => {
             let mut client = AuditServiceClient::new(conn.channel(AUDITOR).await?);
             let mut token = String::new();
@@ -161,9 +169,22 @@ fn read_verifier(path: &std::path::Path) -> anyhow::Result<Verifier> {
     Ok(Verifier::parse(&text)?)
 }
 
-fn reindex(data: &std::path::Path) -> anyhow::Result<()> {
-    let log = civex_gateway::store::open_log(data)?;
-    let index = civex_gateway::store::open_log_index(data)?;
+/// The stores of a deployment's PostgreSQL database.
+fn shared_stores(url: &str) -> anyhow::Result<civex_gateway::store::Stores> {
+    Ok(civex_gateway::store::postgres::open(url)?)
+}
+
+fn reindex(data: &std::path::Path, storage: Option<&str>) -> anyhow::Result<()> {
+    let (log, index) = match storage {
+        Some(url) => {
+            let stores = shared_stores(url)?;
+            (stores.log.store(), stores.audit_index)
+        }
+        None => (
+            civex_gateway::store::open_log(data)?,
+            civex_gateway::store::open_log_index(data)?,
+        ),
+    };
     let started = std::time::Instant::now();
     let records = civex_audit::index::reindex(log.as_ref(), index).context("reindex FAILED")?;
     println!(
@@ -175,8 +196,22 @@ fn reindex(data: &std::path::Path) -> anyhow::Result<()> {
 
 fn verify_offline(data: &std::path::Path, vkey: Option<PathBuf>) -> anyhow::Result<()> {
     let verifier = read_verifier(&vkey.unwrap_or_else(|| data.join(VERIFIER_KEY_FILE)))?;
-    let log = civex_gateway::store::open_log(data)?;
-    let verified = civex_audit::verify(log.as_ref(), &verifier).context("audit log verification FAILED")?;
+    report(civex_gateway::store::open_log(data)?.as_ref(), &verifier)
+}
+
+/// `civex audit verify --storage`: the shared log, read from its database.
+fn verify_shared(args: &VerifyArgs) -> anyhow::Result<()> {
+    let vkey = args
+        .vkey
+        .clone()
+        .context("give --vkey FILE: the deployment's verifier key")?;
+    let url = args.storage.as_deref().unwrap_or_default();
+    report(shared_stores(url)?.log.store().as_ref(), &read_verifier(&vkey)?)
+}
+
+/// Recomputes the whole tree of `log` and prints what was checked.
+fn report(log: &dyn civex_audit::LogStore, verifier: &Verifier) -> anyhow::Result<()> {
+    let verified = civex_audit::verify(log, verifier).context("audit log verification FAILED")?;
     println!(
         "audit log OK: {} records, root {}, {} signed checkpoints verified (latest at size {})",
         verified.size,

@@ -16,7 +16,7 @@ use clap::Args;
 use super::tools::{import_file, init_certs};
 use civex_gateway::{
     Gateway,
-    config::{Config, DepartmentConfig, RemoteDepartment, TlsConfig},
+    config::{Config, DepartmentConfig, Engine, RemoteDepartment, StorageConfig, TlsConfig},
     store,
 };
 
@@ -26,8 +26,14 @@ use crate::demo_data;
 pub(super) struct DemoArgs {
     #[arg(long, default_value = "127.0.0.1:50051")]
     listen: SocketAddr,
+    /// Keys and config; with the embedded engine also every store.
     #[arg(long, default_value = "civex-data")]
     data: PathBuf,
+    /// Keep every store in this PostgreSQL database instead
+    /// (`postgres://user@host:port/db`): gateways started with the same
+    /// `--storage`, `--data` and `--certs` form one deployment.
+    #[arg(long, env = "CIVEX_STORAGE_URL")]
+    storage: Option<String>,
     /// Where the dev PKI is (written if absent).
     #[arg(long, default_value = "certs")]
     certs: PathBuf,
@@ -55,6 +61,7 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let config = Config {
         listen: args.listen,
         data_dir: args.data.clone(),
+        storage: storage(&args),
         tls: TlsConfig::in_dir(&args.certs),
         ..Config::default()
     };
@@ -125,6 +132,17 @@ async fn start_source(
     Ok((child, endpoint))
 }
 
+/// The engine `--storage` selects.
+fn storage(args: &DemoArgs) -> StorageConfig {
+    match &args.storage {
+        Some(url) => StorageConfig {
+            engine: Engine::Postgres,
+            url: Some(url.clone()),
+        },
+        None => StorageConfig::default(),
+    }
+}
+
 /// A citizen worth trying, as the demo prints it.
 struct DemoSample {
     citizen_id: String,
@@ -136,7 +154,8 @@ struct DemoSample {
 /// Generates and imports the synthetic citizens unless the registries hold
 /// data already; the samples are kept beside the data (`samples.tsv`).
 fn prepare_data(args: &DemoArgs, demo_dir: &Path) -> anyhow::Result<Vec<DemoSample>> {
-    let stores = store::open(&args.data)?;
+    std::fs::create_dir_all(&args.data)?;
+    let stores = store::open_engine(&storage(args), &args.data)?;
     let registries = stores.registries.as_ref();
     let empty = match registries.records(Department::PublicSecurity) {
         Ok(records) => records == 0,

@@ -54,6 +54,9 @@ pub(super) struct ImportArgs {
     file: PathBuf,
     #[arg(long, default_value = "civex-data")]
     data: PathBuf,
+    /// Import into the deployment's PostgreSQL database instead (`postgres://…`).
+    #[arg(long, env = "CIVEX_STORAGE_URL", conflicts_with = "data")]
+    storage: Option<String>,
 }
 
 pub(super) fn certs_init(dir: &Path, force: bool) -> anyhow::Result<()> {
@@ -113,7 +116,10 @@ pub(super) fn demo_data(args: DemoDataArgs) -> anyhow::Result<()> {
 }
 
 pub(super) fn import(args: ImportArgs) -> anyhow::Result<()> {
-    let registries = store::open_registries(&args.data)?;
+    let registries = match &args.storage {
+        Some(url) => store::postgres::open(url)?.registries,
+        None => store::open_registries(&args.data)?,
+    };
     let count = import_file(registries.as_ref(), args.department, &args.file)?;
     println!(
         "imported {count} {} records from {}",

@@ -480,3 +480,93 @@ fn demo_with_remote_departments_serves_them_from_their_own_processes() {
     );
     drop(demo);
 }
+
+#[test]
+fn two_demos_on_one_database_are_one_deployment_and_its_log_verifies_from_the_database() {
+    let pg = civex_testpg::TestPostgres::start().unwrap_or_else(|e| panic!("{e}"));
+    let url = pg.url();
+    let dir = tempfile::tempdir().unwrap();
+    let (first, one, banner) = start_demo(dir.path(), &["--citizens", "300", "--storage", &url]);
+    // The second joins: it finds the registries filled and the keys made.
+    let (second, two, text) = start_demo(dir.path(), &["--storage", &url]);
+    assert!(
+        !text.iter().any(|l| l.starts_with("generating")),
+        "the second demo generated data again: {text:?}"
+    );
+    let citizen = banner
+        .iter()
+        .find_map(|l| l.strip_prefix("cargo run --release --bin civex -- query "))
+        .and_then(|args| args.split_whitespace().skip_while(|a| *a != "--citizen").nth(1))
+        .expect("the banner's query example")
+        .to_owned();
+    let run = |args: &[&str]| {
+        let out = civex(dir.path(), args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout(&out)
+    };
+    let granted = run(&[
+        "consent",
+        "grant",
+        "--endpoint",
+        &one,
+        "--citizen",
+        &citizen,
+        "--grantee",
+        "qujing-psb",
+        "--purpose",
+        "hukou.settlement",
+        "--scope",
+        "ps.hukou.division",
+    ]);
+    let consent = granted
+        .lines()
+        .find_map(|l| l.strip_prefix("consent_id: "))
+        .expect("a consent id")
+        .to_owned();
+    let answer = run(&[
+        "query",
+        "--endpoint",
+        &two,
+        "--citizen",
+        &citizen,
+        "--attribute",
+        "ps.hukou.division",
+        "--purpose",
+        "hukou.settlement",
+        "--consent",
+        &consent,
+    ]);
+    assert!(answer.contains("ps.hukou.division = 53"), "{answer}");
+    let found = run(&[
+        "audit",
+        "search",
+        "--endpoint",
+        &one,
+        "--action",
+        "ExchangeService/Query",
+    ]);
+    assert!(
+        found.contains("ALLOW"),
+        "the query on the second is in the log the first reads: {found}"
+    );
+    drop((first, second));
+    for store in ["db", "log", "consents", "audit-index"] {
+        assert!(
+            !dir.path().join("civex-data").join(store).exists(),
+            "a gateway on PostgreSQL keeps no {store} of its own"
+        );
+    }
+    let verified = run(&[
+        "audit",
+        "verify",
+        "--storage",
+        &url,
+        "--vkey",
+        "civex-data/gateway.vkey",
+    ]);
+    assert!(verified.contains("audit log OK"), "{verified}");
+}
