@@ -112,7 +112,8 @@ impl AuditLog {
                 page.next = Some(index - 1);
                 break;
             }
-            let Some(leaf) = self.leaf(index)? else { break };
+            // Below `size`, read once above: the store's own lookup.
+            let Some(leaf) = self.store().leaf(index)? else { break };
             let e = entry(index, leaf)?;
             let time = e.time.as_ref().and_then(system_time);
             // Times never go backwards: past `until`, nothing later can match.
