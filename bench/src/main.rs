@@ -52,7 +52,7 @@ use civex_cli::{
 use civex_gateway::{
     Gateway,
     clock::{SystemClock, timestamp},
-    config::{Config, TlsConfig},
+    config::{Config, Engine, StorageConfig, TlsConfig},
     error::reason_of,
     policy::{access::RateLimit, predicates},
     store,
@@ -148,6 +148,10 @@ struct Throughput {
     citizens: usize,
     #[arg(long, value_enum, default_value_t = Workload::Query)]
     workload: Workload,
+    /// Instead of the no-flush gateway: 1, 2 and 3 gateways on one
+    /// PostgreSQL (a server of the run's own), beside the embedded gateway.
+    #[arg(long)]
+    postgres: bool,
     #[arg(long, default_value = "target/bench/throughput.json")]
     out: PathBuf,
 }
@@ -181,18 +185,76 @@ enum Kind {
     Echo,
     Gateway,
     NoFlush,
+    /// This many gateways on one PostgreSQL.
+    Postgres(usize),
 }
 
 impl Kind {
-    const ALL: [Kind; 3] = [Kind::Echo, Kind::Gateway, Kind::NoFlush];
+    /// What one round runs, in order.
+    fn all(args: &Throughput) -> Vec<Kind> {
+        if args.postgres {
+            vec![
+                Kind::Echo,
+                Kind::Gateway,
+                Kind::Postgres(1),
+                Kind::Postgres(2),
+                Kind::Postgres(3),
+            ]
+        } else {
+            vec![Kind::Echo, Kind::Gateway, Kind::NoFlush]
+        }
+    }
 
     fn name(self) -> &'static str {
         match self {
             Kind::Echo => "echo",
             Kind::Gateway => "gateway",
             Kind::NoFlush => "gateway-noflush",
+            Kind::Postgres(1) => "postgres-1",
+            Kind::Postgres(2) => "postgres-2",
+            Kind::Postgres(_) => "postgres-3",
         }
     }
+}
+
+/// CPU ticks used so far by this process, and by each PostgreSQL process by pid.
+fn cpu_ticks() -> (u64, HashMap<u32, u64>) {
+    let ticks = |stat: &str| -> Option<u64> {
+        // After the command name in parentheses: fields 14 and 15 are utime and stime.
+        let rest = stat.rsplit_once(") ")?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+    };
+    let own = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| ticks(&s))
+        .unwrap_or(0);
+    let mut postgres = HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if std::fs::read_to_string(entry.path().join("comm")).is_ok_and(|c| c.trim() == "postgres")
+            && let Some(t) = std::fs::read_to_string(entry.path().join("stat"))
+                .ok()
+                .and_then(|s| ticks(&s))
+        {
+            postgres.insert(pid, t);
+        }
+    }
+    (own, postgres)
+}
+
+/// CPU seconds of this process and of PostgreSQL between two readings
+/// (a PostgreSQL process that ended between them is not counted).
+fn cpu_between(before: &(u64, HashMap<u32, u64>), after: &(u64, HashMap<u32, u64>)) -> (f64, f64) {
+    const HZ: f64 = 100.0;
+    let postgres: u64 = after
+        .1
+        .iter()
+        .map(|(pid, t)| t.saturating_sub(before.1.get(pid).copied().unwrap_or(0)))
+        .sum();
+    (after.0.saturating_sub(before.0) as f64 / HZ, postgres as f64 / HZ)
 }
 
 #[tokio::main]
@@ -226,17 +288,20 @@ struct Setup {
     samples: Vec<Sample>,
     /// Up to `POOL` citizen IDs spread evenly over the population.
     citizens: Vec<String>,
+    /// A PostgreSQL server of the run's own, with the same citizens, and
+    /// the configuration of a gateway on it.
+    postgres: Option<(civex_testpg::TestPostgres, Config)>,
 }
 
 impl Setup {
     /// Mints a PKI, generates `citizens` synthetic citizens and imports them.
-    async fn create(citizens: usize) -> Result<Setup> {
-        tokio::task::spawn_blocking(move || Setup::build(citizens))
+    async fn create(citizens: usize, postgres: bool) -> Result<Setup> {
+        tokio::task::spawn_blocking(move || Setup::build(citizens, postgres))
             .await
             .context("setup task")?
     }
 
-    fn build(citizens: usize) -> Result<Setup> {
+    fn build(citizens: usize, postgres: bool) -> Result<Setup> {
         let dir = tempfile::Builder::new()
             .prefix("civex-bench-")
             .tempdir()
@@ -264,16 +329,25 @@ impl Setup {
             "generated {citizens} citizens in {:.1} s",
             started.elapsed().as_secs_f64()
         );
-        let started = Instant::now();
-        let stores = store::open(&data).context("open store")?;
-        for department in Department::ALL {
-            let path = files.join(format!("{}.jsonl", department.code()));
-            let file = std::fs::File::open(&path).with_context(|| format!("open {}", path.display()))?;
-            import::import(stores.registries.as_ref(), department, std::io::BufReader::new(file))
-                .with_context(|| format!("import {}", path.display()))?;
-        }
-        drop(stores);
-        eprintln!("imported in {:.1} s", started.elapsed().as_secs_f64());
+        let import_all = |stores: store::Stores| -> Result<()> {
+            let started = Instant::now();
+            for department in Department::ALL {
+                let path = files.join(format!("{}.jsonl", department.code()));
+                let file = std::fs::File::open(&path).with_context(|| format!("open {}", path.display()))?;
+                import::import(stores.registries.as_ref(), department, std::io::BufReader::new(file))
+                    .with_context(|| format!("import {}", path.display()))?;
+            }
+            eprintln!("imported in {:.1} s", started.elapsed().as_secs_f64());
+            Ok(())
+        };
+        import_all(store::open(&data).context("open store")?)?;
+        let postgres = if postgres {
+            let server = civex_testpg::TestPostgres::start().map_err(|e| anyhow!(e))?;
+            import_all(store::postgres::open(&server.url()).context("open the database")?)?;
+            Some(server)
+        } else {
+            None
+        };
         let ps = files.join(format!("{}.jsonl", Department::PublicSecurity.code()));
         let citizens = spread_citizens(&ps, citizens)?;
 
@@ -290,7 +364,17 @@ impl Setup {
         };
         config.limits.max_concurrent_streams = 1_024;
         config.limits.max_connections = 16_384;
+        let postgres = postgres.map(|server| {
+            let mut on = config.clone();
+            on.data_dir = dir.path().join("pg-keys");
+            on.storage = StorageConfig {
+                engine: Engine::Postgres,
+                url: Some(server.url()),
+            };
+            (server, on)
+        });
         Ok(Setup {
+            postgres,
             _dir: dir,
             config,
             psb,
@@ -311,6 +395,22 @@ impl Setup {
         let (stop, shutdown) = switch();
         let task = tokio::spawn(async move { gateway.serve(shutdown).await.map_err(|e| e.to_string()) });
         Ok(Running { addr, stop, task })
+    }
+
+    /// Starts `n` gateways of one deployment on the run's PostgreSQL.
+    async fn postgres(&self, n: usize) -> Result<Vec<Running>> {
+        let (_, config) = self.postgres.as_ref().context("no PostgreSQL in this run")?;
+        let mut running = Vec::with_capacity(n);
+        for _ in 0..n {
+            let gateway = Gateway::bind_for_benchmark(config.clone(), true)
+                .await
+                .map_err(|e| anyhow!("gateway on PostgreSQL cannot start: {e}"))?;
+            let addr = gateway.local_addr();
+            let (stop, shutdown) = switch();
+            let task = tokio::spawn(async move { gateway.serve(shutdown).await.map_err(|e| e.to_string()) });
+            running.push(Running { addr, stop, task });
+        }
+        Ok(running)
     }
 
     /// Starts the ceiling: a bare tonic + rustls mTLS server whose `Fetch` echoes the citizen ID.
@@ -724,6 +824,10 @@ struct Round {
     kind: Kind,
     tally: Tally,
     rps: f64,
+    /// CPU of the whole run (load, gateways, PostgreSQL) per answered call, µs.
+    cpu_us: f64,
+    /// PostgreSQL's part of that CPU.
+    postgres_share: f64,
 }
 
 /// Runs `args.concurrency` tasks round-robin over `channels`, each calling in a loop until the
@@ -736,7 +840,7 @@ async fn drive(channels: &[Channel], kind: Kind, args: &Throughput, pool: &Arc<P
         let channel = channels[t % channels.len()].clone();
         let mut client = match kind {
             Kind::Echo => Client::Echo(DepartmentSourceServiceClient::new(channel)),
-            Kind::Gateway | Kind::NoFlush => Client::Gateway(ExchangeServiceClient::new(channel)),
+            _ => Client::Gateway(ExchangeServiceClient::new(channel)),
         };
         let (pool, workload) = (pool.clone(), args.workload);
         tasks.push(tokio::spawn(async move {
@@ -782,10 +886,22 @@ async fn throughput(args: Throughput) -> Result<()> {
         args.connections > 0 && args.concurrency > 0 && args.rounds > 0 && args.duration > 0,
         "connections, concurrency, rounds and duration must be positive"
     );
-    let setup = Setup::create(args.citizens).await?;
+    let setup = Setup::create(args.citizens, args.postgres).await?;
     let gateway = setup.gateway(true).await?;
     let pool = Arc::new(setup.grant(&gateway).await?);
     gateway.stop().await?;
+    // The deployment on PostgreSQL has consents of its own.
+    let pg_pool = match &setup.postgres {
+        None => None,
+        Some(_) => {
+            let first = setup.postgres(1).await?;
+            let granted = setup.grant(&first[0]).await?;
+            for g in first {
+                g.stop().await?;
+            }
+            Some(Arc::new(granted))
+        }
+    };
     if matches!(args.workload, Workload::Check | Workload::Mixed) {
         ensure!(
             !pool.checks.is_empty(),
@@ -794,23 +910,40 @@ async fn throughput(args: Throughput) -> Result<()> {
     }
     let mut rounds = Vec::new();
     for round in 0..args.rounds {
-        for kind in Kind::ALL {
-            let server = match kind {
-                Kind::Echo => setup.echo().await?,
-                Kind::Gateway => setup.gateway(true).await?,
-                Kind::NoFlush => setup.gateway(false).await?,
+        for kind in Kind::all(&args) {
+            let servers = match kind {
+                Kind::Echo => vec![setup.echo().await?],
+                Kind::Gateway => vec![setup.gateway(true).await?],
+                Kind::NoFlush => vec![setup.gateway(false).await?],
+                Kind::Postgres(n) => setup.postgres(n).await?,
             };
-            let channels = connect(&server.endpoint(), &setup.psb, args.connections).await?;
-            let tally = drive(&channels, kind, &args, &pool).await?;
+            let mut channels = Vec::with_capacity(args.connections);
+            for c in 0..args.connections {
+                channels.extend(connect(&servers[c % servers.len()].endpoint(), &setup.psb, 1).await?);
+            }
+            let pool = match (kind, &pg_pool) {
+                (Kind::Postgres(_), Some(pg)) => pg,
+                _ => &pool,
+            };
+            let before = cpu_ticks();
+            let tally = drive(&channels, kind, &args, pool).await?;
+            let (own, postgres) = cpu_between(&before, &cpu_ticks());
             drop(channels);
-            server.stop().await?;
+            for server in servers {
+                server.stop().await?;
+            }
             let rps = tally.ok as f64 / args.duration as f64;
+            // CPU over warm-up and measurement, scaled to the measured window.
+            let measured = args.duration as f64 / (args.duration + args.warmup) as f64;
+            let cpu_us = (own + postgres) * measured * 1e6 / tally.ok.max(1) as f64;
+            let postgres_share = postgres / (own + postgres).max(1e-9);
             let [_, p99, _] = tally.percentiles();
             eprintln!(
-                "round {}/{} {:<16} {rps:>9.0} req/s  p99 {p99} µs  errors {}",
+                "round {}/{} {:<16} {rps:>9.0} req/s  p99 {p99} µs  cpu {cpu_us:.0} µs/call ({:.0}% PostgreSQL)  errors {}",
                 round + 1,
                 args.rounds,
                 kind.name(),
+                postgres_share * 100.0,
                 tally.errors
             );
             rounds.push(Round {
@@ -818,6 +951,8 @@ async fn throughput(args: Throughput) -> Result<()> {
                 kind,
                 tally,
                 rps,
+                cpu_us,
+                postgres_share,
             });
         }
     }
@@ -870,29 +1005,34 @@ fn report(args: &Throughput, rounds: &[Round]) -> Result<()> {
         "kind", "req/s mean (min..max)", "p50 µs", "p99 µs", "p99.9 µs", "errors"
     );
     let mut kinds = serde_json::Map::new();
-    for kind in Kind::ALL {
+    for kind in Kind::all(args) {
         let rps = Spread::of(of(kind).map(|r| r.rps));
         let [p50, p99, p999] = [0, 1, 2].map(|i| Spread::of(of(kind).map(|r| r.tally.percentiles()[i] as f64)));
         let errors: u64 = of(kind).map(|r| r.tally.errors).sum();
         let first_error = of(kind).find_map(|r| r.tally.first_error.clone());
+        let cpu = Spread::of(of(kind).map(|r| r.cpu_us));
+        let share = Spread::of(of(kind).map(|r| r.postgres_share * 100.0));
         println!(
-            "{:<16} {:>28} {:>9.0} {:>9.0} {:>9.0} {errors:>8}",
+            "{:<16} {:>28} {:>9.0} {:>9.0} {:>9.0} {errors:>8}  cpu/call {:.0} µs, PostgreSQL {:.0}%",
             kind.name(),
             rps.show(0),
             p50.mean,
             p99.mean,
-            p999.mean
+            p999.mean,
+            cpu.mean,
+            share.mean
         );
         kinds.insert(
             kind.name().into(),
             json!({
                 "requests_per_second": rps.json(), "p50_us": p50.json(), "p99_us": p99.json(),
                 "p999_us": p999.json(), "errors": errors, "first_error": first_error,
+                "cpu_us_per_call": cpu.json(), "postgres_cpu_percent": share.json(),
             }),
         );
     }
     let mut ratios = serde_json::Map::new();
-    for kind in [Kind::Gateway, Kind::NoFlush] {
+    for kind in Kind::all(args).into_iter().filter(|k| *k != Kind::Echo) {
         // Per round: each gateway round against the echo round just before it.
         let pairs: Vec<(&Round, &Round)> = of(Kind::Echo).zip(of(kind)).collect();
         let throughput = Spread::of(pairs.iter().map(|(e, g)| g.rps / e.rps));
@@ -1061,7 +1201,7 @@ fn rss_kib() -> Result<u64> {
 }
 
 async fn idle(connections: usize, citizens: usize, out: &Path) -> Result<()> {
-    let mut setup = Setup::create(citizens).await?;
+    let mut setup = Setup::create(citizens, false).await?;
     setup.config.limits.max_connections = setup.config.limits.max_connections.max(connections * 2);
     setup.config.limits.max_connections_per_agency =
         setup.config.limits.max_connections_per_agency.max(connections * 2);
@@ -1120,7 +1260,7 @@ async fn idle(connections: usize, citizens: usize, out: &Path) -> Result<()> {
 async fn latency_scale(small: usize, large: usize, requests: u64, out: &Path) -> Result<()> {
     let mut results = Vec::new();
     for citizens in [small, large] {
-        let setup = Setup::create(citizens).await?;
+        let setup = Setup::create(citizens, false).await?;
         let gateway = setup.gateway(true).await?;
         let pool = setup.grant(&gateway).await?;
         let channel = client::connect(&gateway.endpoint(), &setup.psb)
