@@ -42,21 +42,16 @@ async fn uses(gw: &TestGateway, consent: &str) -> u32 {
     portal.get(request).await.unwrap().into_inner().uses
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_gateway_on_postgres_answers_counts_and_proves_and_keeps_it_across_a_restart() {
-    let pg = postgres();
-    let gw = TestGateway::start_with(on(&pg)).await;
-    let citizen = gw.records(Department::PublicSecurity)[0]["citizen_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let consent = gw
-        .grant(&citizen, "qujing-psb", &["ps.hukou.division"], "hukou.settlement", 7)
-        .await;
-    let psb = gw.exchange("qujing-psb").await;
-    let calls = (0..50).map(|_| {
-        let mut client = psb.clone();
-        let request = query(&citizen, &consent.consent_id);
+/// Fifty queries under `consent` at once, spread over `clients`: how many
+/// were answered (each with its one fact) and how many refused, by reason.
+async fn fifty_at_once(
+    clients: &[civex_proto::v1::exchange_service_client::ExchangeServiceClient<tonic::transport::Channel>],
+    citizen: &str,
+    consent: &str,
+) -> HashMap<String, usize> {
+    let calls = (0..50).map(|i| {
+        let mut client = clients[i % clients.len()].clone();
+        let request = query(citizen, consent);
         tokio::spawn(async move { client.query(request).await })
     });
     let mut outcomes: HashMap<String, usize> = HashMap::new();
@@ -70,8 +65,49 @@ async fn a_gateway_on_postgres_answers_counts_and_proves_and_keeps_it_across_a_r
         };
         *outcomes.entry(key).or_default() += 1;
     }
+    outcomes
+}
+
+/// Checks, through `audit`, that the tree of `later` extends that of `earlier`.
+async fn extends(
+    audit: &mut civex_proto::v1::audit_service_client::AuditServiceClient<tonic::transport::Channel>,
+    earlier: &checkpoint::Checkpoint,
+    later: &checkpoint::Checkpoint,
+) {
+    let proof = audit
+        .consistency_proof(civex_proto::v1::ConsistencyProofRequest {
+            first: earlier.size,
+            second: later.size,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .hashes
+        .iter()
+        .map(|h| h.as_slice().try_into().unwrap())
+        .collect::<Vec<_>>();
+    merkle::verify_consistency(earlier.size, later.size, &earlier.root, &later.root, &proof).unwrap_or_else(|e| {
+        panic!(
+            "the tree of {} does not extend that of {}: {e}",
+            later.size, earlier.size
+        )
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_on_postgres_answers_counts_and_proves_and_keeps_it_across_a_restart() {
+    let pg = postgres();
+    let gw = TestGateway::start_with(on(&pg)).await;
+    let citizen = gw.records(Department::PublicSecurity)[0]["citizen_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let consent = gw
+        .grant(&citizen, "qujing-psb", &["ps.hukou.division"], "hukou.settlement", 7)
+        .await;
+    let psb = [gw.exchange("qujing-psb").await];
     assert_eq!(
-        outcomes,
+        fifty_at_once(&psb, &citizen, &consent.consent_id).await,
         HashMap::from([("OK".to_owned(), 7), ("CONSENT_EXHAUSTED".to_owned(), 43)])
     );
     assert_eq!(uses(&gw, &consent.consent_id).await, 7);
@@ -130,20 +166,7 @@ async fn a_gateway_on_postgres_answers_counts_and_proves_and_keeps_it_across_a_r
     let later = audit.checkpoint(CheckpointRequest {}).await.unwrap().into_inner();
     let later = checkpoint::verify(&later.note, &verifier).unwrap();
     assert!(later.size > note.size);
-    let consistency = audit
-        .consistency_proof(civex_proto::v1::ConsistencyProofRequest {
-            first: note.size,
-            second: later.size,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .hashes
-        .iter()
-        .map(|h| h.as_slice().try_into().unwrap())
-        .collect::<Vec<_>>();
-    merkle::verify_consistency(note.size, later.size, &note.root, &later.root, &consistency)
-        .expect("the tree after the restart extends the one before");
+    extends(&mut audit, &note, &later).await;
     gw.stop().await;
 }
 
@@ -165,18 +188,8 @@ async fn three_gateways_share_one_log_count_uses_exactly_and_see_a_suspension_at
     for gw in gateways {
         clients.push(gw.exchange("qujing-psb").await);
     }
-    let calls = (0..50).map(|i| {
-        let mut client = clients[i % 3].clone();
-        let request = query(&citizen, &consent.consent_id);
-        tokio::spawn(async move { client.query(request).await })
-    });
-    let mut outcomes: HashMap<String, usize> = HashMap::new();
-    for call in futures::future::join_all(calls).await {
-        let key = call.unwrap().map_or_else(|s| reason(&s), |_| "OK".to_owned());
-        *outcomes.entry(key).or_default() += 1;
-    }
     assert_eq!(
-        outcomes,
+        fifty_at_once(&clients, &citizen, &consent.consent_id).await,
         HashMap::from([("OK".to_owned(), 7), ("CONSENT_EXHAUSTED".to_owned(), 43)])
     );
     for gw in gateways {
@@ -198,21 +211,7 @@ async fn three_gateways_share_one_log_count_uses_exactly_and_see_a_suspension_at
     for (i, (earlier, _)) in checkpoints.iter().enumerate() {
         for (later, audit) in &checkpoints[i + 1..] {
             assert!(later.size > earlier.size, "each checkpoint call adds its own record");
-            let proof = audit
-                .clone()
-                .consistency_proof(civex_proto::v1::ConsistencyProofRequest {
-                    first: earlier.size,
-                    second: later.size,
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .hashes
-                .iter()
-                .map(|h| h.as_slice().try_into().unwrap())
-                .collect::<Vec<_>>();
-            merkle::verify_consistency(earlier.size, later.size, &earlier.root, &later.root, &proof)
-                .expect("one tree, whichever gateway signed");
+            extends(&mut audit.clone(), earlier, later).await;
         }
     }
     let (last, _) = checkpoints.last().unwrap();

@@ -160,6 +160,22 @@ impl Db {
     }
 }
 
+/// Updates the row `update` names or, when there is none, inserts it:
+/// both statements take `params`. No upsert, which not every
+/// PostgreSQL-compatible database accepts; the caller's transaction (or its
+/// lock) keeps two writers of one row apart.
+pub(crate) async fn put_row(
+    tx: &deadpool_postgres::Transaction<'_>,
+    update: &str,
+    insert: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<(), String> {
+    if tx.execute(update, params).await.map_err(failed)? == 0 {
+        tx.execute(insert, params).await.map_err(failed)?;
+    }
+    Ok(())
+}
+
 /// Takes `sslrootcert=<path>` out of a URL's query.
 fn split_root_cert(url: &str) -> (String, Option<String>) {
     let Some((base, query)) = url.split_once('?') else {

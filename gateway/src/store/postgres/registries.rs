@@ -11,7 +11,7 @@ use civex_adapters::{
 };
 use civex_proto::v1::Fact;
 
-use super::{Db, failed};
+use super::{Db, failed, put_row};
 
 pub struct PgRegistries(pub(crate) Db);
 
@@ -172,21 +172,13 @@ impl RegistryWriter for PgReplacement {
             .block(move |pool| async move {
                 let mut client = pool.get().await.map_err(failed)?;
                 let tx = client.transaction().await.map_err(failed)?;
-                let updated = tx
-                    .execute(
-                        "UPDATE civex_registries SET version = $2, records = $3 WHERE department = $1",
-                        &[&code, &version, &records],
-                    )
-                    .await
-                    .map_err(failed)?;
-                if updated == 0 {
-                    tx.execute(
-                        "INSERT INTO civex_registries (department, version, records) VALUES ($1, $2, $3)",
-                        &[&code, &version, &records],
-                    )
-                    .await
-                    .map_err(failed)?;
-                }
+                put_row(
+                    &tx,
+                    "UPDATE civex_registries SET version = $2, records = $3 WHERE department = $1",
+                    "INSERT INTO civex_registries (department, version, records) VALUES ($1, $2, $3)",
+                    &[&code, &version, &records],
+                )
+                .await?;
                 tx.execute(
                     "DELETE FROM civex_registry_records WHERE department = $1 AND version <> $2",
                     &[&code, &version],

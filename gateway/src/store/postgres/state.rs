@@ -14,7 +14,7 @@ use civex_proto::v1::Consent;
 use deadpool_postgres::{GenericClient, Transaction};
 use prost::Message;
 
-use super::{Db, failed};
+use super::{Db, failed, put_row};
 use crate::{
     consent::{ConsentError, shorten, storage},
     policy::access::Agency,
@@ -80,15 +80,13 @@ impl AgencyStore for PgAgencies {
                 let mut client = pool.get().await.map_err(failed)?;
                 let tx = client.transaction().await.map_err(failed)?;
                 for (code, body) in &rows {
-                    let updated = tx
-                        .execute("UPDATE civex_agencies SET body = $2 WHERE code = $1", &[code, body])
-                        .await
-                        .map_err(failed)?;
-                    if updated == 0 {
-                        tx.execute("INSERT INTO civex_agencies (code, body) VALUES ($1, $2)", &[code, body])
-                            .await
-                            .map_err(failed)?;
-                    }
+                    put_row(
+                        &tx,
+                        "UPDATE civex_agencies SET body = $2 WHERE code = $1",
+                        "INSERT INTO civex_agencies (code, body) VALUES ($1, $2)",
+                        &[code, body],
+                    )
+                    .await?;
                 }
                 changed(&tx).await?;
                 tx.commit().await.map_err(failed)
@@ -108,21 +106,13 @@ impl CertificateStore for PgCertificates {
             .run(|pool| async move {
                 let mut client = pool.get().await.map_err(failed)?;
                 let tx = client.transaction().await.map_err(failed)?;
-                let updated = tx
-                    .execute(
-                        "UPDATE civex_certificates SET agency = $2 WHERE serial = $1",
-                        &[&serial, &agency],
-                    )
-                    .await
-                    .map_err(failed)?;
-                if updated == 0 {
-                    tx.execute(
-                        "INSERT INTO civex_certificates (serial, agency) VALUES ($1, $2)",
-                        &[&serial, &agency],
-                    )
-                    .await
-                    .map_err(failed)?;
-                }
+                put_row(
+                    &tx,
+                    "UPDATE civex_certificates SET agency = $2 WHERE serial = $1",
+                    "INSERT INTO civex_certificates (serial, agency) VALUES ($1, $2)",
+                    &[&serial, &agency],
+                )
+                .await?;
                 tx.commit().await.map_err(failed)
             })
             .await
