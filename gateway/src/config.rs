@@ -615,6 +615,25 @@ mod tests {
     }
 
     #[test]
+    fn the_storage_url_selects_the_postgres_engine_and_each_engine_is_checked() {
+        let mut config = Config::default();
+        config
+            .apply_env(|name| (name == "CIVEX_STORAGE_URL").then(|| "postgres://civex@db/civex".into()))
+            .unwrap();
+        assert_eq!(config.storage.engine, Engine::Postgres);
+        config.validate().unwrap();
+        let parsed: Config = toml::from_str("[storage]\nengine = \"postgres\"\nurl = \"postgres://x@y/z\"\n").unwrap();
+        assert_eq!(parsed.storage.url.as_deref(), Some("postgres://x@y/z"));
+        config.storage.url = None;
+        assert!(config.validate().unwrap_err().to_string().contains("needs a url"));
+        config.storage = StorageConfig {
+            engine: Engine::Embedded,
+            url: Some("postgres://x@y/z".into()),
+        };
+        assert!(config.validate().unwrap_err().to_string().contains("postgres"));
+    }
+
+    #[test]
     fn land_facts_can_never_be_granted_for_settling_in_a_town() {
         let mut config = Config::default();
         config.agencies[0].rights.push(AccessRight {
