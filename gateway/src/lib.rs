@@ -245,7 +245,7 @@ impl Gateway {
             audit,
             pseudonyms,
             authority,
-            limiters: RateLimiters::new(config.limits.default_rate),
+            limiters: Arc::new(RateLimiters::new(config.limits.default_rate)),
             freshness: match stores.changes {
                 Some(_) => changes::Freshness::shared(),
                 None => changes::Freshness::local(),
@@ -321,6 +321,11 @@ impl Gateway {
             .changes
             .clone()
             .map(|feed| tokio::spawn(changes::follow(feed, self.state.clone())));
+        let share = self.stores.load.clone().map(|load| {
+            // Unique per process: a restarted gateway publishes afresh.
+            let gateway = format!("{}/{:016x}", self.local_addr, rand::random::<u64>());
+            tokio::spawn(net::limits::share(load, gateway, self.state.limiters.clone()))
+        });
         // Re-sign the CRL at half its validity, so the verifier never holds an expired one.
         let crl_refresh = tokio::spawn({
             let state = self.state.clone();
@@ -368,8 +373,8 @@ impl Gateway {
             .await?;
         self.state.audit.close().await;
         // Calls still draining were checked against changes followed until now.
-        if let Some(follow) = follow {
-            follow.abort();
+        for task in follow.into_iter().chain(share) {
+            task.abort();
         }
         if let civex_audit::LogEngine::Local { ledger, .. } = &self.stores.log {
             ledger.flush().map_err(store::StoreError)?;

@@ -73,7 +73,7 @@ pub struct State {
     pub audit: AuditLog,
     pub pseudonyms: Pseudonymizer,
     pub authority: Authority,
-    pub limiters: RateLimiters,
+    pub limiters: Arc<RateLimiters>,
     /// Whether agencies and revocations are known current (a shared store).
     pub freshness: crate::changes::Freshness,
 }

@@ -69,6 +69,7 @@ pub fn open(dir: &Path) -> Result<Stores, StoreError> {
         audit_index: open_log_index(dir)?,
         registries: Arc::new(EmbeddedRegistries::new(db)),
         changes: None,
+        load: None,
     })
 }
 

@@ -9,6 +9,7 @@
 //! | the audit log and its checkpoints | [`civex_audit::LogStore`] |
 //! | the log's search indexes and refusal counters | [`civex_audit::IndexStore`] |
 //! | departments' registries | [`civex_adapters::RegistryStore`] |
+//! | each gateway's calls per agency, for shared quotas | [`LoadStore`] |
 //!
 //! Each trait says what must hold, not how: the embedded engine keeps
 //! consent uses exact by counting them in the audit writer (the log is
@@ -24,7 +25,7 @@
 pub mod embedded;
 pub mod postgres;
 
-use std::{path::Path, sync::Arc};
+use std::{collections::HashMap, path::Path, sync::Arc};
 
 use async_trait::async_trait;
 use civex_adapters::{CitizenId, RegistryStore};
@@ -61,6 +62,10 @@ pub struct Stores {
     /// The counter of changes other gateways make, for a store they share;
     /// `None` when this gateway is the store's only writer.
     pub changes: Option<Arc<dyn ChangeFeed>>,
+    /// Where the gateways sharing the store publish their calls per agency,
+    /// to divide each agency's quota between them; `None` when this
+    /// gateway is the only one.
+    pub load: Option<Arc<dyn LoadStore>>,
 }
 
 /// Opens the stores of the data directory `data_dir` (the embedded engine).
@@ -99,6 +104,24 @@ pub fn open_registries(data_dir: &Path) -> Result<Arc<dyn RegistryStore>, StoreE
 #[async_trait]
 pub trait ChangeFeed: Send + Sync {
     async fn version(&self) -> Result<i64, StoreError>;
+}
+
+/// What the live gateways of a deployment published about their calls.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Load {
+    /// Gateways that published within the last few seconds, this one included.
+    pub gateways: u32,
+    /// Agency code → calls per second over all those gateways.
+    pub calls: HashMap<String, u64>,
+}
+
+/// Each gateway's recent calls per agency, published for the others.
+#[async_trait]
+pub trait LoadStore: Send + Sync {
+    /// Replaces what `gateway` published before with `calls` (agency code →
+    /// calls per second, counted before its quota is applied) and returns
+    /// the deployment's [`Load`] now.
+    async fn publish(&self, gateway: &str, calls: &[(String, u64)]) -> Result<Load, StoreError>;
 }
 
 /// The agencies, as administrators registered and changed them.

@@ -102,7 +102,8 @@ async fn signed_checkpoint(audit: &mut Audit, verifier: &Verifier) -> (u64, Hash
     (cp.tree_size, note.root)
 }
 
-fn hashes(proof: &Proof) -> Vec<Hash> {
+/// A proof's hashes, each 32 bytes.
+pub(crate) fn hashes(proof: &Proof) -> Vec<Hash> {
     proof
         .hashes
         .iter()

@@ -10,6 +10,8 @@ use civex_proto::v1::{AuditSearchRequest, CheckpointRequest, GetConsentRequest, 
 use civex_testpg::TestPostgres;
 use civex_tests::{TestGateway, reason};
 
+use crate::audit::hashes;
+
 pub(crate) fn postgres() -> TestPostgres {
     TestPostgres::start().unwrap_or_else(|e| panic!("{e}"))
 }
@@ -81,17 +83,15 @@ async fn extends(
         })
         .await
         .unwrap()
-        .into_inner()
-        .hashes
-        .iter()
-        .map(|h| h.as_slice().try_into().unwrap())
-        .collect::<Vec<_>>();
-    merkle::verify_consistency(earlier.size, later.size, &earlier.root, &later.root, &proof).unwrap_or_else(|e| {
-        panic!(
-            "the tree of {} does not extend that of {}: {e}",
-            later.size, earlier.size
-        )
-    });
+        .into_inner();
+    merkle::verify_consistency(earlier.size, later.size, &earlier.root, &later.root, &hashes(&proof)).unwrap_or_else(
+        |e| {
+            panic!(
+                "the tree of {} does not extend that of {}: {e}",
+                later.size, earlier.size
+            )
+        },
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,16 +145,12 @@ async fn a_gateway_on_postgres_answers_counts_and_proves_and_keeps_it_across_a_r
         })
         .await
         .unwrap()
-        .into_inner()
-        .hashes
-        .iter()
-        .map(|h| h.as_slice().try_into().unwrap())
-        .collect::<Vec<_>>();
+        .into_inner();
     merkle::verify_inclusion(
         &merkle::leaf_hash(&first.leaf),
         first.index,
         note.size,
-        &proof,
+        &hashes(&proof),
         &note.root,
     )
     .expect("the first record is in the signed tree");
@@ -322,4 +318,75 @@ async fn a_database_that_goes_away_fails_every_call_closed_and_comes_back_with_n
         .entries;
     assert_eq!(listed.len() as u64, acknowledged);
     gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_divide_an_agencys_quota_by_its_calls_on_each() {
+    use civex_gateway::net::limits::PUBLISH_EVERY;
+    use civex_proto::v1::{AccessRight, ListAttributesRequest, RateLimit, SetAccessRightsRequest};
+
+    let pg = postgres();
+    let first = TestGateway::start_with(on(&pg)).await;
+    let second = first.join().await;
+    let (per_second, burst) = (40u32, 40u32);
+    first
+        .admin("qujing-admin")
+        .await
+        .set_access_rights(SetAccessRightsRequest {
+            agency_code: "qujing-tax".into(),
+            rights: vec![AccessRight {
+                scope: "tax.*".into(),
+                purposes: vec!["tax.admin".into()],
+            }],
+            rate: Some(RateLimit { per_second, burst }),
+        })
+        .await
+        .unwrap();
+    // Both gateways have published once since the other started.
+    tokio::time::sleep(2 * PUBLISH_EVERY).await;
+
+    // Three calls on the first for each one on the second, together well
+    // over the quota and, on the second alone, under it: each gateway
+    // applying the whole quota would admit about 1.6 times what is allowed.
+    let (to_first, to_second) = (first.exchange("qujing-tax").await, second.exchange("qujing-tax").await);
+    let started = std::time::Instant::now();
+    let run = std::time::Duration::from_secs(3);
+    let flood = |client: civex_proto::v1::exchange_service_client::ExchangeServiceClient<tonic::transport::Channel>,
+                 every: std::time::Duration| {
+        async move {
+            let mut tick = tokio::time::interval(every);
+            let mut calls = Vec::new();
+            while started.elapsed() < run {
+                tick.tick().await;
+                let mut c = client.clone();
+                calls.push(tokio::spawn(async move {
+                    c.list_attributes(ListAttributesRequest {}).await
+                }));
+            }
+            let mut admitted = 0u32;
+            for call in futures::future::join_all(calls).await {
+                match call.unwrap() {
+                    Ok(_) => admitted += 1,
+                    Err(status) => assert_eq!(reason(&status), "RATE_LIMITED"),
+                }
+            }
+            admitted
+        }
+    };
+    let (on_first, on_second) = futures::future::join(
+        flood(to_first, std::time::Duration::from_millis(10)),
+        flood(to_second, std::time::Duration::from_millis(30)),
+    )
+    .await;
+    let allowed = f64::from(burst) + f64::from(per_second) * started.elapsed().as_secs_f64();
+    let admitted = f64::from(on_first + on_second);
+    println!("admitted {on_first} + {on_second} = {admitted} of {allowed:.0} allowed");
+    assert!(
+        admitted <= 1.25 * allowed && admitted >= 0.6 * allowed,
+        "{on_first} + {on_second} admitted where the quota allows {allowed:.0}"
+    );
+    assert!(
+        on_first > on_second && on_second > 0,
+        "each gateway's share follows its calls: {on_first} and {on_second}"
+    );
 }

@@ -24,8 +24,10 @@ use civex_audit::{
 use deadpool_postgres::{GenericClient, Pool};
 use serde::{Deserialize, Serialize};
 
+use tokio_postgres::Row;
+
 use super::{
-    Db, failed,
+    Db, Param, failed,
     state::{from_nanos, nanos},
 };
 
@@ -131,12 +133,17 @@ impl PgLog {
         self.db.block(f).map_err(LogError::Unavailable)
     }
 
+    /// The rows of `sql` with `params`.
+    fn query(&self, sql: &'static str, params: Vec<Param>) -> Result<Vec<Row>, LogError> {
+        self.db.query_blocking(sql, params).map_err(LogError::Unavailable)
+    }
+
     fn one(&self, sql: &'static str) -> Result<i64, LogError> {
-        self.block(move |pool| async move {
-            let client = pool.get().await.map_err(failed)?;
-            let statement = client.prepare_cached(sql).await.map_err(failed)?;
-            Ok(client.query_one(&statement, &[]).await.map_err(failed)?.get(0))
-        })
+        let rows = self.query(sql, vec![])?;
+        let row = rows
+            .first()
+            .ok_or_else(|| LogError::Unavailable(failed("a coordination row is missing")))?;
+        Ok(row.get(0))
     }
 
     /// The batch holding record `index`.
@@ -146,18 +153,11 @@ impl PgLog {
         {
             return Ok(Some(b.clone()));
         }
-        let at = index as i64;
-        let found = self.block(move |pool| async move {
-            let client = pool.get().await.map_err(failed)?;
-            let statement = client
-                .prepare_cached(
-                    "SELECT start, count, leaves FROM civex_log_batches WHERE start <= $1 ORDER BY start DESC LIMIT 1",
-                )
-                .await
-                .map_err(failed)?;
-            let row = client.query_opt(&statement, &[&at]).await.map_err(failed)?;
-            row.as_ref().map(stored).transpose()
-        })?;
+        let rows = self.query(
+            "SELECT start, count, leaves FROM civex_log_batches WHERE start <= $1 ORDER BY start DESC LIMIT 1",
+            vec![Box::new(index as i64)],
+        )?;
+        let found = rows.first().map(stored).transpose().map_err(LogError::Unavailable)?;
         let Some(batch) = found.filter(|b| index < b.start + b.leaves.len() as u64) else {
             return Ok(None);
         };
@@ -172,17 +172,11 @@ impl PgLog {
         if let Some(t) = self.tiles.lock().get(&(level, index)).filter(|t| enough(t)) {
             return Ok(Some(t.clone()));
         }
-        let (l, i) = (level as i32, index as i64);
-        let found: Option<Vec<u8>> = self.block(move |pool| async move {
-            let client = pool.get().await.map_err(failed)?;
-            let statement = client
-                .prepare_cached("SELECT hashes FROM civex_log_tiles WHERE level = $1 AND idx = $2")
-                .await
-                .map_err(failed)?;
-            let row = client.query_opt(&statement, &[&l, &i]).await.map_err(failed)?;
-            Ok(row.map(|r| r.get(0)))
-        })?;
-        let Some(tile) = found.map(Arc::new) else {
+        let rows = self.query(
+            "SELECT hashes FROM civex_log_tiles WHERE level = $1 AND idx = $2",
+            vec![Box::new(level as i32), Box::new(index as i64)],
+        )?;
+        let Some(tile) = rows.first().map(|r| Arc::new(r.get::<_, Vec<u8>>(0))) else {
             return Ok(None);
         };
         self.tiles.put((level, index), tile.clone());
@@ -332,28 +326,16 @@ impl LogStore for PgLog {
     }
 
     fn checkpoints(&self) -> Result<Vec<(u64, String)>, LogError> {
-        self.block(|pool| async move {
-            let client = pool.get().await.map_err(failed)?;
-            let rows = client
-                .query("SELECT size, note FROM civex_log_checkpoints ORDER BY size", &[])
-                .await
-                .map_err(failed)?;
-            Ok(rows.iter().map(|r| (r.get::<_, i64>(0) as u64, r.get(1))).collect())
-        })
+        let rows = self.query("SELECT size, note FROM civex_log_checkpoints ORDER BY size", vec![])?;
+        Ok(rows.iter().map(|r| (r.get::<_, i64>(0) as u64, r.get(1))).collect())
     }
 
     fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, LogError> {
-        self.block(|pool| async move {
-            let client = pool.get().await.map_err(failed)?;
-            let row = client
-                .query_opt(
-                    "SELECT size, note FROM civex_log_checkpoints ORDER BY size DESC LIMIT 1",
-                    &[],
-                )
-                .await
-                .map_err(failed)?;
-            Ok(row.map(|r| (r.get::<_, i64>(0) as u64, r.get(1))))
-        })
+        let rows = self.query(
+            "SELECT size, note FROM civex_log_checkpoints ORDER BY size DESC LIMIT 1",
+            vec![],
+        )?;
+        Ok(rows.first().map(|r| (r.get::<_, i64>(0) as u64, r.get(1))))
     }
 }
 
@@ -665,20 +647,14 @@ fn key_parts(key: &IndexKey) -> (i16, &str) {
 
 impl IndexStore for PgIndex {
     fn indexed_size(&self) -> Result<u64, LogError> {
-        self.0
-            .block(|pool| async move {
-                let client = pool.get().await.map_err(failed)?;
-                let statement = client
-                    .prepare_cached("SELECT size FROM civex_index_head WHERE id = 1")
-                    .await
-                    .map_err(failed)?;
-                Ok(client
-                    .query_one(&statement, &[])
-                    .await
-                    .map_err(failed)?
-                    .get::<_, i64>(0) as u64)
-            })
-            .map_err(unavailable)
+        let rows = self
+            .0
+            .query_blocking("SELECT size FROM civex_index_head WHERE id = 1", vec![])
+            .map_err(unavailable)?;
+        let row = rows
+            .first()
+            .ok_or_else(|| unavailable(failed("the index head's row is missing")))?;
+        Ok(row.get::<_, i64>(0) as u64)
     }
 
     fn add(&self, entries: &[(IndexKey, u64)], refusals: &[RefusalCount], size: u64) -> Result<(), LogError> {
@@ -749,18 +725,13 @@ impl IndexStore for PgIndex {
                 if done {
                     return None;
                 }
-                let (key, from) = (key.clone(), next);
-                let page: Result<Vec<i64>, String> = self.0.block(move |pool| async move {
-                    let client = pool.get().await.map_err(failed)?;
-                    let statement = client
-                        .prepare_cached(
-                            "SELECT idx FROM civex_index WHERE kind = $1 AND key = $2 AND idx >= $3 ORDER BY idx LIMIT 1000",
-                        )
-                        .await
-                        .map_err(failed)?;
-                    let rows = client.query(&statement, &[&kind, &key, &from]).await.map_err(failed)?;
-                    Ok(rows.iter().map(|r| r.get(0)).collect())
-                });
+                let page: Result<Vec<i64>, String> = self
+                    .0
+                    .query_blocking(
+                        "SELECT idx FROM civex_index WHERE kind = $1 AND key = $2 AND idx >= $3 ORDER BY idx LIMIT 1000",
+                        vec![Box::new(kind), Box::new(key.clone()), Box::new(next)],
+                    )
+                    .map(|rows| rows.iter().map(|r| r.get(0)).collect());
                 match page {
                     Ok(page) => {
                         done = page.len() < 1000;
@@ -779,17 +750,14 @@ impl IndexStore for PgIndex {
     }
 
     fn refusals(&self) -> Result<Vec<RefusalCount>, LogError> {
-        let text: String = self
+        let rows = self
             .0
-            .block(|pool| async move {
-                let client = pool.get().await.map_err(failed)?;
-                let row = client
-                    .query_one("SELECT refusals FROM civex_index_head WHERE id = 1", &[])
-                    .await
-                    .map_err(failed)?;
-                Ok(row.get(0))
-            })
+            .query_blocking("SELECT refusals FROM civex_index_head WHERE id = 1", vec![])
             .map_err(unavailable)?;
+        let text: String = rows
+            .first()
+            .ok_or_else(|| unavailable(failed("the index head's row is missing")))?
+            .get(0);
         let totals: Vec<Refusal> = serde_json::from_str(&text).map_err(LogError::storage)?;
         Ok(totals
             .into_iter()

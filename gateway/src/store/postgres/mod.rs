@@ -27,7 +27,7 @@ use std::{future::Future, str::FromStr, sync::Arc, time::Duration};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use rustls_pki_types::pem::PemObject;
-use tokio_postgres::{NoTls, config::SslMode};
+use tokio_postgres::{NoTls, Row, config::SslMode, types::ToSql};
 
 use super::{StoreError, Stores};
 
@@ -56,6 +56,9 @@ pub struct Db {
     pub(crate) pool: Pool,
     runtime: Arc<Runtime>,
 }
+
+/// One parameter of a statement run by [`Db::query`].
+pub(crate) type Param = Box<dyn ToSql + Send + Sync>;
 
 /// Why a database call failed, as the stores report it.
 pub(crate) fn failed(e: impl std::fmt::Display) -> String {
@@ -158,6 +161,23 @@ impl Db {
             _ => wait(),
         }
     }
+
+    /// The rows of the one statement `sql`, prepared once per connection, with `params`.
+    pub(crate) async fn query(&self, sql: &'static str, params: Vec<Param>) -> Result<Vec<Row>, String> {
+        self.run(move |pool| rows(pool, sql, params)).await
+    }
+
+    /// As [`Db::query`], waiting on this thread: for the blocking traits.
+    pub(crate) fn query_blocking(&self, sql: &'static str, params: Vec<Param>) -> Result<Vec<Row>, String> {
+        self.block(move |pool| rows(pool, sql, params))
+    }
+}
+
+async fn rows(pool: Pool, sql: &'static str, params: Vec<Param>) -> Result<Vec<Row>, String> {
+    let client = pool.get().await.map_err(failed)?;
+    let statement = client.prepare_cached(sql).await.map_err(failed)?;
+    let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+    client.query(&statement, &params).await.map_err(failed)
 }
 
 /// Updates the row `update` names or, when there is none, inserts it:
@@ -234,7 +254,8 @@ pub fn open(url: &str) -> Result<Stores, StoreError> {
         log: civex_audit::LogEngine::Shared(log),
         audit_index: Arc::new(log::PgIndex(db.clone())),
         registries: Arc::new(registries::PgRegistries(db.clone())),
-        changes: Some(Arc::new(state::PgChanges(db))),
+        changes: Some(Arc::new(state::PgChanges(db.clone()))),
+        load: Some(Arc::new(state::PgLoad(db))),
     })
 }
 

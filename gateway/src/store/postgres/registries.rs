@@ -31,17 +31,14 @@ impl RegistryStore for PgRegistries {
     }
 
     fn records(&self, department: Department) -> Result<usize, AdapterError> {
-        let code = department.code();
-        self.0
-            .block(move |pool| async move {
-                let client = pool.get().await.map_err(failed)?;
-                let row = client
-                    .query_opt("SELECT records FROM civex_registries WHERE department = $1", &[&code])
-                    .await
-                    .map_err(failed)?;
-                Ok(row.map_or(0, |r| r.get::<_, i64>(0) as usize))
-            })
-            .map_err(|e| storage(department, e))
+        let rows = self
+            .0
+            .query_blocking(
+                "SELECT records FROM civex_registries WHERE department = $1",
+                vec![Box::new(department.code())],
+            )
+            .map_err(|e| storage(department, e))?;
+        Ok(rows.first().map_or(0, |r| r.get::<_, i64>(0) as usize))
     }
 
     fn replace(&self, department: Department) -> Result<Box<dyn RegistryWriter>, AdapterError> {
@@ -71,24 +68,17 @@ impl Adapter for PgRegistry {
     }
 
     async fn fetch(&self, citizen_id: &str, attributes: &[&'static Attribute]) -> Result<Vec<Fact>, AdapterError> {
-        let (code, citizen) = (self.department.code(), citizen_id.to_owned());
-        let stored: Option<String> = self
+        let rows = self
             .db
-            .run(move |pool| async move {
-                let client = pool.get().await.map_err(failed)?;
-                let statement = client
-                    .prepare_cached(
-                        "SELECT r.record FROM civex_registry_records r JOIN civex_registries c \
-                         ON c.department = r.department AND c.version = r.version \
-                         WHERE r.department = $1 AND r.citizen_id = $2",
-                    )
-                    .await
-                    .map_err(failed)?;
-                let row = client.query_opt(&statement, &[&code, &citizen]).await.map_err(failed)?;
-                Ok(row.map(|r| r.get(0)))
-            })
+            .query(
+                "SELECT r.record FROM civex_registry_records r JOIN civex_registries c \
+                 ON c.department = r.department AND c.version = r.version \
+                 WHERE r.department = $1 AND r.citizen_id = $2",
+                vec![Box::new(self.department.code()), Box::new(citizen_id.to_owned())],
+            )
             .await
             .map_err(|e| storage(self.department, e))?;
+        let stored: Option<String> = rows.first().map(|r| r.get(0));
         let record: Option<Record> = stored
             .map(|s| serde_json::from_str(&s))
             .transpose()

@@ -17,6 +17,7 @@
 //! | `civex_log_probe` | a row a recovering gateway writes to prove the database writable |
 //! | `civex_index`, `civex_index_head` | search index entries; the size they are filed to and the refusal totals |
 //! | `civex_registries`, `civex_registry_records` | each department's current registry version; its records, JSON |
+//! | `civex_gateways`, `civex_gateway_calls` | when each gateway last published its load; its calls per second per agency |
 
 use deadpool_postgres::Pool;
 
@@ -27,33 +28,40 @@ const MIGRATION_LOCK: i64 = 0x63_69_76_65_78;
 
 /// Each migration's statements, run in one transaction; the schema version
 /// is the number of migrations applied.
-const MIGRATIONS: &[&[&str]] = &[&[
-    "CREATE TABLE civex_changes (id INTEGER PRIMARY KEY, version BIGINT NOT NULL)",
-    "INSERT INTO civex_changes (id, version) VALUES (1, 0)",
-    "CREATE TABLE civex_agencies (code TEXT PRIMARY KEY, body TEXT NOT NULL)",
-    "CREATE TABLE civex_certificates (serial TEXT PRIMARY KEY, agency TEXT NOT NULL)",
-    "CREATE TABLE civex_revocations (serial TEXT PRIMARY KEY, revoked_at BIGINT NOT NULL, reason TEXT NOT NULL)",
-    "CREATE TABLE civex_consents (id TEXT PRIMARY KEY, citizen_id TEXT NOT NULL, body BYTEA NOT NULL, \
+const MIGRATIONS: &[&[&str]] = &[
+    &[
+        "CREATE TABLE civex_changes (id INTEGER PRIMARY KEY, version BIGINT NOT NULL)",
+        "INSERT INTO civex_changes (id, version) VALUES (1, 0)",
+        "CREATE TABLE civex_agencies (code TEXT PRIMARY KEY, body TEXT NOT NULL)",
+        "CREATE TABLE civex_certificates (serial TEXT PRIMARY KEY, agency TEXT NOT NULL)",
+        "CREATE TABLE civex_revocations (serial TEXT PRIMARY KEY, revoked_at BIGINT NOT NULL, reason TEXT NOT NULL)",
+        "CREATE TABLE civex_consents (id TEXT PRIMARY KEY, citizen_id TEXT NOT NULL, body BYTEA NOT NULL, \
      max_uses BIGINT NOT NULL, uses BIGINT NOT NULL, withdrawn_at BIGINT)",
-    "CREATE INDEX civex_consents_citizen ON civex_consents (citizen_id)",
-    "CREATE TABLE civex_log_head (id INTEGER PRIMARY KEY, next BIGINT NOT NULL, last_time BIGINT NOT NULL)",
-    "INSERT INTO civex_log_head (id, next, last_time) VALUES (1, 0, 0)",
-    "CREATE TABLE civex_log_batches (start BIGINT PRIMARY KEY, count INTEGER NOT NULL, leaves BYTEA NOT NULL)",
-    "CREATE TABLE civex_log_tree (id INTEGER PRIMARY KEY, size BIGINT NOT NULL, frontier BYTEA NOT NULL)",
-    "INSERT INTO civex_log_tree (id, size, frontier) VALUES (1, 0, '')",
-    "CREATE TABLE civex_log_tiles (level INTEGER NOT NULL, idx BIGINT NOT NULL, hashes BYTEA NOT NULL, \
+        "CREATE INDEX civex_consents_citizen ON civex_consents (citizen_id)",
+        "CREATE TABLE civex_log_head (id INTEGER PRIMARY KEY, next BIGINT NOT NULL, last_time BIGINT NOT NULL)",
+        "INSERT INTO civex_log_head (id, next, last_time) VALUES (1, 0, 0)",
+        "CREATE TABLE civex_log_batches (start BIGINT PRIMARY KEY, count INTEGER NOT NULL, leaves BYTEA NOT NULL)",
+        "CREATE TABLE civex_log_tree (id INTEGER PRIMARY KEY, size BIGINT NOT NULL, frontier BYTEA NOT NULL)",
+        "INSERT INTO civex_log_tree (id, size, frontier) VALUES (1, 0, '')",
+        "CREATE TABLE civex_log_tiles (level INTEGER NOT NULL, idx BIGINT NOT NULL, hashes BYTEA NOT NULL, \
      PRIMARY KEY (level, idx))",
-    "CREATE TABLE civex_log_checkpoints (size BIGINT PRIMARY KEY, note TEXT NOT NULL)",
-    "CREATE TABLE civex_log_probe (id INTEGER PRIMARY KEY, stamp BIGINT NOT NULL)",
-    "INSERT INTO civex_log_probe (id, stamp) VALUES (1, 0)",
-    "CREATE TABLE civex_index (kind SMALLINT NOT NULL, key TEXT NOT NULL, idx BIGINT NOT NULL, \
+        "CREATE TABLE civex_log_checkpoints (size BIGINT PRIMARY KEY, note TEXT NOT NULL)",
+        "CREATE TABLE civex_log_probe (id INTEGER PRIMARY KEY, stamp BIGINT NOT NULL)",
+        "INSERT INTO civex_log_probe (id, stamp) VALUES (1, 0)",
+        "CREATE TABLE civex_index (kind SMALLINT NOT NULL, key TEXT NOT NULL, idx BIGINT NOT NULL, \
      PRIMARY KEY (kind, key, idx))",
-    "CREATE TABLE civex_index_head (id INTEGER PRIMARY KEY, size BIGINT NOT NULL, refusals TEXT NOT NULL)",
-    "INSERT INTO civex_index_head (id, size, refusals) VALUES (1, 0, '[]')",
-    "CREATE TABLE civex_registries (department TEXT PRIMARY KEY, version BIGINT NOT NULL, records BIGINT NOT NULL)",
-    "CREATE TABLE civex_registry_records (department TEXT NOT NULL, version BIGINT NOT NULL, \
+        "CREATE TABLE civex_index_head (id INTEGER PRIMARY KEY, size BIGINT NOT NULL, refusals TEXT NOT NULL)",
+        "INSERT INTO civex_index_head (id, size, refusals) VALUES (1, 0, '[]')",
+        "CREATE TABLE civex_registries (department TEXT PRIMARY KEY, version BIGINT NOT NULL, records BIGINT NOT NULL)",
+        "CREATE TABLE civex_registry_records (department TEXT NOT NULL, version BIGINT NOT NULL, \
      citizen_id TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (department, version, citizen_id))",
-]];
+    ],
+    &[
+        "CREATE TABLE civex_gateways (gateway TEXT PRIMARY KEY, seen_at TIMESTAMP WITH TIME ZONE NOT NULL)",
+        "CREATE TABLE civex_gateway_calls (gateway TEXT NOT NULL, agency TEXT NOT NULL, calls BIGINT NOT NULL, \
+         PRIMARY KEY (gateway, agency))",
+    ],
+];
 
 /// SQLSTATE of a missing table.
 const UNDEFINED_TABLE: &str = "42P01";

@@ -13,12 +13,13 @@ use civex_adapters::CitizenId;
 use civex_proto::v1::Consent;
 use deadpool_postgres::{GenericClient, Transaction};
 use prost::Message;
+use tokio_postgres::types::ToSql;
 
 use super::{Db, failed, put_row};
 use crate::{
     consent::{ConsentError, shorten, storage},
     policy::access::Agency,
-    store::{AgencyStore, CertificateStore, ChangeFeed, ConsentStore, Revocation, StoreError},
+    store::{AgencyStore, CertificateStore, ChangeFeed, ConsentStore, Load, LoadStore, Revocation, StoreError},
 };
 
 /// Moves the change counter gateways poll, in `tx`.
@@ -35,14 +36,86 @@ pub struct PgChanges(pub(crate) Db);
 #[async_trait]
 impl ChangeFeed for PgChanges {
     async fn version(&self) -> Result<i64, StoreError> {
+        let rows = self
+            .0
+            .query("SELECT version FROM civex_changes WHERE id = 1", vec![])
+            .await
+            .map_err(StoreError)?;
+        rows.first()
+            .map(|r| r.get(0))
+            .ok_or_else(|| StoreError(failed("the change counter's row is missing")))
+    }
+}
+
+/// What each gateway publishes of its calls, by the database's clock, so
+/// that gateways whose clocks differ agree on who is alive.
+pub struct PgLoad(pub(crate) Db);
+
+#[async_trait]
+impl LoadStore for PgLoad {
+    async fn publish(&self, gateway: &str, calls: &[(String, u64)]) -> Result<Load, StoreError> {
+        let gateway = gateway.to_owned();
+        let calls: Vec<(String, i64)> = calls
+            .iter()
+            .map(|(agency, n)| (agency.clone(), i64::try_from(*n).unwrap_or(i64::MAX)))
+            .collect();
         self.0
             .run(|pool| async move {
-                let client = pool.get().await.map_err(failed)?;
-                let statement = client
-                    .prepare_cached("SELECT version FROM civex_changes WHERE id = 1")
+                let mut client = pool.get().await.map_err(failed)?;
+                let tx = client.transaction().await.map_err(failed)?;
+                put_row(
+                    &tx,
+                    "UPDATE civex_gateways SET seen_at = CURRENT_TIMESTAMP WHERE gateway = $1",
+                    "INSERT INTO civex_gateways (gateway, seen_at) VALUES ($1, CURRENT_TIMESTAMP)",
+                    &[&gateway],
+                )
+                .await?;
+                let insert = tx
+                    .prepare_cached("INSERT INTO civex_gateway_calls (gateway, agency, calls) VALUES ($1, $2, $3)")
                     .await
                     .map_err(failed)?;
-                Ok(client.query_one(&statement, &[]).await.map_err(failed)?.get(0))
+                tx.execute("DELETE FROM civex_gateway_calls WHERE gateway = $1", &[&gateway])
+                    .await
+                    .map_err(failed)?;
+                let rows: Vec<[&(dyn ToSql + Sync); 3]> = calls
+                    .iter()
+                    .map(|(agency, n)| [&gateway as _, agency as _, n as _])
+                    .collect();
+                futures::future::try_join_all(rows.iter().map(|row| tx.execute(&insert, row)))
+                    .await
+                    .map_err(failed)?;
+                // Gateways gone for a minute are forgotten.
+                tx.batch_execute(
+                    "DELETE FROM civex_gateway_calls WHERE gateway IN (SELECT gateway FROM civex_gateways \
+                     WHERE seen_at < CURRENT_TIMESTAMP - INTERVAL '1 minute'); \
+                     DELETE FROM civex_gateways WHERE seen_at < CURRENT_TIMESTAMP - INTERVAL '1 minute'",
+                )
+                .await
+                .map_err(failed)?;
+                let live = "g.seen_at > CURRENT_TIMESTAMP - INTERVAL '2 seconds'";
+                let gateways = tx
+                    .query_one(&format!("SELECT COUNT(*) FROM civex_gateways g WHERE {live}"), &[])
+                    .await
+                    .map_err(failed)?
+                    .get::<_, i64>(0);
+                let rows = tx
+                    .query(
+                        &format!(
+                            "SELECT c.agency, CAST(SUM(c.calls) AS BIGINT) FROM civex_gateway_calls c \
+                             JOIN civex_gateways g ON g.gateway = c.gateway WHERE {live} GROUP BY c.agency"
+                        ),
+                        &[],
+                    )
+                    .await
+                    .map_err(failed)?;
+                tx.commit().await.map_err(failed)?;
+                Ok(Load {
+                    gateways: u32::try_from(gateways).unwrap_or(u32::MAX),
+                    calls: rows
+                        .iter()
+                        .map(|r| (r.get(0), u64::try_from(r.get::<_, i64>(1)).unwrap_or(0)))
+                        .collect(),
+                })
             })
             .await
             .map_err(StoreError)
@@ -54,19 +127,14 @@ pub struct PgAgencies(pub(crate) Db);
 #[async_trait]
 impl AgencyStore for PgAgencies {
     async fn list(&self) -> Result<Vec<Agency>, StoreError> {
-        self.0
-            .run(|pool| async move {
-                let client = pool.get().await.map_err(failed)?;
-                let rows = client
-                    .query("SELECT body FROM civex_agencies ORDER BY code", &[])
-                    .await
-                    .map_err(failed)?;
-                rows.iter()
-                    .map(|row| serde_json::from_str(row.get(0)).map_err(|e| failed(format!("stored agency: {e}"))))
-                    .collect()
-            })
+        let rows = self
+            .0
+            .query("SELECT body FROM civex_agencies ORDER BY code", vec![])
             .await
-            .map_err(StoreError)
+            .map_err(StoreError)?;
+        rows.iter()
+            .map(|row| serde_json::from_str(row.get(0)).map_err(|e| StoreError(failed(format!("stored agency: {e}")))))
+            .collect()
     }
 
     async fn put(&self, agencies: &[Agency]) -> Result<(), StoreError> {
@@ -120,18 +188,15 @@ impl CertificateStore for PgCertificates {
     }
 
     async fn agency_of(&self, serial: &str) -> Result<Option<String>, StoreError> {
-        let serial = serial.to_owned();
-        self.0
-            .run(|pool| async move {
-                let client = pool.get().await.map_err(failed)?;
-                let row = client
-                    .query_opt("SELECT agency FROM civex_certificates WHERE serial = $1", &[&serial])
-                    .await
-                    .map_err(failed)?;
-                Ok(row.map(|r| r.get(0)))
-            })
+        let rows = self
+            .0
+            .query(
+                "SELECT agency FROM civex_certificates WHERE serial = $1",
+                vec![Box::new(serial.to_owned())],
+            )
             .await
-            .map_err(StoreError)
+            .map_err(StoreError)?;
+        Ok(rows.first().map(|r| r.get(0)))
     }
 
     async fn list(&self) -> Result<Vec<Revocation>, StoreError> {
@@ -225,18 +290,18 @@ impl ConsentStore for PgConsents {
         }
         .encode_to_vec();
         self.0
-            .run(|pool| async move {
-                let client = pool.get().await.map_err(failed)?;
-                client
-                    .execute(
-                        "INSERT INTO civex_consents (id, citizen_id, body, max_uses, uses) VALUES ($1, $2, $3, $4, $5)",
-                        &[&id, &citizen, &body, &max_uses, &uses],
-                    )
-                    .await
-                    .map(drop)
-                    .map_err(failed)
-            })
+            .query(
+                "INSERT INTO civex_consents (id, citizen_id, body, max_uses, uses) VALUES ($1, $2, $3, $4, $5)",
+                vec![
+                    Box::new(id),
+                    Box::new(citizen),
+                    Box::new(body),
+                    Box::new(max_uses),
+                    Box::new(uses),
+                ],
+            )
             .await
+            .map(drop)
             .map_err(storage)
     }
 
@@ -244,38 +309,27 @@ impl ConsentStore for PgConsents {
         if id.is_empty() {
             return Err(ConsentError::Required);
         }
-        let key = id.to_owned();
-        let found = self
+        let rows = self
             .0
-            .run(|pool| async move {
-                let client = pool.get().await.map_err(failed)?;
-                let statement = client
-                    .prepare_cached("SELECT body, uses, withdrawn_at FROM civex_consents WHERE id = $1")
-                    .await
-                    .map_err(failed)?;
-                let row = client.query_opt(&statement, &[&key]).await.map_err(failed)?;
-                row.as_ref().map(consent).transpose()
-            })
+            .query(
+                "SELECT body, uses, withdrawn_at FROM civex_consents WHERE id = $1",
+                vec![Box::new(id.to_owned())],
+            )
             .await
             .map_err(storage)?;
-        found.ok_or_else(|| ConsentError::NotFound(shorten(id)))
+        let row = rows.first().ok_or_else(|| ConsentError::NotFound(shorten(id)))?;
+        consent(row).map_err(storage)
     }
 
     async fn list(&self, citizen: &CitizenId) -> Result<Vec<Consent>, ConsentError> {
-        let citizen = citizen.as_str().to_owned();
-        self.0
-            .run(|pool| async move {
-                let client = pool.get().await.map_err(failed)?;
-                let rows = client
-                    .query(
-                        "SELECT body, uses, withdrawn_at FROM civex_consents WHERE citizen_id = $1 ORDER BY id",
-                        &[&citizen],
-                    )
-                    .await
-                    .map_err(failed)?;
-                rows.iter().map(consent).collect()
-            })
+        let rows = self
+            .0
+            .query(
+                "SELECT body, uses, withdrawn_at FROM civex_consents WHERE citizen_id = $1 ORDER BY id",
+                vec![Box::new(citizen.as_str().to_owned())],
+            )
             .await
-            .map_err(storage)
+            .map_err(storage)?;
+        rows.iter().map(consent).collect::<Result<_, _>>().map_err(storage)
     }
 }
