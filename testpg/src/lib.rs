@@ -74,6 +74,17 @@ impl TestPostgres {
     /// Creates and starts a server with a superuser `civex` (trust
     /// authentication on loopback only) and fsync on, as in production.
     pub fn start() -> Result<TestPostgres, String> {
+        TestPostgres::create(false)
+    }
+
+    /// As [`TestPostgres::start`], with TLS only: a certificate for
+    /// 127.0.0.1 from a CA of its own ([`TestPostgres::tls_url`] names it),
+    /// and every TCP connection without TLS refused (`hostssl` only).
+    pub fn start_tls() -> Result<TestPostgres, String> {
+        TestPostgres::create(true)
+    }
+
+    fn create(tls: bool) -> Result<TestPostgres, String> {
         let bin = find_bin()?;
         let dir = tempfile::Builder::new()
             .prefix("civex-pg-")
@@ -103,6 +114,9 @@ impl TestPostgres {
                 .args(["-U", "civex", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"])
                 .output(),
         )?;
+        if tls {
+            pg.serve_tls_only()?;
+        }
         // A port can be taken between choosing it and binding it: try a few.
         let mut last = String::new();
         for _ in 0..5 {
@@ -113,6 +127,57 @@ impl TestPostgres {
             }
         }
         Err(last)
+    }
+
+    /// Writes the CA, the server's certificate and key, and a
+    /// configuration that takes TCP connections over TLS only.
+    fn serve_tls_only(&self) -> Result<(), String> {
+        let e = |e: rcgen::Error| format!("test certificates: {e}");
+        let ca_key = rcgen::KeyPair::generate().map_err(e)?;
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(e)?;
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "civex test database CA");
+        let ca_cert = ca.self_signed(&ca_key).map_err(e)?;
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let key = rcgen::KeyPair::generate().map_err(e)?;
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .map_err(e)?
+            .signed_by(&key, &issuer)
+            .map_err(e)?;
+        let write =
+            |path: PathBuf, text: &str| std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()));
+        write(self.ca_file(), &ca_cert.pem())?;
+        let data = self.data();
+        write(data.join("server.crt"), &cert.pem())?;
+        write(data.join("server.key"), &key.serialize_pem())?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(data.join("server.key"), std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| format!("server.key: {e}"))?;
+        }
+        let conf = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).map_err(|e| format!("{}: {e}", conf.display()))?;
+        text.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        write(conf, &text)?;
+        write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+        )?;
+        if self.as_postgres {
+            check(
+                "chown",
+                Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(&data)
+                    .output(),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
     }
 
     fn data(&self) -> PathBuf {
@@ -165,6 +230,16 @@ impl TestPostgres {
     /// The URL a gateway connects with (`[storage] url`).
     pub fn url(&self) -> String {
         format!("postgres://civex@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// The URL for a server started with [`TestPostgres::start_tls`]:
+    /// TLS required, the server checked against its CA.
+    pub fn tls_url(&self) -> String {
+        format!(
+            "{}?sslmode=require&sslrootcert={}",
+            self.url(),
+            self.ca_file().display()
+        )
     }
 
     pub fn port(&self) -> u16 {

@@ -17,7 +17,10 @@ pub(crate) fn postgres() -> TestPostgres {
 }
 
 pub(crate) fn on(pg: &TestPostgres) -> impl FnOnce(&mut Config) + use<> {
-    let url = pg.url();
+    on_url(pg.url())
+}
+
+fn on_url(url: String) -> impl FnOnce(&mut Config) {
     move |config: &mut Config| {
         config.storage = StorageConfig {
             engine: Engine::Postgres,
@@ -389,4 +392,49 @@ async fn two_gateways_divide_an_agencys_quota_by_its_calls_on_each() {
         on_first > on_second && on_second > 0,
         "each gateway's share follows its calls: {on_first} and {on_second}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_takes_only_tls_is_reached_over_tls_and_checked_against_its_ca() {
+    use civex_gateway::store::postgres;
+
+    let pg = TestPostgres::start_tls().unwrap_or_else(|e| panic!("{e}"));
+    // Without TLS the database refuses: what a gateway does below went over TLS.
+    let plain = postgres::open(&format!("{}?sslmode=disable", pg.url()))
+        .err()
+        .expect("refused");
+    assert!(plain.0.contains("no encryption"), "{plain}");
+    let gw = TestGateway::start_with(on_url(pg.tls_url())).await;
+    // A server whose certificate another CA signed is refused.
+    let other_ca = gw.dir.path().join("other-ca.pem");
+    std::fs::write(&other_ca, gw.ca.cert_pem()).unwrap();
+    let wrong = postgres::open(&format!(
+        "{}?sslmode=require&sslrootcert={}",
+        pg.url(),
+        other_ca.display()
+    ))
+    .err()
+    .expect("refused");
+    assert!(wrong.0.contains("UnknownIssuer"), "{wrong}");
+    let asks_tls = postgres::open(&format!("{}?sslmode=require", pg.url()))
+        .err()
+        .expect("refused");
+    assert!(asks_tls.0.contains("sslrootcert"), "{asks_tls}");
+
+    let citizen = gw.records(Department::PublicSecurity)[0]["citizen_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let consent = gw
+        .grant(&citizen, "qujing-psb", &["ps.hukou.division"], "hukou.settlement", 1)
+        .await;
+    let answer = gw
+        .exchange("qujing-psb")
+        .await
+        .query(query(&citizen, &consent.consent_id))
+        .await
+        .expect("answered from the registry in the database, over TLS")
+        .into_inner();
+    assert_eq!(answer.facts.len(), 1);
+    assert_eq!(uses(&gw, &consent.consent_id).await, 1);
 }

@@ -60,9 +60,21 @@ pub struct Db {
 /// One parameter of a statement run by [`Db::query`].
 pub(crate) type Param = Box<dyn ToSql + Send + Sync>;
 
-/// Why a database call failed, as the stores report it.
-pub(crate) fn failed(e: impl std::fmt::Display) -> String {
-    format!("database: {e}")
+/// Why a database call failed, as the stores report it: the error and
+/// every cause under it (a pool's error says only "db error" on its own).
+pub(crate) fn failed(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> String {
+    let e = e.into();
+    let mut text = format!("database: {e}");
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let c_text = c.to_string();
+        if !text.ends_with(&c_text) {
+            text.push_str(": ");
+            text.push_str(&c_text);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 impl Db {
