@@ -438,3 +438,76 @@ async fn a_database_that_takes_only_tls_is_reached_over_tls_and_checked_against_
     assert_eq!(answer.facts.len(), 1);
     assert_eq!(uses(&gw, &consent.consent_id).await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateways_starting_together_on_an_empty_database_seed_its_agencies_once() {
+    use civex_gateway::{config::demo_agencies, directory::Directory, policy::access::Agency, store::postgres};
+
+    let pg = postgres();
+    let url = pg.url();
+    let stores: Vec<_> = (0..6).map(|_| postgres::open(&url).expect("opened")).collect();
+    let seed: Vec<Agency> = demo_agencies().iter().map(Agency::from).collect();
+    let started =
+        futures::future::join_all(stores.iter().map(|s| Directory::open(s.agencies.clone(), seed.clone()))).await;
+    for directory in started {
+        directory.expect("every gateway starts, whichever seeds");
+    }
+    assert_eq!(stores[0].agencies.list().await.unwrap(), {
+        let mut sorted = seed.clone();
+        sorted.sort_by(|a, b| a.code.cmp(&b.code));
+        sorted
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_of_one_registry_that_overlap_leave_the_later_whole() {
+    use civex_adapters::{Record, RegistryWriter};
+    use civex_gateway::store::postgres;
+
+    let pg = postgres();
+    let stores = postgres::open(&pg.url()).expect("opened");
+    let registries = stores.registries.clone();
+    let ids = ["530302199001010011", "530302199001010038", "530302199001010054"];
+    let write = |writer: &mut Box<dyn RegistryWriter>, ids: &[&str], division: &str| {
+        let record = Record {
+            as_of: 0,
+            facts: [("ps.hukou.division".to_owned(), serde_json::json!(division))].into(),
+        };
+        let encoded = writer.encode(&record).unwrap();
+        writer
+            .write(ids.iter().map(|id| (id.to_string(), encoded.clone())).collect())
+            .unwrap();
+    };
+    let divisions = || async {
+        let adapter = registries.open(Department::PublicSecurity).unwrap();
+        let attribute = civex_adapters::catalogue::attribute("ps.hukou.division").unwrap();
+        let mut found = Vec::new();
+        for id in ids {
+            let facts = adapter.fetch(id, &[attribute]).await.unwrap();
+            found.push(facts.first().and_then(|f| f.value.as_ref()).map(|v| format!("{v:?}")));
+        }
+        found
+    };
+    // Either order of commits: the import that started later stands, whole.
+    for later_commits_first in [true, false] {
+        let mut earlier = registries.replace(Department::PublicSecurity).unwrap();
+        write(&mut earlier, &ids[..1], "earlier");
+        let mut later = registries.replace(Department::PublicSecurity).unwrap();
+        write(&mut later, &ids[..2], "later");
+        if later_commits_first {
+            assert_eq!(later.commit().unwrap(), 2);
+            write(&mut earlier, &ids[1..], "earlier");
+            let refused = earlier.commit().expect_err("superseded by the later import");
+            assert!(refused.to_string().contains("started later"), "{refused}");
+        } else {
+            write(&mut earlier, &ids[1..], "earlier");
+            assert_eq!(earlier.commit().unwrap(), 3);
+            assert_eq!(later.commit().unwrap(), 2);
+        }
+        let found = divisions().await;
+        assert!(found[0].as_ref().is_some_and(|v| v.contains("later")), "{found:?}");
+        assert!(found[1].as_ref().is_some_and(|v| v.contains("later")), "{found:?}");
+        assert_eq!(found[2], None, "nothing of the dropped import is current");
+        assert_eq!(registries.records(Department::PublicSecurity).unwrap(), 2);
+    }
+}

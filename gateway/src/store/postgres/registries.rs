@@ -13,6 +13,9 @@ use civex_proto::v1::Fact;
 
 use super::{Db, failed, put_row};
 
+/// The advisory lock replacements of a registry commit under ("civreg" in ASCII).
+const REPLACE_LOCK: i64 = 0x63_69_76_72_65_67;
+
 pub struct PgRegistries(pub(crate) Db);
 
 fn storage(department: Department, cause: impl std::fmt::Display) -> AdapterError {
@@ -158,26 +161,55 @@ impl RegistryWriter for PgReplacement {
 
     fn commit(self: Box<Self>) -> Result<usize, AdapterError> {
         let (code, version, records) = (self.department.code(), self.version, self.count as i64);
-        self.db
+        let superseded = self
+            .db
             .block(move |pool| async move {
                 let mut client = pool.get().await.map_err(failed)?;
                 let tx = client.transaction().await.map_err(failed)?;
-                put_row(
-                    &tx,
-                    "UPDATE civex_registries SET version = $2, records = $3 WHERE department = $1",
-                    "INSERT INTO civex_registries (department, version, records) VALUES ($1, $2, $3)",
-                    &[&code, &version, &records],
-                )
-                .await?;
-                tx.execute(
-                    "DELETE FROM civex_registry_records WHERE department = $1 AND version <> $2",
-                    &[&code, &version],
-                )
-                .await
-                .map_err(failed)?;
-                tx.commit().await.map_err(failed)
+                // Replacements of one department commit one at a time; the
+                // one that started later stands, whichever commits first.
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&REPLACE_LOCK])
+                    .await
+                    .map_err(failed)?;
+                let current = tx
+                    .query_opt("SELECT version FROM civex_registries WHERE department = $1", &[&code])
+                    .await
+                    .map_err(failed)?
+                    .map(|r| r.get::<_, i64>(0));
+                let superseded = current.is_some_and(|current| current > version);
+                if superseded {
+                    tx.execute(
+                        "DELETE FROM civex_registry_records WHERE department = $1 AND version = $2",
+                        &[&code, &version],
+                    )
+                    .await
+                    .map_err(failed)?;
+                } else {
+                    put_row(
+                        &tx,
+                        "UPDATE civex_registries SET version = $2, records = $3 WHERE department = $1",
+                        "INSERT INTO civex_registries (department, version, records) VALUES ($1, $2, $3)",
+                        &[&code, &version, &records],
+                    )
+                    .await?;
+                    // Older versions only: a later replacement may be writing its own.
+                    tx.execute(
+                        "DELETE FROM civex_registry_records WHERE department = $1 AND version < $2",
+                        &[&code, &version],
+                    )
+                    .await
+                    .map_err(failed)?;
+                }
+                tx.commit().await.map_err(failed)?;
+                Ok(superseded)
             })
             .map_err(|e| storage(self.department, e))?;
+        if superseded {
+            return Err(storage(
+                self.department,
+                "an import of this department started later was committed while this one ran: it stands, this one is dropped",
+            ));
+        }
         Ok(self.count)
     }
 

@@ -147,6 +147,10 @@ impl AgencyStore for PgAgencies {
             .run(|pool| async move {
                 let mut client = pool.get().await.map_err(failed)?;
                 let tx = client.transaction().await.map_err(failed)?;
+                // First, as it locks the counter's row: puts from gateways
+                // starting together on an empty database take turns, and
+                // the later finds the rows the earlier inserted.
+                changed(&tx).await?;
                 for (code, body) in &rows {
                     put_row(
                         &tx,
@@ -156,7 +160,6 @@ impl AgencyStore for PgAgencies {
                     )
                     .await?;
                 }
-                changed(&tx).await?;
                 tx.commit().await.map_err(failed)
             })
             .await
