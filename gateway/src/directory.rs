@@ -30,11 +30,8 @@ impl Directory {
     /// Loads the agencies of `store`; at first start (an empty store) it is
     /// seeded with `seed`, and from then on the store is the source of truth.
     pub async fn open(store: Arc<dyn AgencyStore>, seed: impl IntoIterator<Item = Agency>) -> Result<Directory, Error> {
-        let mut known = store.list().await.map_err(stored)?;
-        if known.is_empty() {
-            known = seed.into_iter().collect();
-            store.put(&known).await.map_err(stored)?;
-        }
+        let seed: Vec<Agency> = seed.into_iter().collect();
+        let known = store.seed(&seed).await.map_err(stored)?;
         let agencies = known.into_iter().map(|a| (a.code.clone(), Arc::new(a))).collect();
         Ok(Directory {
             store,

@@ -18,9 +18,13 @@
 //! agency's traffic moves between gateways it gets less than its quota for
 //! up to one [`WINDOW`] while the shares catch up, and a gateway that dies
 //! keeps its share in the others' view for the two seconds it counts as
-//! alive. It gets more only through the floors: at most `1 + (N−1)/(4N)`
-//! times the quota, below 1.25×, and only while gateways it barely uses
-//! receive calls at their floor's rate.
+//! alive. It gets more through the floors, at most `1 + (N−1)/(4N)` times
+//! the quota (below 1.25×) while gateways it barely uses receive calls at
+//! their floor's rate, and by a little while traffic shifts, as each
+//! gateway combines its own fresh count with the others' of up to 250 ms
+//! before. Each gateway's burst is its share of the agency's burst, and at
+//! least one call. A gateway that cannot publish for [`LIVE`] falls back
+//! to the floor, as the others stop counting it.
 
 use std::{
     collections::HashMap,
@@ -29,7 +33,7 @@ use std::{
         Arc, RwLock,
         atomic::{AtomicU32, AtomicU64, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use governor::{
@@ -49,7 +53,9 @@ pub const CELLS: u32 = 64;
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 /// The calls published are those of this last stretch of time.
 pub const WINDOW: Duration = Duration::from_secs(1);
-const BUCKETS: usize = (WINDOW.as_millis() / PUBLISH_EVERY.as_millis()) as usize;
+/// A gateway counts as alive while its last publication is this recent
+/// (the database's clock decides: [`LoadStore`]).
+pub const LIVE: Duration = Duration::from_secs(2);
 
 /// One agency's limiter on this gateway.
 struct Limiter {
@@ -86,7 +92,8 @@ fn cost(own: u64, total: u64, gateways: u32) -> u32 {
     } else {
         (own as f64 / total as f64).max(floor(gateways))
     };
-    (f64::from(CELLS) / share.min(1.0)).round() as u32
+    // Rounded up: never more than the share.
+    (f64::from(CELLS) / share.min(1.0)).ceil() as u32
 }
 
 impl RateLimiters {
@@ -115,6 +122,7 @@ impl RateLimiters {
         limiter.calls.fetch_add(1, Ordering::Relaxed);
         let cost = limiter.cost.load(Ordering::Relaxed).clamp(1, limiter.capacity);
         let cost = NonZeroU32::new(cost).unwrap_or(NonZeroU32::MIN);
+        // `limiter` holds at least one call at its cost; rebuilt when the cost outgrows it.
         match limiter.cells.check_n(cost) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(not_until)) => {
@@ -133,29 +141,37 @@ impl RateLimiters {
         }
     }
 
+    /// `code`'s limiter, built again when its rate changed or a call's
+    /// cost outgrew it (a share of a small burst: the burst is then one call).
     fn limiter(&self, code: &str, rate: RateLimit, per_second: NonZeroU32) -> Arc<Limiter> {
+        let fits = |l: &Limiter| l.rate == rate && l.cost.load(Ordering::Relaxed) <= l.capacity;
         if let Some(l) = self.limiters.read().unwrap_or_else(|p| p.into_inner()).get(code)
-            && l.rate == rate
+            && fits(l)
         {
             return l.clone();
         }
-        let burst = NonZeroU32::new(rate.burst).unwrap_or(per_second);
-        let cells_per_second = per_second.saturating_mul(NonZeroU32::new(CELLS).unwrap_or(NonZeroU32::MIN));
-        let capacity = burst.saturating_mul(NonZeroU32::new(CELLS).unwrap_or(NonZeroU32::MIN));
-        let costs = self.costs.read().unwrap_or_else(|p| p.into_inner());
+        let cost = {
+            let costs = self.costs.read().unwrap_or_else(|p| p.into_inner());
+            costs.0.get(code).copied().unwrap_or(costs.1)
+        };
+        let cells = |calls: NonZeroU32| calls.saturating_mul(NonZeroU32::new(CELLS).unwrap_or(NonZeroU32::MIN));
+        let burst = cells(NonZeroU32::new(rate.burst).unwrap_or(per_second));
+        let capacity = burst.max(NonZeroU32::new(cost).unwrap_or(NonZeroU32::MIN));
         let limiter = Arc::new(Limiter {
             rate,
             cells: Arc::new(RateLimiter::direct(
-                Quota::per_second(cells_per_second).allow_burst(capacity),
+                Quota::per_second(cells(per_second)).allow_burst(capacity),
             )),
             capacity: capacity.get(),
-            cost: AtomicU32::new(costs.0.get(code).copied().unwrap_or(costs.1)),
+            cost: AtomicU32::new(cost),
             calls: AtomicU64::new(0),
         });
-        drop(costs);
         let mut all = self.limiters.write().unwrap_or_else(|p| p.into_inner());
         let entry = all.entry(code.to_owned()).or_insert_with(|| limiter.clone());
-        if entry.rate != rate {
+        if !fits(entry) {
+            limiter
+                .calls
+                .fetch_add(entry.calls.load(Ordering::Relaxed), Ordering::Relaxed);
             *entry = limiter;
         }
         entry.clone()
@@ -187,31 +203,74 @@ impl RateLimiters {
         }
         *self.costs.write().unwrap_or_else(|p| p.into_inner()) = (costs, idle);
     }
+
+    /// Takes the floor of every quota, for a gateway the others no longer count.
+    fn apply_floor(&self, gateways: u32) {
+        let floor = cost(0, 1, gateways);
+        for limiter in self.limiters.read().unwrap_or_else(|p| p.into_inner()).values() {
+            limiter.cost.store(floor, Ordering::Relaxed);
+        }
+        *self.costs.write().unwrap_or_else(|p| p.into_inner()) = (HashMap::new(), floor);
+    }
 }
 
 /// Publishes this gateway's calls to `store` as `gateway` every
 /// [`PUBLISH_EVERY`] and takes its share of every quota from the
-/// deployment's, until the task is dropped. While the store cannot be
-/// reached the last shares stay (and the gateway refuses calls anyway:
+/// deployment's, until the task is dropped. A gateway that cannot publish
+/// for [`LIVE`] takes only the floor of each quota, as the others no longer
+/// count it (and while the store is away it refuses every call anyway:
 /// [`crate::changes`]).
 pub async fn share(store: Arc<dyn LoadStore>, gateway: String, limiters: Arc<RateLimiters>) {
-    let mut buckets: Vec<HashMap<String, u64>> = vec![HashMap::new(); BUCKETS];
+    // Each stretch since the last publication, with the calls counted in it.
+    let mut stretches: std::collections::VecDeque<(Instant, HashMap<String, u64>)> = Default::default();
+    let mut published = Instant::now();
+    let mut gateways = 1;
+    let mut failing = false;
     let mut tick = tokio::time::interval(PUBLISH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    for turn in 0.. {
+    let mut since = Instant::now();
+    loop {
         tick.tick().await;
-        buckets[turn % BUCKETS] = limiters.take_calls();
+        let now = Instant::now();
+        stretches.push_back((since, limiters.take_calls()));
+        since = now;
+        while stretches.len() > 1 && stretches.front().is_some_and(|(start, _)| now - *start > WINDOW) {
+            stretches.pop_front();
+        }
+        // Calls per second over the stretches kept, however long each took.
+        let span = stretches
+            .front()
+            .map_or(WINDOW, |(start, _)| now - *start)
+            .max(PUBLISH_EVERY);
         let mut own: HashMap<String, u64> = HashMap::new();
-        for bucket in &buckets {
-            for (code, n) in bucket {
+        for (_, calls) in &stretches {
+            for (code, n) in calls {
                 *own.entry(code.clone()).or_default() += n;
             }
         }
         own.retain(|_, n| *n > 0);
-        let published: Vec<(String, u64)> = own.iter().map(|(c, n)| (c.clone(), *n)).collect();
-        match store.publish(&gateway, &published).await {
-            Ok(load) => limiters.apply(&own, &load),
-            Err(e) => tracing::debug!(cause = %e, "cannot publish this gateway's calls"),
+        for n in own.values_mut() {
+            *n = (*n as f64 / span.as_secs_f64()).ceil() as u64;
+        }
+        let calls: Vec<(String, u64)> = own.iter().map(|(c, n)| (c.clone(), *n)).collect();
+        match store.publish(&gateway, &calls).await {
+            Ok(load) => {
+                published = Instant::now();
+                gateways = load.gateways;
+                limiters.apply(&own, &load);
+                if std::mem::take(&mut failing) {
+                    tracing::info!("publishing this gateway's calls again: quotas shared");
+                }
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(cause = %e, "cannot publish this gateway's calls for shared quotas");
+                    failing = true;
+                }
+                if published.elapsed() > LIVE {
+                    limiters.apply_floor(gateways);
+                }
+            }
         }
     }
 }
@@ -219,6 +278,52 @@ pub async fn share(store: Arc<dyn LoadStore>, gateway: String, limiters: Arc<Rat
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn agency(per_second: u32, burst: u32) -> Agency {
+        let mut agency: Agency = (&crate::config::demo_agencies()[0]).into();
+        agency.rate = RateLimit { per_second, burst };
+        agency
+    }
+
+    #[test]
+    fn alone_a_gateway_admits_the_burst_and_then_the_rate() {
+        let limiters = RateLimiters::new(RateLimit::default());
+        let a = agency(2, 5);
+        for _ in 0..5 {
+            limiters.check(&a).expect("within the burst");
+        }
+        let refused = limiters.check(&a).expect_err("over the burst");
+        assert_eq!(refused.reason, Reason::RateLimited);
+        let wait = refused.retry_after.unwrap();
+        assert!(
+            wait > Duration::from_millis(400) && wait <= Duration::from_millis(500),
+            "{wait:?}"
+        );
+    }
+
+    #[test]
+    fn a_share_of_a_burst_of_one_is_one_call_at_the_share_of_the_rate() {
+        let limiters = RateLimiters::new(RateLimit::default());
+        let a = agency(1, 1);
+        limiters.check(&a).expect("the first call");
+        let load = Load {
+            gateways: 2,
+            calls: [(a.code.clone(), 10)].into(),
+        };
+        limiters.apply(&[(a.code.clone(), 5)].into(), &load);
+        limiters
+            .check(&a)
+            .expect("a limiter of one call at half the rate, fresh");
+        let wait = limiters
+            .check(&a)
+            .expect_err("half of one call per second")
+            .retry_after
+            .unwrap();
+        assert!(
+            wait > Duration::from_millis(1900) && wait <= Duration::from_secs(2),
+            "{wait:?}"
+        );
+    }
 
     #[test]
     fn a_share_follows_demand_within_its_floor() {

@@ -133,6 +133,18 @@ pub trait AgencyStore: Send + Sync {
     /// Stores each of `agencies` under its code, replacing what was there,
     /// all durable together on return.
     async fn put(&self, agencies: &[Agency]) -> Result<(), StoreError>;
+
+    /// Stores `agencies` if the store holds none, and returns what it holds
+    /// then. A store that gateways share seeds once however many start
+    /// together; this default is for a store with one writer.
+    async fn seed(&self, agencies: &[Agency]) -> Result<Vec<Agency>, StoreError> {
+        let known = self.list().await?;
+        if !known.is_empty() {
+            return Ok(known);
+        }
+        self.put(agencies).await?;
+        Ok(agencies.to_vec())
+    }
 }
 
 /// A certificate's revocation.

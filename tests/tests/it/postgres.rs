@@ -370,7 +370,12 @@ async fn two_gateways_divide_an_agencys_quota_by_its_calls_on_each() {
             for call in futures::future::join_all(calls).await {
                 match call.unwrap() {
                     Ok(_) => admitted += 1,
-                    Err(status) => assert_eq!(reason(&status), "RATE_LIMITED"),
+                    // A gateway that stalled past the changes' staleness
+                    // bound on a loaded machine refuses before the quota.
+                    Err(status) => assert!(
+                        ["RATE_LIMITED", "AUDIT_UNAVAILABLE"].contains(&reason(&status).as_str()),
+                        "{status:?}"
+                    ),
                 }
             }
             admitted
@@ -389,8 +394,8 @@ async fn two_gateways_divide_an_agencys_quota_by_its_calls_on_each() {
         "{on_first} + {on_second} admitted where the quota allows {allowed:.0}"
     );
     assert!(
-        on_first > on_second && on_second > 0,
-        "each gateway's share follows its calls: {on_first} and {on_second}"
+        on_first >= 2 * on_second && on_second > 0,
+        "each gateway's share follows its calls (3 : 1), not an equal split: {on_first} and {on_second}"
     );
 }
 
@@ -403,7 +408,7 @@ async fn a_database_that_takes_only_tls_is_reached_over_tls_and_checked_against_
     let plain = postgres::open(&format!("{}?sslmode=disable", pg.url()))
         .err()
         .expect("refused");
-    assert!(plain.0.contains("no encryption"), "{plain}");
+    assert!(plain.0.contains("pg_hba.conf"), "{plain}");
     let gw = TestGateway::start_with(on_url(pg.tls_url())).await;
     // A server whose certificate another CA signed is refused.
     let other_ca = gw.dir.path().join("other-ca.pem");
@@ -446,17 +451,36 @@ async fn gateways_starting_together_on_an_empty_database_seed_its_agencies_once(
     let pg = postgres();
     let url = pg.url();
     let stores: Vec<_> = (0..6).map(|_| postgres::open(&url).expect("opened")).collect();
-    let seed: Vec<Agency> = demo_agencies().iter().map(Agency::from).collect();
-    let started =
-        futures::future::join_all(stores.iter().map(|s| Directory::open(s.agencies.clone(), seed.clone()))).await;
+    // Each with a seed of its own: one of them is stored, whole, and no mix.
+    let seeds: Vec<Vec<Agency>> = (0..stores.len())
+        .map(|i| {
+            let mut seed: Vec<Agency> = demo_agencies().iter().map(Agency::from).collect();
+            for a in &mut seed {
+                a.name = format!("{} #{i}", a.name);
+            }
+            seed.sort_by(|a, b| a.code.cmp(&b.code));
+            seed
+        })
+        .collect();
+    let started = futures::future::join_all(
+        stores
+            .iter()
+            .zip(&seeds)
+            .map(|(s, seed)| Directory::open(s.agencies.clone(), seed.clone())),
+    )
+    .await;
+    let stored = stores[0].agencies.list().await.unwrap();
+    assert!(seeds.contains(&stored), "{stored:?}");
     for directory in started {
-        directory.expect("every gateway starts, whichever seeds");
+        let directory = directory.expect("every gateway starts, whichever seeds");
+        for agency in &stored {
+            assert_eq!(
+                directory.agency(&agency.code).map(|a| a.name.clone()),
+                Some(agency.name.clone()),
+                "every gateway holds the one seed stored"
+            );
+        }
     }
-    assert_eq!(stores[0].agencies.list().await.unwrap(), {
-        let mut sorted = seed.clone();
-        sorted.sort_by(|a, b| a.code.cmp(&b.code));
-        sorted
-    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -67,7 +67,11 @@ pub(crate) fn failed(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> 
     let mut text = format!("database: {e}");
     let mut cause = e.source();
     while let Some(c) = cause {
-        let c_text = c.to_string();
+        // The server's own words without its DETAIL, which may quote row values.
+        let c_text = match c.downcast_ref::<tokio_postgres::error::DbError>() {
+            Some(db) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
+            None => c.to_string(),
+        };
         if !text.ends_with(&c_text) {
             text.push_str(": ");
             text.push_str(&c_text);

@@ -45,9 +45,19 @@ impl RegistryStore for PgRegistries {
     }
 
     fn replace(&self, department: Department) -> Result<Box<dyn RegistryWriter>, AdapterError> {
-        let version = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i64);
+        // The database numbers imports, so that "started later" does not
+        // depend on the clocks of the machines importing.
+        let rows = self
+            .0
+            .query_blocking(
+                "UPDATE civex_registry_counter SET last = last + 1 WHERE id = 1 RETURNING last",
+                vec![],
+            )
+            .map_err(|e| storage(department, e))?;
+        let version: i64 = rows
+            .first()
+            .ok_or_else(|| storage(department, failed("the registry counter's row is missing")))?
+            .get(0);
         Ok(Box::new(PgReplacement {
             db: self.0.clone(),
             department,

@@ -17,7 +17,8 @@
 //! | `civex_log_probe` | a row a recovering gateway writes to prove the database writable |
 //! | `civex_index`, `civex_index_head` | search index entries; the size they are filed to and the refusal totals |
 //! | `civex_registries`, `civex_registry_records` | each department's current registry version; its records, JSON |
-//! | `civex_gateways`, `civex_gateway_calls` | when each gateway last published its load; its calls per second per agency |
+//! | `civex_gateways` | when each gateway last published its calls per second per agency, and those calls (JSON) |
+//! | `civex_registry_counter` | the last version given to a registry import |
 
 use deadpool_postgres::Pool;
 
@@ -57,9 +58,10 @@ const MIGRATIONS: &[&[&str]] = &[
      citizen_id TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (department, version, citizen_id))",
     ],
     &[
-        "CREATE TABLE civex_gateways (gateway TEXT PRIMARY KEY, seen_at TIMESTAMP WITH TIME ZONE NOT NULL)",
-        "CREATE TABLE civex_gateway_calls (gateway TEXT NOT NULL, agency TEXT NOT NULL, calls BIGINT NOT NULL, \
-         PRIMARY KEY (gateway, agency))",
+        "CREATE TABLE civex_gateways (gateway TEXT PRIMARY KEY, seen_at TIMESTAMP WITH TIME ZONE NOT NULL, \
+         calls TEXT NOT NULL)",
+        "CREATE TABLE civex_registry_counter (id INTEGER PRIMARY KEY, last BIGINT NOT NULL)",
+        "INSERT INTO civex_registry_counter (id, last) SELECT 1, COALESCE(MAX(version), 0) FROM civex_registries",
     ],
 ];
 

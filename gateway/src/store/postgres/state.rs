@@ -6,14 +6,16 @@
 //! interval. A consent's `uses` and `withdrawn_at` are written only by the
 //! log's sequencing transactions ([`super::log`]), under the log's head lock.
 
-use std::time::{Duration, SystemTime};
+use std::{
+    collections::HashMap,
+    time::{Duration, SystemTime},
+};
 
 use async_trait::async_trait;
 use civex_adapters::CitizenId;
 use civex_proto::v1::Consent;
 use deadpool_postgres::{GenericClient, Transaction};
 use prost::Message;
-use tokio_postgres::types::ToSql;
 
 use super::{Db, failed, put_row};
 use crate::{
@@ -47,78 +49,62 @@ impl ChangeFeed for PgChanges {
     }
 }
 
-/// What each gateway publishes of its calls, by the database's clock, so
-/// that gateways whose clocks differ agree on who is alive.
+/// What each gateway publishes of its calls, one row per gateway, by the
+/// database's clock so that gateways whose clocks differ agree on who is alive.
 pub struct PgLoad(pub(crate) Db);
 
 #[async_trait]
 impl LoadStore for PgLoad {
     async fn publish(&self, gateway: &str, calls: &[(String, u64)]) -> Result<Load, StoreError> {
         let gateway = gateway.to_owned();
-        let calls: Vec<(String, i64)> = calls
-            .iter()
-            .map(|(agency, n)| (agency.clone(), i64::try_from(*n).unwrap_or(i64::MAX)))
-            .collect();
-        self.0
+        let calls: HashMap<&str, u64> = calls.iter().map(|(a, n)| (a.as_str(), *n)).collect();
+        let calls = serde_json::to_string(&calls).map_err(StoreError::new)?;
+        let rows = self
+            .0
             .run(|pool| async move {
                 let mut client = pool.get().await.map_err(failed)?;
-                let tx = client.transaction().await.map_err(failed)?;
-                put_row(
-                    &tx,
-                    "UPDATE civex_gateways SET seen_at = CURRENT_TIMESTAMP WHERE gateway = $1",
-                    "INSERT INTO civex_gateways (gateway, seen_at) VALUES ($1, CURRENT_TIMESTAMP)",
-                    &[&gateway],
-                )
-                .await?;
-                let insert = tx
-                    .prepare_cached("INSERT INTO civex_gateway_calls (gateway, agency, calls) VALUES ($1, $2, $3)")
-                    .await
-                    .map_err(failed)?;
-                tx.execute("DELETE FROM civex_gateway_calls WHERE gateway = $1", &[&gateway])
-                    .await
-                    .map_err(failed)?;
-                let rows: Vec<[&(dyn ToSql + Sync); 3]> = calls
-                    .iter()
-                    .map(|(agency, n)| [&gateway as _, agency as _, n as _])
-                    .collect();
-                futures::future::try_join_all(rows.iter().map(|row| tx.execute(&insert, row)))
-                    .await
-                    .map_err(failed)?;
-                // Gateways gone for a minute are forgotten.
-                tx.batch_execute(
-                    "DELETE FROM civex_gateway_calls WHERE gateway IN (SELECT gateway FROM civex_gateways \
-                     WHERE seen_at < CURRENT_TIMESTAMP - INTERVAL '1 minute'); \
-                     DELETE FROM civex_gateways WHERE seen_at < CURRENT_TIMESTAMP - INTERVAL '1 minute'",
-                )
-                .await
-                .map_err(failed)?;
-                let live = "g.seen_at > CURRENT_TIMESTAMP - INTERVAL '2 seconds'";
-                let gateways = tx
-                    .query_one(&format!("SELECT COUNT(*) FROM civex_gateways g WHERE {live}"), &[])
-                    .await
-                    .map_err(failed)?
-                    .get::<_, i64>(0);
-                let rows = tx
-                    .query(
-                        &format!(
-                            "SELECT c.agency, CAST(SUM(c.calls) AS BIGINT) FROM civex_gateway_calls c \
-                             JOIN civex_gateways g ON g.gateway = c.gateway WHERE {live} GROUP BY c.agency"
-                        ),
-                        &[],
+                // Gateways gone for a minute are forgotten, in a statement of its own.
+                client
+                    .execute(
+                        "DELETE FROM civex_gateways WHERE seen_at < CURRENT_TIMESTAMP - INTERVAL '1 minute' \
+                         AND gateway <> $1",
+                        &[&gateway],
                     )
                     .await
                     .map_err(failed)?;
+                let tx = client.transaction().await.map_err(failed)?;
+                put_row(
+                    &tx,
+                    "UPDATE civex_gateways SET seen_at = CURRENT_TIMESTAMP, calls = $2 WHERE gateway = $1",
+                    "INSERT INTO civex_gateways (gateway, seen_at, calls) VALUES ($1, CURRENT_TIMESTAMP, $2)",
+                    &[&gateway, &calls],
+                )
+                .await?;
                 tx.commit().await.map_err(failed)?;
-                Ok(Load {
-                    gateways: u32::try_from(gateways).unwrap_or(u32::MAX),
-                    calls: rows
-                        .iter()
-                        .map(|r| (r.get(0), u64::try_from(r.get::<_, i64>(1)).unwrap_or(0)))
-                        .collect(),
-                })
+                // Alive: published within `net::limits::LIVE`.
+                let live = client
+                    .prepare_cached(
+                        "SELECT calls FROM civex_gateways WHERE seen_at > CURRENT_TIMESTAMP - INTERVAL '2 seconds'",
+                    )
+                    .await
+                    .map_err(failed)?;
+                let rows = client.query(&live, &[]).await.map_err(failed)?;
+                Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>())
             })
             .await
-            .map_err(StoreError)
+            .map_err(StoreError)?;
+        let mut load = Load {
+            gateways: u32::try_from(rows.len()).unwrap_or(u32::MAX),
+            calls: HashMap::new(),
+        };
+        for row in rows {
+            let calls: HashMap<String, u64> = serde_json::from_str(&row)
+                .map_err(|e| StoreError(failed(format!("a gateway's published calls: {e}"))))?;
+            for (agency, n) in calls {
+                *load.calls.entry(agency).or_default() += n;
+            }
+        }
+        Ok(load)
     }
 }
 
@@ -138,19 +124,51 @@ impl AgencyStore for PgAgencies {
     }
 
     async fn put(&self, agencies: &[Agency]) -> Result<(), StoreError> {
+        self.write(agencies, false).await.map(drop)
+    }
+
+    async fn seed(&self, agencies: &[Agency]) -> Result<Vec<Agency>, StoreError> {
+        if self.write(agencies, true).await? {
+            return Ok(agencies.to_vec());
+        }
+        self.list().await
+    }
+}
+
+impl PgAgencies {
+    /// Stores `agencies`, or with `only_if_none` only into an empty table;
+    /// whether it stored them.
+    async fn write(&self, agencies: &[Agency], only_if_none: bool) -> Result<bool, StoreError> {
         let rows: Vec<(String, String)> = agencies
             .iter()
             .map(|a| Ok((a.code.clone(), serde_json::to_string(a)?)))
             .collect::<Result<_, serde_json::Error>>()
             .map_err(StoreError::new)?;
         self.0
-            .run(|pool| async move {
+            .run(move |pool| async move {
                 let mut client = pool.get().await.map_err(failed)?;
-                let tx = client.transaction().await.map_err(failed)?;
-                // First, as it locks the counter's row: puts from gateways
-                // starting together on an empty database take turns, and
-                // the later finds the rows the earlier inserted.
+                // Read committed, whatever the server's default: a writer
+                // that waited for the counter's lock then sees what the
+                // one before it committed.
+                let tx = client
+                    .build_transaction()
+                    .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
+                    .start()
+                    .await
+                    .map_err(failed)?;
+                // First, as it locks the counter's row: writers take turns.
                 changed(&tx).await?;
+                if only_if_none {
+                    let count: i64 = tx
+                        .query_one("SELECT COUNT(*) FROM civex_agencies", &[])
+                        .await
+                        .map_err(failed)?
+                        .get(0);
+                    if count > 0 {
+                        tx.rollback().await.map_err(failed)?;
+                        return Ok(false);
+                    }
+                }
                 for (code, body) in &rows {
                     put_row(
                         &tx,
@@ -160,7 +178,8 @@ impl AgencyStore for PgAgencies {
                     )
                     .await?;
                 }
-                tx.commit().await.map_err(failed)
+                tx.commit().await.map_err(failed)?;
+                Ok(true)
             })
             .await
             .map_err(StoreError)
