@@ -12,7 +12,8 @@ use civex_tests::{TestGateway, reason};
 use prost::Message;
 use tonic::Code;
 
-fn query(citizen: &str, consent: &str) -> QueryRequest {
+/// A query of the household's division under `consent`.
+pub(crate) fn query(citizen: &str, consent: &str) -> QueryRequest {
     QueryRequest {
         citizen_id: citizen.into(),
         attributes: vec!["ps.hukou.division".into()],
@@ -22,7 +23,8 @@ fn query(citizen: &str, consent: &str) -> QueryRequest {
     }
 }
 
-fn first_citizen(gw: &TestGateway) -> String {
+/// The first citizen of the demo's public-security registry.
+pub(crate) fn first_citizen(gw: &TestGateway) -> String {
     gw.records(Department::PublicSecurity)[0]["citizen_id"]
         .as_str()
         .unwrap()

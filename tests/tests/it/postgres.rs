@@ -6,11 +6,14 @@ use std::collections::HashMap;
 use civex_adapters::Department;
 use civex_audit::{checkpoint, keys::Verifier, merkle};
 use civex_gateway::config::{Config, Engine, StorageConfig};
-use civex_proto::v1::{AuditSearchRequest, CheckpointRequest, GetConsentRequest, InclusionProofRequest, QueryRequest};
+use civex_proto::v1::{AuditSearchRequest, CheckpointRequest, GetConsentRequest, InclusionProofRequest};
 use civex_testpg::TestPostgres;
 use civex_tests::{TestGateway, reason};
 
-use crate::audit::hashes;
+use crate::{
+    audit::hashes,
+    consent::{first_citizen, query},
+};
 
 pub(crate) fn postgres() -> TestPostgres {
     TestPostgres::start().unwrap_or_else(|e| panic!("{e}"))
@@ -26,16 +29,6 @@ fn on_url(url: String) -> impl FnOnce(&mut Config) {
             engine: Engine::Postgres,
             url: Some(url),
         }
-    }
-}
-
-fn query(citizen: &str, consent: &str) -> QueryRequest {
-    QueryRequest {
-        citizen_id: citizen.into(),
-        attributes: vec!["ps.hukou.division".into()],
-        purpose: "hukou.settlement".into(),
-        consent_id: consent.into(),
-        ..Default::default()
     }
 }
 
@@ -101,10 +94,7 @@ async fn extends(
 async fn a_gateway_on_postgres_answers_counts_and_proves_and_keeps_it_across_a_restart() {
     let pg = postgres();
     let gw = TestGateway::start_with(on(&pg)).await;
-    let citizen = gw.records(Department::PublicSecurity)[0]["citizen_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let citizen = first_citizen(&gw);
     let consent = gw
         .grant(&citizen, "qujing-psb", &["ps.hukou.division"], "hukou.settlement", 7)
         .await;
@@ -174,10 +164,7 @@ async fn three_gateways_share_one_log_count_uses_exactly_and_see_a_suspension_at
     let pg = postgres();
     let first = TestGateway::start_with(on(&pg)).await;
     let gateways = [&first, &first.join().await, &first.join().await];
-    let citizen = first.records(Department::PublicSecurity)[0]["citizen_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let citizen = first_citizen(&first);
     let consent = first
         .grant(&citizen, "qujing-psb", &["ps.hukou.division"], "hukou.settlement", 7)
         .await;
@@ -426,10 +413,7 @@ async fn a_database_that_takes_only_tls_is_reached_over_tls_and_checked_against_
         .expect("refused");
     assert!(asks_tls.0.contains("sslrootcert"), "{asks_tls}");
 
-    let citizen = gw.records(Department::PublicSecurity)[0]["citizen_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let citizen = first_citizen(&gw);
     let consent = gw
         .grant(&citizen, "qujing-psb", &["ps.hukou.division"], "hukou.settlement", 1)
         .await;

@@ -152,20 +152,18 @@ impl RegistryWriter for PgReplacement {
             bodies.push(String::from_utf8(record).map_err(|e| storage(self.department, e))?);
         }
         self.count += ids.len();
-        let (code, version) = (self.department.code(), self.version);
         self.db
-            .block(move |pool| async move {
-                let client = pool.get().await.map_err(failed)?;
-                client
-                    .execute(
-                        "INSERT INTO civex_registry_records (department, version, citizen_id, record) \
-                         SELECT $1, $2, id, record FROM UNNEST($3::TEXT[], $4::TEXT[]) AS r(id, record)",
-                        &[&code, &version, &ids, &bodies],
-                    )
-                    .await
-                    .map(drop)
-                    .map_err(failed)
-            })
+            .query_blocking(
+                "INSERT INTO civex_registry_records (department, version, citizen_id, record) \
+                 SELECT $1, $2, id, record FROM UNNEST($3::TEXT[], $4::TEXT[]) AS r(id, record)",
+                vec![
+                    Box::new(self.department.code()),
+                    Box::new(self.version),
+                    Box::new(ids),
+                    Box::new(bodies),
+                ],
+            )
+            .map(drop)
             .map_err(|e| storage(self.department, e))
     }
 
@@ -224,19 +222,12 @@ impl RegistryWriter for PgReplacement {
     }
 
     fn abandon(self: Box<Self>) -> Result<(), AdapterError> {
-        let (code, version) = (self.department.code(), self.version);
         self.db
-            .block(move |pool| async move {
-                let client = pool.get().await.map_err(failed)?;
-                client
-                    .execute(
-                        "DELETE FROM civex_registry_records WHERE department = $1 AND version = $2",
-                        &[&code, &version],
-                    )
-                    .await
-                    .map(drop)
-                    .map_err(failed)
-            })
+            .query_blocking(
+                "DELETE FROM civex_registry_records WHERE department = $1 AND version = $2",
+                vec![Box::new(self.department.code()), Box::new(self.version)],
+            )
+            .map(drop)
             .map_err(|e| storage(self.department, e))
     }
 }
