@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "civex/v1/source.proto",
     "civex/v1/audit.proto",
     "civex/v1/admin.proto",
+    "civex/v1/oversight.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -6,7 +6,7 @@
 //! not yet indexed is still found.
 //! Page tokens are the last index looked at, so they stay valid as the log grows.
 
-use std::time::SystemTime;
+use std::{collections::BTreeMap, time::SystemTime};
 
 use civex_proto::v1::{AuditEntry, AuditRecord, Decision};
 use prost::Message;
@@ -23,6 +23,10 @@ const SCAN_BUDGET: usize = 10_000;
 pub struct Filter {
     pub citizen_ref: Option<String>,
     pub agency: Option<String>,
+    /// The official (the agency's operator label).
+    pub operator: Option<String>,
+    pub request_id: Option<String>,
+    pub consent_id: Option<String>,
     /// Any of these actions (empty: any action).
     pub actions: Vec<String>,
     pub decision: Option<Decision>,
@@ -36,11 +40,30 @@ impl Filter {
             .as_ref()
             .is_none_or(|c| *c == r.citizen_ref || r.related_refs.contains(c))
             && self.agency.as_ref().is_none_or(|a| *a == r.agency)
+            && self.operator.as_ref().is_none_or(|o| *o == r.operator)
+            && self.request_id.as_ref().is_none_or(|q| *q == r.request_id)
+            && self
+                .consent_id
+                .as_ref()
+                .is_none_or(|c| *c == r.consent_id || r.consent_uses.contains(c))
             && (self.actions.is_empty() || self.actions.contains(&r.action))
             && self.decision.is_none_or(|d| d as i32 == r.decision)
             && self.since.is_none_or(|s| time.is_some_and(|t| t >= s))
             && self.until.is_none_or(|u| time.is_some_and(|t| t < u))
     }
+}
+
+/// One row of [`AuditLog::tally`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tally {
+    pub agency: String,
+    /// Empty unless counted per operator.
+    pub operator: String,
+    pub action: String,
+    /// A [`Decision`] as its number.
+    pub decision: i32,
+    pub reason: String,
+    pub count: u64,
 }
 
 /// One page of results and where to continue.
@@ -71,6 +94,7 @@ pub fn entry(index: u64, leaf: Vec<u8>) -> Result<AuditEntry, AuditError> {
         note: r.note,
         related_refs: r.related_refs,
         consent_uses: r.consent_uses,
+        certificate: r.certificate,
         leaf,
     })
 }
@@ -129,6 +153,50 @@ impl AuditLog {
             }
         }
         Ok(page)
+    }
+
+    /// Counts the records of the window `[since, until)` by agency, operator
+    /// (with `per_operator`), action, decision and reason: refusals only, or
+    /// every call with `allowed`. Reads every record of the window.
+    pub fn tally(
+        &self,
+        since: Option<SystemTime>,
+        until: Option<SystemTime>,
+        allowed: bool,
+        per_operator: bool,
+    ) -> Result<Vec<Tally>, AuditError> {
+        let size = self.size();
+        let first = match since {
+            Some(since) => self.first_at_or_after(since)?,
+            None => 0,
+        };
+        let mut counts: BTreeMap<(String, String, String, i32, String), u64> = BTreeMap::new();
+        for index in first..size {
+            let Some(leaf) = self.store().leaf(index)? else { break };
+            let e = entry(index, leaf)?;
+            let time = e.time.as_ref().and_then(system_time);
+            if until.is_some_and(|u| time.is_some_and(|t| t >= u)) {
+                break;
+            }
+            if !allowed && e.decision != Decision::Deny as i32 {
+                continue;
+            }
+            let operator = if per_operator { e.operator } else { String::new() };
+            *counts
+                .entry((e.agency, operator, e.action, e.decision, e.reason))
+                .or_default() += 1;
+        }
+        Ok(counts
+            .into_iter()
+            .map(|((agency, operator, action, decision, reason), count)| Tally {
+                agency,
+                operator,
+                action,
+                decision,
+                reason,
+                count,
+            })
+            .collect())
     }
 
     /// The first index whose record time is at or after `t` (binary search:

@@ -40,10 +40,23 @@ pub(super) enum AuditCommand {
         #[command(flatten)]
         conn: Conn,
     },
-    /// Refused requests per agency and reason.
+    /// Refused requests per agency and reason; with a window or options,
+    /// the window's calls counted by agency, action, decision and reason.
     Report {
         #[command(flatten)]
         conn: Conn,
+        /// Only records at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only records before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// Count allowed calls too.
+        #[arg(long)]
+        allowed: bool,
+        /// One row per operator of each agency.
+        #[arg(long)]
+        per_operator: bool,
     },
     /// Rebuild the search indexes from the log (the gateway must be stopped).
     Reindex {
@@ -97,8 +110,20 @@ pub(super) struct SearchArgs {
     citizen: String,
     #[arg(long, default_value = "")]
     agency_filter: String,
+    /// Only these actions (repeat for several), e.g. `ExchangeService/Query`.
+    #[arg(long)]
+    action: Vec<String>,
+    /// Only calls by this official (the agency's operator label).
     #[arg(long, default_value = "")]
-    action: String,
+    operator: String,
+    #[arg(long, default_value = "")]
+    request_id: String,
+    /// Only calls under, or using, this consent.
+    #[arg(long, default_value = "")]
+    consent_id: String,
+    /// The citizen by pseudonym, as entries and alerts show it.
+    #[arg(long, default_value = "", conflicts_with = "citizen")]
+    citizen_ref: String,
     #[arg(long, value_enum)]
     decision: Option<DecisionArg>,
     /// Only records at or after this time (RFC 3339).
@@ -152,12 +177,41 @@ pub(super) async fn run(command: AuditCommand) -> anyhow::Result<()> {
             print!("{}", cp.note);
             Ok(())
         }
-        AuditCommand::Report { conn } => {
+        AuditCommand::Report {
+            conn,
+            since,
+            until,
+            allowed,
+            per_operator,
+        } => {
             let mut client = AuditServiceClient::new(conn.channel(AUDITOR).await?);
-            let report = client.report(ReportRequest {}).await.map_err(rpc_error)?.into_inner();
-            println!("{:<20} {:<24} {:>8}", "agency", "reason", "refused");
+            let request = ReportRequest {
+                since: parse_time(&since)?,
+                until: parse_time(&until)?,
+                allowed,
+                per_operator,
+            };
+            let report = client.report(request).await.map_err(rpc_error)?.into_inner();
+            println!(
+                "{:<20} {:<16} {:<32} {:<8} {:<24} {:>8}",
+                "agency", "operator", "action", "decision", "reason", "calls"
+            );
             for row in report.rows {
-                println!("{:<20} {:<24} {:>8}", row.agency, row.reason, row.count);
+                let decision = if row.decision == Decision::Allow as i32 {
+                    "allow"
+                } else {
+                    "deny"
+                };
+                let or_dash = |s: &str| if s.is_empty() { "-".to_owned() } else { s.to_owned() };
+                println!(
+                    "{:<20} {:<16} {:<32} {:<8} {:<24} {:>8}",
+                    row.agency,
+                    or_dash(&row.operator),
+                    or_dash(&row.action),
+                    decision,
+                    or_dash(&row.reason),
+                    row.count
+                );
             }
             Ok(())
         }
@@ -323,7 +377,11 @@ async fn search(a: SearchArgs) -> anyhow::Result<()> {
     let mut request = AuditSearchRequest {
         citizen_id: a.citizen,
         agency: a.agency_filter,
-        action: a.action,
+        actions: a.action,
+        operator: a.operator,
+        request_id: a.request_id,
+        consent_id: a.consent_id,
+        citizen_ref: a.citizen_ref,
         decision: match a.decision {
             None => Decision::Unspecified,
             Some(DecisionArg::Allow) => Decision::Allow,
@@ -332,7 +390,7 @@ async fn search(a: SearchArgs) -> anyhow::Result<()> {
         since: parse_time(&a.since)?,
         until: parse_time(&a.until)?,
         page_size: a.limit.min(1000) as u32,
-        page_token: String::new(),
+        ..AuditSearchRequest::default()
     };
     let mut shown = 0;
     loop {

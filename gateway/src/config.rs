@@ -13,9 +13,12 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{
-    access::{self, AccessRight, Agency, RateLimit, Role, Status, is_agency_code},
-    predicates::Thresholds,
+use crate::{
+    oversight::rules::AlertsConfig,
+    policy::{
+        access::{self, AccessRight, Agency, RateLimit, Role, Status, is_agency_code},
+        predicates::Thresholds,
+    },
 };
 
 /// Why a configuration cannot be used.
@@ -48,6 +51,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Thresholds of the eligibility predicates that the reform leaves to local rules.
     pub predicates: Thresholds,
+    /// The oversight rules' thresholds, `[alerts.<rule>]` (DESIGN §13).
+    pub alerts: AlertsConfig,
     /// Where each department's facts come from, by department code; a
     /// department not listed is embedded (served from this gateway's store).
     pub departments: BTreeMap<String, DepartmentConfig>,
@@ -330,6 +335,7 @@ impl Default for Config {
             limits: Limits::default(),
             audit: AuditConfig::default(),
             predicates: Thresholds::default(),
+            alerts: AlertsConfig::default(),
             departments: BTreeMap::new(),
             agencies: demo_agencies(),
         }
@@ -392,6 +398,7 @@ impl Config {
         if self.tls.certificate_days == 0 || self.tls.crl_days == 0 {
             return invalid("tls certificate_days and crl_days must be positive".into());
         }
+        self.alerts.resolve()?;
         if self.audit.checkpoint_every == 0 || self.audit.checkpoint_interval_ms == 0 {
             return invalid("audit checkpoint_every and checkpoint_interval_ms must be positive".into());
         }

@@ -47,6 +47,8 @@ pub enum Reason {
     MalformedRequest,
     CertificateNotFound,
     AlreadyExists,
+    AlertNotFound,
+    CaseNotFound,
     /// Not in the contract's table: a fault inside civex (storage, bugs).
     Internal,
 }
@@ -81,6 +83,8 @@ impl Reason {
             Reason::MalformedRequest => "MALFORMED_REQUEST",
             Reason::CertificateNotFound => "CERTIFICATE_NOT_FOUND",
             Reason::AlreadyExists => "ALREADY_EXISTS",
+            Reason::AlertNotFound => "ALERT_NOT_FOUND",
+            Reason::CaseNotFound => "CASE_NOT_FOUND",
             Reason::Internal => "INTERNAL",
         }
     }
@@ -105,7 +109,9 @@ impl Reason {
             | Reason::AgencySuspended
             | Reason::CertificateRevoked
             | Reason::RelatedConsentRequired => Code::PermissionDenied,
-            Reason::ConsentNotFound | Reason::CertificateNotFound => Code::NotFound,
+            Reason::ConsentNotFound | Reason::CertificateNotFound | Reason::AlertNotFound | Reason::CaseNotFound => {
+                Code::NotFound
+            }
             Reason::AlreadyExists => Code::AlreadyExists,
             Reason::ConsentExpired | Reason::ConsentRevoked | Reason::ConsentExhausted => Code::FailedPrecondition,
             Reason::RateLimited => Code::ResourceExhausted,
@@ -166,6 +172,18 @@ impl From<AuditError> for Error {
             AuditError::Proof(p) => Error::new(Reason::InvalidRequest, p.to_string()),
             other => Error::internal(other),
         }
+    }
+}
+
+impl From<crate::store::StoreError> for Error {
+    /// A store that cannot be read or written: like the log, nothing is
+    /// answered from it and nothing changes.
+    fn from(e: crate::store::StoreError) -> Error {
+        tracing::error!(cause = %e, "store unavailable");
+        Error::new(
+            Reason::AuditUnavailable,
+            "the store cannot be read or written: nothing changed",
+        )
     }
 }
 

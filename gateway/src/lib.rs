@@ -32,6 +32,7 @@ pub mod departments;
 pub mod directory;
 pub mod error;
 pub mod net;
+pub mod oversight;
 pub mod policy;
 pub mod service;
 pub mod store;
@@ -45,6 +46,7 @@ use civex_audit::{AuditLog, Pseudonymizer, WriterConfig, keys::Signer};
 use civex_proto::v1::{
     admin_service_server::AdminServiceServer, audit_service_server::AuditServiceServer,
     consent_service_server::ConsentServiceServer, exchange_service_server::ExchangeServiceServer,
+    oversight_service_server::OversightServiceServer,
 };
 use tokio::net::TcpListener;
 use tonic::transport::Server;
@@ -250,6 +252,7 @@ impl Gateway {
                 Some(_) => changes::Freshness::shared(),
                 None => changes::Freshness::local(),
             },
+            oversight: stores.oversight.clone(),
         });
         let listener = TcpListener::bind(config.listen)
             .await
@@ -321,6 +324,11 @@ impl Gateway {
             .changes
             .clone()
             .map(|feed| tokio::spawn(changes::follow(feed, self.state.clone())));
+        let rules = self.config.alerts.resolve().map_err(StartError::Config)?;
+        let alerts = tokio::spawn(oversight::follow(
+            self.state.clone(),
+            oversight::Oversight::new(self.stores.oversight.clone(), rules),
+        ));
         let share = self.stores.load.clone().map(|load| {
             // Unique per process: a restarted gateway publishes afresh.
             let gateway = format!("{}/{:016x}", self.local_addr, rand::random::<u64>());
@@ -369,11 +377,15 @@ impl Gateway {
             .add_service(ConsentServiceServer::new(Consents::new(state.clone())).max_decoding_message_size(max))
             .add_service(AuditServiceServer::new(Audit::new(state.clone())).max_decoding_message_size(max))
             .add_service(AdminServiceServer::new(Admin::new(state.clone())).max_decoding_message_size(max))
+            .add_service(
+                OversightServiceServer::new(service::oversight::Oversight::new(state.clone()))
+                    .max_decoding_message_size(max),
+            )
             .serve_with_incoming_shutdown(incoming, signal)
             .await?;
         self.state.audit.close().await;
         // Calls still draining were checked against changes followed until now.
-        for task in follow.into_iter().chain(share) {
+        for task in follow.into_iter().chain(share).chain([alerts]) {
             task.abort();
         }
         if let civex_audit::LogEngine::Local { ledger, .. } = &self.stores.log {
@@ -385,12 +397,13 @@ impl Gateway {
 }
 
 /// The services health is reported for: the whole server ("") and each gRPC service.
-const SERVICES: [&str; 5] = [
+const SERVICES: [&str; 6] = [
     "",
     "civex.v1.ExchangeService",
     "civex.v1.ConsentService",
     "civex.v1.AuditService",
     "civex.v1.AdminService",
+    "civex.v1.OversightService",
 ];
 
 /// Binds and serves `config` until `shutdown` resolves.

@@ -10,6 +10,7 @@
 //! - `civex/v1/source.proto`: `DepartmentSourceService` (departments' own systems).
 //! - `civex/v1/audit.proto`: `AuditService` (auditors) and the audit record.
 //! - `civex/v1/admin.proto`: `AdminService` (administrators).
+//! - `civex/v1/oversight.proto`: `OversightService` (auditors): alerts, the watch list, cases.
 
 //!
 //! The `grpc` feature (on by default) adds the tonic clients and servers;

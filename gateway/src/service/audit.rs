@@ -47,6 +47,16 @@ fn page_token(token: &str) -> Result<Option<u64>, Error> {
         .map_err(|_| Error::new(Reason::InvalidRequest, "malformed page_token"))
 }
 
+/// An optional time of a request, checked.
+pub(crate) fn time(t: Option<prost_types::Timestamp>, field: &str) -> Result<Option<std::time::SystemTime>, Error> {
+    match t {
+        None => Ok(None),
+        Some(t) => system_time(&t)
+            .map(Some)
+            .ok_or_else(|| Error::new(Reason::InvalidRequest, format!("{field} is not a valid time"))),
+    }
+}
+
 fn page_size(size: u32) -> usize {
     if size == 0 { DEFAULT_PAGE } else { size as usize }
 }
@@ -73,21 +83,47 @@ impl Audit {
             draft.citizen(&self.state, &citizen);
             filter.citizen_ref = Some(self.state.pseudonyms.citizen_ref(citizen.as_str()));
         }
-        for (field, value) in [("agency", &req.agency), ("action", &req.action)] {
+        if !req.citizen_ref.is_empty() {
+            if req.citizen_ref.len() != 64 || !req.citizen_ref.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(Error::new(
+                    Reason::InvalidRequest,
+                    "citizen_ref is a pseudonym: 64 hex characters",
+                ));
+            }
+            if filter.citizen_ref.is_some() {
+                return Err(Error::new(
+                    Reason::InvalidRequest,
+                    "give citizen_id or citizen_ref, not both",
+                ));
+            }
+            filter.citizen_ref = Some(req.citizen_ref.to_ascii_lowercase());
+        }
+        for (field, value) in [
+            ("agency", &req.agency),
+            ("action", &req.action),
+            ("operator", &req.operator),
+            ("request_id", &req.request_id),
+            ("consent_id", &req.consent_id),
+        ]
+        .into_iter()
+        .chain(req.actions.iter().map(|a| ("actions", a)))
+        {
             check_label(field, value)?;
         }
-        filter.agency = Some(req.agency).filter(|a| !a.is_empty());
-        filter.actions = Some(req.action).filter(|a| !a.is_empty()).into_iter().collect();
+        let set = |v: String| Some(v).filter(|v| !v.is_empty());
+        filter.agency = set(req.agency);
+        filter.operator = set(req.operator);
+        filter.request_id = set(req.request_id);
+        filter.consent_id = set(req.consent_id);
+        filter.actions = set(req.action)
+            .into_iter()
+            .chain(req.actions)
+            .filter(|a| !a.is_empty())
+            .collect();
         filter.decision = match Decision::try_from(req.decision) {
             Ok(Decision::Unspecified) => None,
             Ok(d) => Some(d),
             Err(_) => return Err(Error::new(Reason::InvalidRequest, "unknown decision")),
-        };
-        let time = |t: Option<prost_types::Timestamp>, field: &str| match t {
-            None => Ok(None),
-            Some(t) => system_time(&t)
-                .map(Some)
-                .ok_or_else(|| Error::new(Reason::InvalidRequest, format!("{field} is not a valid time"))),
         };
         filter.since = time(req.since, "since")?;
         filter.until = time(req.until, "until")?;
@@ -195,7 +231,25 @@ impl AuditService for Audit {
     async fn report(&self, request: Request<ReportRequest>) -> Result<Response<ReportResponse>, Status> {
         let handle = async |request: Request<ReportRequest>, _: &mut Draft| {
             self.state.caller(&request, &[Role::Auditor])?;
-            let rows = self.state.audit.report()?;
+            let req = request.into_inner();
+            let (since, until) = (time(req.since, "since")?, time(req.until, "until")?);
+            if since.is_none() && until.is_none() && !req.allowed && !req.per_operator {
+                // Refusals over the whole log: the index's running totals.
+                let rows = self.state.audit.report()?;
+                return Ok(ReportResponse {
+                    rows: rows
+                        .into_iter()
+                        .map(|r| ReportRow {
+                            agency: r.agency,
+                            reason: r.reason,
+                            count: r.count,
+                            decision: Decision::Deny as i32,
+                            ..ReportRow::default()
+                        })
+                        .collect(),
+                });
+            }
+            let rows = self.state.audit.tally(since, until, req.allowed, req.per_operator)?;
             Ok(ReportResponse {
                 rows: rows
                     .into_iter()
@@ -203,6 +257,9 @@ impl AuditService for Audit {
                         agency: r.agency,
                         reason: r.reason,
                         count: r.count,
+                        operator: r.operator,
+                        decision: r.decision,
+                        action: r.action,
                     })
                     .collect(),
             })

@@ -12,6 +12,7 @@
 //! - [`consent`]: `ConsentService` (consent registrars).
 //! - [`audit`]: `AuditService` (auditors).
 //! - [`admin`]: `AdminService` (administrators).
+//! - [`oversight`]: `OversightService` (auditors): alerts, the watch list, cases.
 //! - [`guard`]: the tower layer every request passes: connection activity,
 //!   and the record of calls the decoder refused.
 
@@ -20,6 +21,7 @@ pub mod audit;
 pub mod consent;
 pub mod exchange;
 pub mod guard;
+pub mod oversight;
 
 use std::sync::Arc;
 
@@ -40,10 +42,10 @@ use crate::{
     net::{identity::PeerIdentity, limits::RateLimiters},
     policy::{
         access::{Agency, Role},
-        labels,
+        labels::{self, check_label},
         predicates::Thresholds,
     },
-    store::ConsentStore,
+    store::{ConsentStore, OversightStore},
 };
 
 /// Runs `call` on a task of its own and waits for it. A call that changes
@@ -76,7 +78,14 @@ pub struct State {
     pub limiters: Arc<RateLimiters>,
     /// Whether agencies and revocations are known current (a shared store).
     pub freshness: crate::changes::Freshness,
+    /// Alerts, the watch list and cases.
+    pub oversight: Arc<dyn OversightStore>,
 }
+
+/// The metadata naming the official who makes a call (the console's
+/// logged-in user, a registrar at the counter): an operator label for calls
+/// whose request has no `operator` field of its own.
+pub const OPERATOR: &str = "civex-operator";
 
 /// Most scopes kept in one audit record.
 const MAX_LOGGED_SCOPES: usize = 64;
@@ -124,9 +133,22 @@ impl Draft {
     /// The agency's own labels: the official at the counter and its request
     /// id, which the call's span carries from here on.
     pub fn labels(&mut self, operator: &str, request_id: &str) {
-        self.record.operator = labels::logged_label(operator);
+        // The request's own field, else what the call's metadata named.
+        if !operator.is_empty() {
+            self.record.operator = labels::logged_label(operator);
+        }
         self.record.request_id = labels::logged_label(request_id);
         tracing::Span::current().record("request_id", self.record.request_id.as_str());
+    }
+
+    /// The agency and operator the call came from.
+    pub fn official(&self) -> (&str, &str) {
+        (&self.record.agency, &self.record.operator)
+    }
+
+    /// What an oversight call acted on (an alert or case id), as a label.
+    pub fn subject_label(&mut self, id: &str) {
+        self.record.subject = labels::logged_label(id);
     }
 
     /// The caller's own words for a change (a reason text).
@@ -172,10 +194,15 @@ impl State {
         method: &'static str,
         handle: impl AsyncFnOnce(Request<T>, &mut Draft) -> Result<R, Error>,
     ) -> Result<(R, Appended), Status> {
-        let agency = request
+        let (agency, certificate) = request
             .extensions()
             .get::<PeerIdentity>()
-            .map(|p| p.agency.clone())
+            .map(|p| (p.agency.clone(), p.serial.clone()))
+            .unwrap_or_default();
+        let operator = request
+            .metadata()
+            .get(OPERATOR)
+            .map(|v| v.to_str().unwrap_or("[invalid]").to_owned())
             .unwrap_or_default();
         if let Some(handled) = request.extensions().get::<guard::Handled>() {
             handled.set();
@@ -184,7 +211,9 @@ impl State {
         let mut draft = Draft {
             record: AuditRecord {
                 agency,
+                operator: labels::logged_label(&operator),
                 action: method.to_owned(),
+                certificate,
                 ..Default::default()
             },
             consent_uses: Vec::new(),
@@ -193,7 +222,10 @@ impl State {
             recorded: None,
         };
         async {
-            let result = handle(request, &mut draft).await;
+            let result = match check_label(OPERATOR, &operator) {
+                Ok(()) => handle(request, &mut draft).await,
+                Err(e) => Err(e),
+            };
             if let Err(e) = &result {
                 tracing::debug!(reason = %e.reason, "refused");
             }

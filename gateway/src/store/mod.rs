@@ -10,6 +10,7 @@
 //! | the log's search indexes and refusal counters | [`civex_audit::IndexStore`] |
 //! | departments' registries | [`civex_adapters::RegistryStore`] |
 //! | each gateway's calls per agency, for shared quotas | [`LoadStore`] |
+//! | alerts, the watch list, cases, and how far the alert rules have run | [`OversightStore`] |
 //!
 //! Each trait says what must hold, not how: the embedded engine keeps
 //! consent uses exact by counting them in the audit writer (the log is
@@ -30,7 +31,7 @@ use std::{collections::HashMap, path::Path, sync::Arc};
 use async_trait::async_trait;
 use civex_adapters::{CitizenId, RegistryStore};
 use civex_audit::{IndexStore, LogEngine, LogStore};
-use civex_proto::v1::Consent;
+use civex_proto::v1::{Alert, Case, Consent, WatchEntry};
 
 use crate::{
     config::{Engine, StorageConfig},
@@ -59,6 +60,7 @@ pub struct Stores {
     pub log: LogEngine,
     pub audit_index: Arc<dyn IndexStore>,
     pub registries: Arc<dyn RegistryStore>,
+    pub oversight: Arc<dyn OversightStore>,
     /// The counter of changes other gateways make, for a store they share;
     /// `None` when this gateway is the store's only writer.
     pub changes: Option<Arc<dyn ChangeFeed>>,
@@ -186,4 +188,60 @@ pub trait ConsentStore: Send + Sync {
 
     /// Every consent registered for `citizen`.
     async fn list(&self, citizen: &CitizenId) -> Result<Vec<Consent>, ConsentError>;
+}
+
+/// An alert as the rules found it, with the key they count it by (an
+/// official, a certificate, a citizen's pseudonym, an agency).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub key: String,
+    pub alert: Alert,
+}
+
+/// Alerts, the auditors' watch list and cases (DESIGN §13), and how far the
+/// alert rules have run over the log.
+///
+/// An alert has two writers that never overwrite each other: the rules
+/// (its finding: indices, count, summary) and auditors (its state, case
+/// and note).
+#[async_trait]
+pub trait OversightStore: Send + Sync {
+    /// The log size through which the alert rules have run.
+    async fn evaluated(&self) -> Result<u64, StoreError>;
+
+    /// Records what the rules found in the records `from..to`, if they had
+    /// run through exactly `from`; otherwise another gateway ran them first,
+    /// nothing is written and the answer is `false`. Each of `findings` is
+    /// an alert new or grown: a grown alert keeps its state, case and note.
+    async fn advance(&self, from: u64, to: u64, findings: &[Finding]) -> Result<bool, StoreError>;
+
+    async fn alert(&self, id: &str) -> Result<Option<Alert>, StoreError>;
+
+    /// Alerts in id order (the order they were opened in), after `after`, at most `limit`.
+    async fn alerts(&self, after: &str, limit: usize) -> Result<Vec<Alert>, StoreError>;
+
+    /// Alerts opened at or after `since`, with their keys, for the rules.
+    async fn alerts_since(&self, since: std::time::SystemTime) -> Result<Vec<Finding>, StoreError>;
+
+    /// Puts a citizen on the watch list, replacing an earlier entry.
+    async fn watch(&self, entry: &WatchEntry) -> Result<(), StoreError>;
+
+    /// Takes a citizen off the watch list; what was there.
+    async fn unwatch(&self, citizen_ref: &str) -> Result<Option<WatchEntry>, StoreError>;
+
+    async fn watched(&self) -> Result<Vec<WatchEntry>, StoreError>;
+
+    /// Stores `case`, new when `events_before` is `None`, else replacing
+    /// the stored case if it still has `events_before` events (no other
+    /// auditor changed it since it was read); and, together with it, the
+    /// state, case and note of each of `alerts`. `false` when the case changed.
+    async fn put_case(&self, case: &Case, events_before: Option<usize>, alerts: &[Alert]) -> Result<bool, StoreError>;
+
+    /// Sets the state, case and note of each of `alerts`.
+    async fn set_alerts(&self, alerts: &[Alert]) -> Result<(), StoreError>;
+
+    async fn case(&self, id: &str) -> Result<Option<Case>, StoreError>;
+
+    /// Cases in id order after `after`, at most `limit`.
+    async fn cases(&self, after: &str, limit: usize) -> Result<Vec<Case>, StoreError>;
 }

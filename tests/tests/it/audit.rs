@@ -1086,17 +1086,22 @@ async fn the_oversight_report_counts_refusals_per_agency_and_reason() {
         row("qujing-tax", "ATTRIBUTE_ABOLISHED", 3),
         row("qujing-tax", "NO_ACCESS_RIGHT", 1),
     ];
-    let report = audit.report(ReportRequest {}).await.unwrap().into_inner();
+    let report = audit.report(ReportRequest::default()).await.unwrap().into_inner();
     assert_eq!(report_rows(report), expected);
 
     // A refused report is a refusal like any other.
-    let status = gw.audit("qujing-psb").await.report(ReportRequest {}).await.unwrap_err();
+    let status = gw
+        .audit("qujing-psb")
+        .await
+        .report(ReportRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(
         (status.code(), reason(&status).as_str()),
         (Code::PermissionDenied, "ROLE_REQUIRED")
     );
     expected.push(row("qujing-psb", "ROLE_REQUIRED", 1));
     expected.sort();
-    let report = audit.report(ReportRequest {}).await.unwrap().into_inner();
+    let report = audit.report(ReportRequest::default()).await.unwrap().into_inner();
     assert_eq!(report_rows(report), expected);
 }

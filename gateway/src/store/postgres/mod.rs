@@ -17,8 +17,10 @@
 //! - [`state`]: agencies, certificates and revocations, consents.
 //! - [`log`]: the audit log as a [`civex_audit::shared::SharedLog`], and its search indexes.
 //! - [`registries`]: the departments' registries.
+//! - [`oversight`]: alerts, the watch list and cases.
 
 pub mod log;
+pub mod oversight;
 pub mod registries;
 pub mod schema;
 pub mod state;
@@ -270,6 +272,7 @@ pub fn open(url: &str) -> Result<Stores, StoreError> {
         log: civex_audit::LogEngine::Shared(log),
         audit_index: Arc::new(log::PgIndex(db.clone())),
         registries: Arc::new(registries::PgRegistries(db.clone())),
+        oversight: Arc::new(oversight::PgOversight(db.clone())),
         changes: Some(Arc::new(state::PgChanges(db.clone()))),
         load: Some(Arc::new(state::PgLoad(db))),
     })

@@ -19,6 +19,10 @@
 //! | `civex_registries`, `civex_registry_records` | each department's current registry version; its records, JSON |
 //! | `civex_gateways` | when each gateway last published its calls per second per agency, and those calls (JSON) |
 //! | `civex_registry_counter` | the last version given to a registry import |
+//! | `civex_oversight_head` | the log size the alert rules have run through |
+//! | `civex_alerts` | each alert: the rules' finding (the encoded `Alert`), its key and opening time, and the auditors' state, case and note |
+//! | `civex_watched` | the auditors' watch list: pseudonym → the encoded `WatchEntry` |
+//! | `civex_cases` | each case, encoded, with its number of events (a case changes only from the count it was read at) |
 
 use deadpool_postgres::Pool;
 
@@ -62,6 +66,13 @@ const MIGRATIONS: &[&[&str]] = &[
          calls TEXT NOT NULL)",
         "CREATE TABLE civex_registry_counter (id INTEGER PRIMARY KEY, last BIGINT NOT NULL)",
         "INSERT INTO civex_registry_counter (id, last) SELECT 1, COALESCE(MAX(version), 0) FROM civex_registries",
+        "CREATE TABLE civex_oversight_head (id INTEGER PRIMARY KEY, evaluated BIGINT NOT NULL)",
+        "INSERT INTO civex_oversight_head (id, evaluated) VALUES (1, 0)",
+        "CREATE TABLE civex_alerts (id TEXT PRIMARY KEY, key TEXT NOT NULL, opened_at BIGINT NOT NULL, \
+         finding BYTEA NOT NULL, state INTEGER NOT NULL, case_id TEXT NOT NULL, note TEXT NOT NULL)",
+        "CREATE INDEX civex_alerts_opened ON civex_alerts (opened_at)",
+        "CREATE TABLE civex_watched (citizen_ref TEXT PRIMARY KEY, body BYTEA NOT NULL)",
+        "CREATE TABLE civex_cases (id TEXT PRIMARY KEY, events BIGINT NOT NULL, body BYTEA NOT NULL)",
     ],
 ];
 

@@ -9,7 +9,8 @@
 //! Consent uses and withdrawals are counted by the audit writer, which
 //! makes them durable in its records; this store is told after each batch
 //! (not flushed) and brought up to date from the log at start, from its
-//! `applied` watermark.
+//! `applied` watermark. Alerts, the watch list and cases have a database
+//! of their own ([`oversight`]).
 //!
 //! | database | tree | key | value |
 //! |---|---|---|---|
@@ -26,6 +27,8 @@
 //! is written whole or not at all without a sled batch or transaction: the
 //! first of those in a process makes every sled operation in it take one
 //! global lock, which the request path's reads would wait on.
+
+pub mod oversight;
 
 use std::{
     collections::HashMap,
@@ -68,6 +71,7 @@ pub fn open(dir: &Path) -> Result<Stores, StoreError> {
         },
         audit_index: open_log_index(dir)?,
         registries: Arc::new(EmbeddedRegistries::new(db)),
+        oversight: Arc::new(oversight::SledOversight::open(dir)?),
         changes: None,
         load: None,
     })
