@@ -32,6 +32,7 @@ use civex_gateway::{
 use civex_proto::v1::{
     Consent, GrantConsentRequest, admin_service_client::AdminServiceClient, audit_service_client::AuditServiceClient,
     consent_service_client::ConsentServiceClient, exchange_service_client::ExchangeServiceClient,
+    oversight_service_client::OversightServiceClient,
 };
 use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::transport::Channel;
@@ -331,6 +332,21 @@ impl TestGateway {
     pub async fn audit(&self, agency: &str) -> AuditServiceClient<Channel> {
         AuditServiceClient::new(self.channel(agency).await)
     }
+
+    pub async fn oversight(&self, agency: &str) -> OversightServiceClient<Channel> {
+        OversightServiceClient::new(self.channel(agency).await)
+    }
+}
+
+/// `message` as a request from the official `operator` (the
+/// `civex-operator` metadata, for calls whose request has no field for it).
+pub fn as_operator<T>(message: T, operator: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        civex_gateway::service::OPERATOR,
+        operator.parse().expect("an ASCII operator label"),
+    );
+    request
 }
 
 impl Drop for TestGateway {

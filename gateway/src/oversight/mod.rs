@@ -132,8 +132,6 @@ impl Oversight {
     pub async fn step(&mut self, log: &AuditLog) -> Result<bool, StoreError> {
         let size = log.size();
         let evaluated = self.store.evaluated().await?;
-        let watched = self.store.watched().await?;
-        self.engine.watch(watched.into_iter().map(|w| w.citizen_ref).collect());
         if self.fed != Some(evaluated) {
             self.catch_up(log, evaluated).await?;
         }
@@ -178,7 +176,10 @@ impl Oversight {
         let mut from = match self.fed {
             Some(fed) if fed <= evaluated => fed,
             _ => {
+                // The watch list as it stands; the records fed from here on change it.
                 self.engine.reset();
+                let watched = self.store.watched().await?;
+                self.engine.watch(watched.into_iter().map(|w| w.citizen_ref).collect());
                 first_at_or_after(log, since, evaluated)?
             }
         };

@@ -22,6 +22,8 @@ use crate::config::ConfigError;
 const LOOKUPS: &[&str] = &["ExchangeService/Query", "ExchangeService/Check"];
 const GRANT: &str = "ConsentService/Grant";
 const HISTORY: &str = "AuditService/AccessHistory";
+const WATCH: &str = "OversightService/WatchCitizen";
+const UNWATCH: &str = "OversightService/UnwatchCitizen";
 /// Oversight's own work: never an access to watch.
 const OVERSIGHT: &[&str] = &["AuditService/", "OversightService/"];
 /// How many indices an alert names at most.
@@ -449,7 +451,8 @@ impl Engine {
         self.grants.clear();
     }
 
-    /// The citizens on the auditors' watch list, by pseudonym.
+    /// The citizens on the auditors' watch list, by pseudonym, as it stood
+    /// before the records about to be fed (which then change it in log order).
     pub fn watch(&mut self, watched: HashSet<String>) {
         self.watched = watched;
     }
@@ -593,6 +596,13 @@ impl Engine {
                 vec![seen.index],
                 summary,
             ));
+        }
+        // The watch list changes in log order, with the auditors' calls.
+        if seen.allowed() && seen.is(&[WATCH]) {
+            self.watched.insert(r.citizen_ref.clone());
+        }
+        if seen.allowed() && seen.is(&[UNWATCH]) {
+            self.watched.remove(&r.citizen_ref);
         }
         if self.on(Rule::WatchedCitizen) && !oversight {
             for citizen in std::iter::once(&r.citizen_ref).chain(&r.related_refs) {

@@ -96,7 +96,9 @@ impl Audit {
                     "give citizen_id or citizen_ref, not both",
                 ));
             }
-            filter.citizen_ref = Some(req.citizen_ref.to_ascii_lowercase());
+            let citizen_ref = req.citizen_ref.to_ascii_lowercase();
+            draft.citizen_ref(&citizen_ref);
+            filter.citizen_ref = Some(citizen_ref);
         }
         for (field, value) in [
             ("agency", &req.agency),

@@ -109,6 +109,11 @@ impl Draft {
         self.record.citizen_ref = state.pseudonyms.citizen_ref(id.as_str());
     }
 
+    /// Records the citizen a call is about when it names them by pseudonym.
+    pub fn citizen_ref(&mut self, citizen_ref: &str) {
+        self.record.citizen_ref = citizen_ref.to_owned();
+    }
+
     /// Records the other people whose records the call read, by pseudonym only.
     pub fn related(&mut self, state: &State, ids: &[CitizenId]) {
         self.record.related_refs = ids.iter().map(|id| state.pseudonyms.citizen_ref(id.as_str())).collect();

@@ -253,6 +253,8 @@ impl Oversight {
     }
 
     async fn update_case(&self, req: UpdateCaseRequest, draft: &mut Draft) -> Result<Case, Error> {
+        check_label("case_id", &req.case_id)?;
+        draft.subject_label(&req.case_id);
         for (field, value) in [("note", &req.note), ("assignee", &req.assignee)] {
             check_label(field, value)?;
         }

@@ -8,6 +8,7 @@ mod consent;
 mod exchange;
 mod faults;
 mod hostile;
+mod oversight;
 mod postgres;
 mod predicates;
 mod sources;
