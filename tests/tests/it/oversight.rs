@@ -40,7 +40,7 @@ fn to_office_hours(gw: &TestGateway) {
 }
 
 /// The demo's public-security citizens, `n` of them.
-fn citizens(gw: &TestGateway, n: usize) -> Vec<String> {
+pub(crate) fn citizens(gw: &TestGateway, n: usize) -> Vec<String> {
     gw.records(Department::PublicSecurity)
         .iter()
         .take(n)
@@ -50,7 +50,7 @@ fn citizens(gw: &TestGateway, n: usize) -> Vec<String> {
 
 /// A consent for `qujing-psb` to read each citizen's division, used a
 /// minute and more later (so that no first use is "within seconds").
-async fn consents(gw: &TestGateway, citizens: &[String]) -> Vec<String> {
+pub(crate) async fn consents(gw: &TestGateway, citizens: &[String]) -> Vec<String> {
     let mut ids = Vec::new();
     for c in citizens {
         ids.push(
@@ -69,7 +69,7 @@ async fn lookup(gw: &TestGateway, operator: &str, citizen: &str, consent: &str) 
 }
 
 /// As [`lookup`], on a connection (a certificate) the caller holds.
-async fn lookup_with(
+pub(crate) async fn lookup_with(
     client: &mut civex_proto::v1::exchange_service_client::ExchangeServiceClient<Channel>,
     operator: &str,
     citizen: &str,
@@ -95,7 +95,7 @@ async fn oversight(gw: &TestGateway) -> OversightServiceClient<Channel> {
 }
 
 /// Every alert, once the rules have run over everything logged so far.
-async fn alerts(gw: &TestGateway) -> Vec<Alert> {
+pub(crate) async fn alerts(gw: &TestGateway) -> Vec<Alert> {
     let size = gw
         .audit(AUDITOR)
         .await

@@ -519,3 +519,36 @@ async fn imports_of_one_registry_that_overlap_leave_the_later_whole() {
         assert_eq!(registries.records(Department::PublicSecurity).unwrap(), 2);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_raised_from_calls_on_two_gateways_is_one_alert_seen_by_both() {
+    use crate::oversight::{alerts, citizens, consents, lookup_with};
+
+    let pg = postgres();
+    let first = TestGateway::start_with(|c| {
+        on(&pg)(c);
+        c.alerts.operator_volume.threshold = Some(2);
+    })
+    .await;
+    let second = first.join().await;
+    let people = citizens(&first, 3);
+    let consented = consents(&first, &people).await;
+    second.clock.advance(std::time::Duration::from_secs(61));
+    let mut calls = Vec::new();
+    for (i, (citizen, consent)) in people.iter().zip(&consented).enumerate() {
+        let gw = if i % 2 == 0 { &first } else { &second };
+        let mut psb = gw.exchange("qujing-psb").await;
+        calls.push(lookup_with(&mut psb, "officer-1", citizen, consent).await);
+    }
+    let (on_first, on_second) = (alerts(&first).await, alerts(&second).await);
+    let volume = |raised: &[civex_proto::v1::Alert]| -> Vec<(String, Vec<u64>)> {
+        raised
+            .iter()
+            .filter(|a| a.rule == "operator_volume")
+            .map(|a| (a.alert_id.clone(), a.indices.clone()))
+            .collect()
+    };
+    assert_eq!(volume(&on_first).len(), 1, "one alert, however many gateways ran the rules: {on_first:#?}");
+    assert_eq!(volume(&on_first)[0].1, calls, "it names the look-ups made on both gateways");
+    assert_eq!(volume(&on_first), volume(&on_second), "both gateways show the same alert");
+}
