@@ -58,6 +58,35 @@ pub(super) enum AuditCommand {
         #[arg(long)]
         per_operator: bool,
     },
+    /// The alerts the rules raised over the log.
+    Alerts(super::oversight::AlertsArgs),
+    /// Show or dismiss one alert.
+    #[command(subcommand)]
+    Alert(super::oversight::AlertCommand),
+    /// Put a citizen on the watch list: every access to their data raises an alert.
+    Watch {
+        #[command(flatten)]
+        who: super::oversight::Auditor,
+        #[arg(long)]
+        citizen: String,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Take a citizen off the watch list.
+    Unwatch {
+        #[command(flatten)]
+        who: super::oversight::Auditor,
+        #[arg(long)]
+        citizen: String,
+    },
+    /// The watch list, by pseudonym.
+    Watched {
+        #[command(flatten)]
+        who: super::oversight::Auditor,
+    },
+    /// Cases: open one from alerts, note, assign, investigate, close, list, show.
+    #[command(subcommand)]
+    Case(super::oversight::CaseCommand),
     /// Rebuild the search indexes from the log (the gateway must be stopped).
     Reindex {
         /// The data directory.
@@ -146,6 +175,12 @@ pub(super) async fn run(command: AuditCommand) -> anyhow::Result<()> {
             (None, None) => anyhow::bail!("give --data DIR (offline) or --endpoint URL (online)"),
         },
         AuditCommand::Search(args) => search(args).await,
+        AuditCommand::Alerts(args) => super::oversight::alerts(args).await,
+        AuditCommand::Alert(command) => super::oversight::alert(command).await,
+        AuditCommand::Watch { who, citizen, note } => super::oversight::watch(who, citizen, note).await,
+        AuditCommand::Unwatch { who, citizen } => super::oversight::unwatch(who, citizen).await,
+        AuditCommand::Watched { who } => super::oversight::watched(who).await,
+        AuditCommand::Case(command) => super::oversight::case(command).await,
         AuditCommand::Reindex { data, storage } => reindex(&data, storage.as_deref()),
         AuditCommand::History { conn, citizen } => {
             let mut client = AuditServiceClient::new(conn.channel(AUDITOR).await?);

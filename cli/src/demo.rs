@@ -63,6 +63,8 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         data_dir: args.data.clone(),
         storage: storage(&args),
         tls: TlsConfig::in_dir(&args.certs),
+        // Thresholds a newcomer trips from the command line in a minute.
+        alerts: civex_gateway::oversight::rules::AlertsConfig::demo(),
         ..Config::default()
     };
     let config_path = args.data.join("civex.toml");
@@ -284,6 +286,14 @@ fn print_banner(gateway: &Gateway, args: &DemoArgs, config_path: &Path, samples:
             params.join(" ")
         );
     }
+    let _ = writeln!(
+        out,
+        "Oversight (the demo's alert rules fire at low thresholds; README, \"Trip an alert\"):"
+    );
+    let _ = writeln!(
+        out,
+        "  cargo run --release --bin civex -- audit alerts --endpoint {endpoint} --certs {certs}"
+    );
     let _ = writeln!(out);
     let _ = writeln!(out, "Stop with Ctrl-C.");
     use std::io::Write as _;

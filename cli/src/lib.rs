@@ -10,7 +10,8 @@
 //! - `demo`: `civex demo`, a gateway with embedded defaults on a fresh checkout.
 //! - `tools`: commands that work on local files.
 //! - `remote`: commands that call a running gateway over mTLS.
-//! - `audit`: `civex audit verify|search|history|checkpoint|report`.
+//! - `audit`: `civex audit verify|search|history|checkpoint|report|reindex`.
+//! - `oversight`: `civex audit alerts|alert|watch|unwatch|watched|case`.
 //! - `admin`: `civex agency …` and `civex certs csr`.
 //! - `source`: `civex source`, serving one department's file.
 //! - [`client`]: mTLS channels to a gateway or a department.
@@ -24,6 +25,7 @@ pub mod client;
 mod demo;
 pub mod demo_data;
 pub mod department_server;
+mod oversight;
 pub mod pki;
 mod remote;
 mod source;

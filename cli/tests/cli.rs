@@ -153,7 +153,7 @@ fn demo_serves_and_its_printed_example_returns_facts() {
         .collect();
     assert_eq!(
         examples.iter().map(|e| e[0].as_str()).collect::<Vec<_>>(),
-        ["consent", "query", "consent", "check"]
+        ["consent", "query", "consent", "check", "audit"]
     );
     let mut consent = String::new();
     let mut outputs = Vec::new();
@@ -569,4 +569,156 @@ fn two_demos_on_one_database_are_one_deployment_and_its_log_verifies_from_the_da
         "civex-data/gateway.vkey",
     ]);
     assert!(verified.contains("audit log OK"), "{verified}");
+}
+
+/// The README's "Trip an alert", command by command: each rule the demo's
+/// thresholds let a newcomer trip fires, and a case closes over them.
+#[test]
+fn the_demo_trips_its_alert_rules_from_the_command_line_and_a_case_closes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (demo, endpoint, _) = start_demo(dir.path(), &["--citizens", "300"]);
+    let run = |args: &[&str]| -> String {
+        let out = Command::new(CIVEX)
+            .args(args)
+            .args(["--endpoint", &endpoint])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr))
+    };
+    let samples = std::fs::read_to_string(dir.path().join("civex-data/demo-data/samples.tsv")).unwrap();
+    // As the README's `cut -f1 | sort -u | head -4`.
+    let ids: Vec<&str> = samples
+        .lines()
+        .map(|l| l.split('\t').next().unwrap())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .take(4)
+        .collect();
+    let ask = |citizen: &str, operator: Option<&str>, attribute: &str| {
+        let mut args = vec![
+            "query",
+            "--agency",
+            "qujing-psb",
+            "--purpose",
+            "hukou.settlement",
+            "--consent",
+            "0123456789abcdef0123456789abcdef",
+            "--citizen",
+            citizen,
+            "--attribute",
+            attribute,
+        ];
+        if let Some(op) = operator {
+            args.extend(["--operator", op]);
+        }
+        run(&args)
+    };
+    assert!(run(&["audit", "watch", "--citizen", ids[0], "--note", "public figure"]).contains("watched: "));
+    for id in &ids {
+        assert!(ask(id, Some("officer-1"), "ps.hukou.division").contains("CONSENT_NOT_FOUND"));
+    }
+    for op in ["officer-2", "officer-3"] {
+        ask(ids[1], Some(op), "ps.hukou.division");
+    }
+    assert!(ask(ids[2], None, "ps.hukou.nature").contains("ATTRIBUTE_ABOLISHED"));
+    for id in &ids {
+        run(&["audit", "history", "--agency", "qujing-portal", "--citizen", id]);
+        let granted = run(&[
+            "consent",
+            "grant",
+            "--citizen",
+            id,
+            "--grantee",
+            "qujing-psb",
+            "--purpose",
+            "hukou.settlement",
+            "--scope",
+            "ps.hukou.division",
+        ]);
+        assert!(granted.contains("consent_id: "), "{granted}");
+    }
+
+    // The rules run within a fraction of a second of each record.
+    let mut listed = String::new();
+    let wanted = [
+        "watched_citizen",
+        "operator_volume",
+        "refusal_probe",
+        "citizen_spread",
+        "shared_credential",
+        "abolished_request",
+        "history_volume",
+        "consent_burst",
+    ];
+    for _ in 0..50 {
+        listed = run(&["audit", "alerts"]);
+        if wanted.iter().all(|rule| listed.contains(rule)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for rule in wanted {
+        assert!(listed.contains(rule), "{rule} missing from:\n{listed}");
+    }
+    let volume = listed
+        .lines()
+        .find(|l| l.contains("operator_volume"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let shown = run(&["audit", "alert", "show", &volume]);
+    assert!(
+        shown.contains("official   qujing-psb/officer-1") && shown.contains("audit indices: "),
+        "{shown}"
+    );
+
+    let opened = run(&[
+        "audit",
+        "case",
+        "open",
+        "--title",
+        "officer-1",
+        "--alert",
+        &volume,
+        "--operator",
+        "auditor-1",
+    ]);
+    let case = opened
+        .lines()
+        .find_map(|l| l.strip_prefix("case       "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{opened}"))
+        .to_owned();
+    run(&[
+        "audit",
+        "case",
+        "note",
+        &case,
+        "--text",
+        "asked the bureau",
+        "--operator",
+        "auditor-1",
+    ]);
+    let closed = run(&[
+        "audit",
+        "case",
+        "close",
+        &case,
+        "--disposition",
+        "misuse",
+        "--operator",
+        "auditor-1",
+    ]);
+    assert!(
+        closed.contains("CASE_CLOSED") && closed.contains("as MISUSE"),
+        "{closed}"
+    );
+    let logged = run(&["audit", "search", "--operator", "auditor-1"]);
+    assert_eq!(
+        logged.lines().filter(|l| l.contains("OversightService/")).count(),
+        3,
+        "open, note, close: {logged}"
+    );
+    drop(demo);
 }

@@ -513,7 +513,10 @@ impl Engine {
                         "certificate {} of agency {} was used by more than {threshold} operators within {w} s",
                         r.certificate, r.agency
                     );
-                    hits.push(hit(Rule::SharedCredential, certificate, r, "", indices, summary));
+                    // About the certificate, not the official whose call tipped it.
+                    let mut h = hit(Rule::SharedCredential, certificate, r, "", indices, summary);
+                    h.operator.clear();
+                    hits.push(h);
                 }
             }
         }
@@ -523,7 +526,11 @@ impl Engine {
                 let summary =
                     format!("one citizen was looked up by more than {threshold} agencies or officials within {w} s");
                 let key = r.citizen_ref.clone();
-                hits.push(hit(Rule::CitizenSpread, key, r, &r.citizen_ref, indices, summary));
+                // About the citizen, not the official whose look-up tipped it.
+                let mut h = hit(Rule::CitizenSpread, key, r, &r.citizen_ref, indices, summary);
+                h.agency.clear();
+                h.operator.clear();
+                hits.push(h);
             }
         }
         let probing = ["CONSENT_", "UNKNOWN_"].iter().any(|p| r.reason.starts_with(p)) || r.reason == "NO_ACCESS_RIGHT";
@@ -534,7 +541,9 @@ impl Engine {
                     "agency {} was refused more than {threshold} times for consent, rights or unknown names within {w} s",
                     r.agency
                 );
-                hits.push(hit(Rule::RefusalProbe, r.agency.clone(), r, "", indices, summary));
+                let mut h = hit(Rule::RefusalProbe, r.agency.clone(), r, "", indices, summary);
+                h.operator.clear();
+                hits.push(h);
             }
         }
         if seen.is(&[GRANT]) && seen.allowed() && self.on(Rule::ConsentBurst) {

@@ -548,7 +548,19 @@ async fn an_alert_raised_from_calls_on_two_gateways_is_one_alert_seen_by_both() 
             .map(|a| (a.alert_id.clone(), a.indices.clone()))
             .collect()
     };
-    assert_eq!(volume(&on_first).len(), 1, "one alert, however many gateways ran the rules: {on_first:#?}");
-    assert_eq!(volume(&on_first)[0].1, calls, "it names the look-ups made on both gateways");
-    assert_eq!(volume(&on_first), volume(&on_second), "both gateways show the same alert");
+    assert_eq!(
+        volume(&on_first).len(),
+        1,
+        "one alert, however many gateways ran the rules: {on_first:#?}"
+    );
+    assert_eq!(
+        volume(&on_first)[0].1,
+        calls,
+        "it names the look-ups made on both gateways"
+    );
+    assert_eq!(
+        volume(&on_first),
+        volume(&on_second),
+        "both gateways show the same alert"
+    );
 }
