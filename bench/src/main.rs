@@ -152,6 +152,9 @@ struct Throughput {
     /// PostgreSQL (a server of the run's own), beside the embedded gateway.
     #[arg(long)]
     postgres: bool,
+    /// Every alert rule off (DESIGN §13): to measure what the rules cost.
+    #[arg(long)]
+    no_alerts: bool,
     #[arg(long, default_value = "target/bench/throughput.json")]
     out: PathBuf,
 }
@@ -886,7 +889,10 @@ async fn throughput(args: Throughput) -> Result<()> {
         args.connections > 0 && args.concurrency > 0 && args.rounds > 0 && args.duration > 0,
         "connections, concurrency, rounds and duration must be positive"
     );
-    let setup = Setup::create(args.citizens, args.postgres).await?;
+    let mut setup = Setup::create(args.citizens, args.postgres).await?;
+    if args.no_alerts {
+        setup.config.alerts = civex_gateway::oversight::rules::AlertsConfig::off();
+    }
     let gateway = setup.gateway(true).await?;
     let pool = Arc::new(setup.grant(&gateway).await?);
     gateway.stop().await?;

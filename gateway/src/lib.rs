@@ -325,10 +325,12 @@ impl Gateway {
             .clone()
             .map(|feed| tokio::spawn(changes::follow(feed, self.state.clone())));
         let rules = self.config.alerts.resolve().map_err(StartError::Config)?;
-        let alerts = tokio::spawn(oversight::follow(
-            self.state.clone(),
-            oversight::Oversight::new(self.stores.oversight.clone(), rules),
-        ));
+        let alerts = rules.any_enabled().then(|| {
+            tokio::spawn(oversight::follow(
+                self.state.clone(),
+                oversight::Oversight::new(self.stores.oversight.clone(), rules),
+            ))
+        });
         let share = self.stores.load.clone().map(|load| {
             // Unique per process: a restarted gateway publishes afresh.
             let gateway = format!("{}/{:016x}", self.local_addr, rand::random::<u64>());
@@ -385,7 +387,7 @@ impl Gateway {
             .await?;
         self.state.audit.close().await;
         // Calls still draining were checked against changes followed until now.
-        for task in follow.into_iter().chain(share).chain([alerts]) {
+        for task in follow.into_iter().chain(share).chain(alerts) {
             task.abort();
         }
         if let civex_audit::LogEngine::Local { ledger, .. } = &self.stores.log {

@@ -38,13 +38,17 @@ use crate::store::{Finding, OversightStore, StoreError};
 pub const EVALUATE_EVERY: Duration = Duration::from_millis(200);
 /// Records read per step at most.
 const STEP: u64 = 4096;
+/// How long a gateway waits for another to catch up with what it fed
+/// before it starts its engine over.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(10);
 
 /// The alert `hit` opens: its id names its first record, rule and key.
 fn open(hit: &Hit, time: SystemTime) -> Alert {
     let digest = sha2::Sha256::digest(format!("{}\0{}", hit.rule.name(), hit.key));
-    let first = hit.indices.first().copied().unwrap_or_default();
+    // Named by the record that raised it: ids sort in the order alerts open.
+    let last = hit.indices.last().copied().unwrap_or_default();
     Alert {
-        alert_id: format!("{first:012}-{}", hex::encode(&digest[..6])),
+        alert_id: format!("{last:012}-{}", hex::encode(&digest[..6])),
         rule: hit.rule.name().to_owned(),
         severity: hit.rule.severity() as i32,
         agency: hit.agency.clone(),
@@ -52,7 +56,7 @@ fn open(hit: &Hit, time: SystemTime) -> Alert {
         citizen_ref: hit.citizen_ref.clone(),
         opened_at: Some(timestamp(time)),
         indices: hit.indices.clone(),
-        count: hit.indices.len() as u64,
+        count: hit.count,
         summary: hit.summary.clone(),
         state: AlertState::AlertOpen as i32,
         case_id: String::new(),
@@ -79,6 +83,14 @@ impl Tracker {
                 .unwrap_or(SystemTime::UNIX_EPOCH);
             self.open.insert((f.alert.rule.clone(), f.key), (opened, f.alert));
         }
+    }
+
+    /// Forgets the alerts no later hit can grow any more.
+    fn prune(&mut self, now: SystemTime, rules: &Rules) {
+        self.open.retain(|(rule, _), (opened, _)| {
+            let window = rules::Rule::parse(rule).map_or(Duration::ZERO, |r| rules.limit(r).window);
+            now.duration_since(*opened).unwrap_or_default() < window
+        });
     }
 
     /// The alert `hit`, seen at `time`, opens or grows.
@@ -115,6 +127,8 @@ pub struct Oversight {
     tracker: Tracker,
     /// The log size through which this gateway's engine has been fed.
     fed: Option<u64>,
+    /// Since when the deployment's position has stayed behind `fed`.
+    behind_since: Option<std::time::Instant>,
 }
 
 impl Oversight {
@@ -124,6 +138,7 @@ impl Oversight {
             engine: Engine::new(rules),
             tracker: Tracker::default(),
             fed: None,
+            behind_since: None,
         }
     }
 
@@ -132,30 +147,48 @@ impl Oversight {
     pub async fn step(&mut self, log: &AuditLog) -> Result<bool, StoreError> {
         let size = log.size();
         let evaluated = self.store.evaluated().await?;
-        if self.fed != Some(evaluated) {
-            self.catch_up(log, evaluated).await?;
+        match self.fed {
+            Some(fed) if fed == evaluated => self.behind_since = None,
+            // This gateway lost a race to one that stopped short of it: wait
+            // for that one to pass it rather than start over, unless it stays
+            // behind (it may have stopped).
+            Some(fed) if fed > evaluated && self.behind_since.is_none_or(|t| t.elapsed() < GIVE_UP_AFTER) => {
+                self.behind_since.get_or_insert_with(std::time::Instant::now);
+                return Ok(false);
+            }
+            _ => {
+                self.behind_since = None;
+                self.catch_up(log, evaluated).await?;
+            }
         }
         if evaluated >= size {
             return Ok(false);
         }
         let to = size.min(evaluated + STEP);
+        // Read first, so that a failed read feeds the engine nothing.
+        let records = (evaluated..to).map(|i| read(log, i)).collect::<Result<Vec<_>, _>>()?;
         let mut findings: Vec<Finding> = Vec::new();
-        for index in evaluated..to {
-            let seen = read(log, index)?;
-            let history = |citizen: &str, before: u64| had_history(log, citizen, before);
-            for hit in self.engine.feed(&seen, &history) {
+        let history = |citizen: &str, before: u64| had_history(log, citizen, before);
+        for seen in &records {
+            for hit in self.engine.feed(seen, &history) {
                 let finding = self.tracker.apply(hit, seen.time, self.engine.rules());
                 findings.retain(|f| f.alert.alert_id != finding.alert.alert_id);
                 findings.push(finding);
             }
         }
-        // Fed through `to` either way; if another gateway ran the rules over
-        // these records first, the next step picks up from where it stopped.
         self.fed = Some(to);
+        let last = records.last().map_or(SystemTime::UNIX_EPOCH, |r| r.time);
         if self.store.advance(evaluated, to, &findings).await? {
             for f in &findings {
                 tracing::info!(alert = %f.alert.alert_id, rule = %f.alert.rule, count = f.alert.count, "alert");
             }
+            self.tracker.prune(last, self.engine.rules());
+        } else {
+            // Another gateway ran the rules over these records first: its
+            // alerts, not this gateway's unwritten copies, are the open ones.
+            let since = last.checked_sub(self.engine.rules().longest_window());
+            self.tracker
+                .reload(self.store.alerts_since(since.unwrap_or(SystemTime::UNIX_EPOCH)).await?);
         }
         Ok(to < size)
     }
@@ -173,20 +206,22 @@ impl Oversight {
                 .checked_sub(window)
                 .unwrap_or(SystemTime::UNIX_EPOCH),
         };
-        let mut from = match self.fed {
+        let from = match self.fed {
             Some(fed) if fed <= evaluated => fed,
-            _ => {
-                // The watch list as it stands; the records fed from here on change it.
-                self.engine.reset();
-                let watched = self.store.watched().await?;
-                self.engine.watch(watched.into_iter().map(|w| w.citizen_ref).collect());
-                first_at_or_after(log, since, evaluated)?
-            }
+            _ => first_at_or_after(log, since, evaluated)?,
         };
-        let quiet = |_: &str, _: u64| true;
-        while from < evaluated {
-            self.engine.feed(&read(log, from)?, &quiet);
-            from += 1;
+        let records = (from..evaluated).map(|i| read(log, i)).collect::<Result<Vec<_>, _>>()?;
+        if self.fed.is_none_or(|fed| fed > evaluated) {
+            // The watch list as it stands now; the records fed change it.
+            self.engine.reset();
+            let watched = self.store.watched().await?;
+            self.engine.watch(watched.into_iter().map(|w| w.citizen_ref).collect());
+        }
+        self.fed = None;
+        // Grants are remembered with their citizens' history, as when raised.
+        let history = |citizen: &str, before: u64| had_history(log, citizen, before);
+        for seen in &records {
+            self.engine.feed(seen, &history);
         }
         self.tracker.reload(self.store.alerts_since(since).await?);
         self.fed = Some(evaluated);

@@ -176,6 +176,20 @@ fn minutes(field: &str, hhmm: &str) -> Result<u16, ConfigError> {
 }
 
 impl AlertsConfig {
+    fn section_mut(&mut self, rule: Rule) -> &mut RuleConfig {
+        match rule {
+            Rule::OperatorVolume => &mut self.operator_volume,
+            Rule::OffHours => &mut self.off_hours,
+            Rule::SharedCredential => &mut self.shared_credential,
+            Rule::CitizenSpread => &mut self.citizen_spread,
+            Rule::RefusalProbe => &mut self.refusal_probe,
+            Rule::ConsentBurst => &mut self.consent_burst,
+            Rule::HistoryVolume => &mut self.history_volume,
+            Rule::AbolishedRequest => &mut self.abolished_request,
+            Rule::WatchedCitizen => &mut self.watched_citizen,
+        }
+    }
+
     fn section(&self, rule: Rule) -> &RuleConfig {
         match rule {
             Rule::OperatorVolume => &self.operator_volume,
@@ -254,6 +268,15 @@ impl AlertsConfig {
         })
     }
 
+    /// Every rule off.
+    pub fn off() -> AlertsConfig {
+        let mut config = AlertsConfig::default();
+        for rule in Rule::ALL {
+            config.section_mut(rule).enabled = Some(false);
+        }
+        config
+    }
+
     /// The demo's thresholds: low enough that a newcomer trips each rule
     /// from the command line within a minute.
     pub fn demo() -> AlertsConfig {
@@ -284,6 +307,11 @@ impl Rules {
             threshold: 0,
             window: Duration::from_secs(1),
         })
+    }
+
+    /// Whether any rule is on: if none is, nothing reads the log for them.
+    pub fn any_enabled(&self) -> bool {
+        self.limits.values().any(|l| l.enabled)
     }
 
     /// The longest window any rule looks back over.
@@ -339,8 +367,11 @@ pub struct Hit {
     pub agency: String,
     pub operator: String,
     pub citizen_ref: String,
-    /// The records that raised it: the window's, ending with this one.
+    /// The records that raised it: the window's, ending with this one
+    /// (the first [`MAX_INDICES`] and this one).
     pub indices: Vec<u64>,
+    /// How many records of the window raised it.
+    pub count: u64,
     pub summary: String,
 }
 
@@ -393,14 +424,16 @@ impl Window {
         (values.values().sum(), values.len())
     }
 
-    /// The indices of `key`'s records in the window, first ones first.
+    /// The indices of `key`'s records in the window, first ones first, at
+    /// most [`MAX_INDICES`] of them and always the last.
     fn indices(&self, key: &str) -> Vec<u64> {
-        self.seen
-            .iter()
-            .filter(|(_, k, _, _)| k == key)
-            .map(|(_, _, _, i)| *i)
-            .take(MAX_INDICES)
-            .collect()
+        let mut all = self.seen.iter().filter(|(_, k, _, _)| k == key).map(|(_, _, _, i)| *i);
+        let mut indices: Vec<u64> = all.by_ref().take(MAX_INDICES).collect();
+        if let Some(last) = all.next_back() {
+            indices.pop();
+            indices.push(last);
+        }
+        indices
     }
 }
 
@@ -463,12 +496,12 @@ impl Engine {
 
     /// Counts `value` under `key` in `rule`'s window; a hit once the count
     /// (of distinct values, or of records) passes the threshold.
-    fn count(&mut self, rule: Rule, seen: &Seen, key: &str, value: &str, distinct: bool) -> Option<Vec<u64>> {
+    fn count(&mut self, rule: Rule, seen: &Seen, key: &str, value: &str, distinct: bool) -> Option<(Vec<u64>, u64)> {
         let threshold = self.rules.limit(rule).threshold;
         let window = self.windows.get_mut(&rule)?;
         let (records, values) = window.add(seen, key, value);
         let count = if distinct { values } else { records as usize };
-        (count > threshold as usize).then(|| window.indices(key))
+        (count > threshold as usize).then(|| (window.indices(key), u64::from(records)))
     }
 
     /// A rule's threshold and window in seconds, for its summary.
@@ -487,10 +520,13 @@ impl Engine {
 
         if lookup && self.on(Rule::OperatorVolume) {
             let (threshold, w) = self.bounds(Rule::OperatorVolume);
-            if let Some(indices) = self.count(Rule::OperatorVolume, seen, &official, &r.citizen_ref, true) {
+            if let Some((indices, count)) = self.count(Rule::OperatorVolume, seen, &official, &r.citizen_ref, true) {
                 let summary =
                     format!("official {official} looked up more than {threshold} distinct citizens within {w} s");
-                hits.push(hit(Rule::OperatorVolume, official.clone(), r, "", indices, summary));
+                hits.push(Hit {
+                    count,
+                    ..hit(Rule::OperatorVolume, official.clone(), r, "", indices, summary)
+                });
             }
         }
         if !r.citizen_ref.is_empty() && !oversight && self.on(Rule::OffHours) && self.rules.off_hours(seen.time) {
@@ -508,7 +544,9 @@ impl Engine {
                 hits.push(hit(Rule::SharedCredential, key, r, "", vec![seen.index], summary));
             } else {
                 let (threshold, w) = self.bounds(Rule::SharedCredential);
-                if let Some(indices) = self.count(Rule::SharedCredential, seen, &certificate, &r.operator, true) {
+                if let Some((indices, count)) =
+                    self.count(Rule::SharedCredential, seen, &certificate, &r.operator, true)
+                {
                     let summary = format!(
                         "certificate {} of agency {} was used by more than {threshold} operators within {w} s",
                         r.certificate, r.agency
@@ -516,13 +554,14 @@ impl Engine {
                     // About the certificate, not the official whose call tipped it.
                     let mut h = hit(Rule::SharedCredential, certificate, r, "", indices, summary);
                     h.operator.clear();
+                    h.count = count;
                     hits.push(h);
                 }
             }
         }
         if lookup && self.on(Rule::CitizenSpread) {
             let (threshold, w) = self.bounds(Rule::CitizenSpread);
-            if let Some(indices) = self.count(Rule::CitizenSpread, seen, &r.citizen_ref, &official, true) {
+            if let Some((indices, count)) = self.count(Rule::CitizenSpread, seen, &r.citizen_ref, &official, true) {
                 let summary =
                     format!("one citizen was looked up by more than {threshold} agencies or officials within {w} s");
                 let key = r.citizen_ref.clone();
@@ -530,27 +569,32 @@ impl Engine {
                 let mut h = hit(Rule::CitizenSpread, key, r, &r.citizen_ref, indices, summary);
                 h.agency.clear();
                 h.operator.clear();
+                h.count = count;
                 hits.push(h);
             }
         }
         let probing = ["CONSENT_", "UNKNOWN_"].iter().any(|p| r.reason.starts_with(p)) || r.reason == "NO_ACCESS_RIGHT";
         if !seen.allowed() && probing && self.on(Rule::RefusalProbe) {
             let (threshold, w) = self.bounds(Rule::RefusalProbe);
-            if let Some(indices) = self.count(Rule::RefusalProbe, seen, &r.agency, "", false) {
+            if let Some((indices, count)) = self.count(Rule::RefusalProbe, seen, &r.agency, "", false) {
                 let summary = format!(
                     "agency {} was refused more than {threshold} times for consent, rights or unknown names within {w} s",
                     r.agency
                 );
                 let mut h = hit(Rule::RefusalProbe, r.agency.clone(), r, "", indices, summary);
                 h.operator.clear();
+                h.count = count;
                 hits.push(h);
             }
         }
         if seen.is(&[GRANT]) && seen.allowed() && self.on(Rule::ConsentBurst) {
             let (threshold, w) = self.bounds(Rule::ConsentBurst);
-            if let Some(indices) = self.count(Rule::ConsentBurst, seen, &official, "", false) {
+            if let Some((indices, count)) = self.count(Rule::ConsentBurst, seen, &official, "", false) {
                 let summary = format!("registrar {official} granted more than {threshold} consents within {w} s");
-                hits.push(hit(Rule::ConsentBurst, official.clone(), r, "", indices, summary));
+                hits.push(Hit {
+                    count,
+                    ..hit(Rule::ConsentBurst, official.clone(), r, "", indices, summary)
+                });
             }
             if !history(&r.citizen_ref, seen.index) {
                 self.grants.insert(
@@ -584,15 +628,19 @@ impl Engine {
                     operator: grant.operator,
                     citizen_ref: grant.citizen_ref,
                     indices: vec![grant.index, seen.index],
+                    count: 2,
                     summary,
                 });
             }
         }
         if seen.is(&[HISTORY]) && self.on(Rule::HistoryVolume) {
             let (threshold, w) = self.bounds(Rule::HistoryVolume);
-            if let Some(indices) = self.count(Rule::HistoryVolume, seen, &official, "", false) {
+            if let Some((indices, count)) = self.count(Rule::HistoryVolume, seen, &official, "", false) {
                 let summary = format!("{official} read more than {threshold} access histories within {w} s");
-                hits.push(hit(Rule::HistoryVolume, official.clone(), r, "", indices, summary));
+                hits.push(Hit {
+                    count,
+                    ..hit(Rule::HistoryVolume, official.clone(), r, "", indices, summary)
+                });
             }
         }
         if r.reason == "ATTRIBUTE_ABOLISHED" && self.on(Rule::AbolishedRequest) {
@@ -634,7 +682,79 @@ fn hit(rule: Rule, key: String, r: &AuditRecord, citizen_ref: &str, indices: Vec
         agency: r.agency.clone(),
         operator: r.operator.clone(),
         citizen_ref: citizen_ref.to_owned(),
+        count: indices.len() as u64,
         indices,
         summary,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(index: u64, citizen: &str) -> Seen {
+        Seen {
+            index,
+            time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + index),
+            record: AuditRecord {
+                agency: "qujing-psb".into(),
+                operator: "officer-1".into(),
+                action: "ExchangeService/Query".into(),
+                citizen_ref: citizen.into(),
+                decision: Decision::Allow as i32,
+                ..AuditRecord::default()
+            },
+        }
+    }
+
+    #[test]
+    fn a_hit_past_a_hundred_records_counts_them_all_and_names_the_first_and_the_last() {
+        let config = AlertsConfig {
+            operator_volume: RuleConfig {
+                threshold: Some(150),
+                ..RuleConfig::default()
+            },
+            off_hours: RuleConfig {
+                enabled: Some(false),
+                ..RuleConfig::default()
+            },
+            ..AlertsConfig::default()
+        };
+        let mut engine = Engine::new(config.resolve().unwrap());
+        let history = |_: &str, _: u64| true;
+        let mut hits = Vec::new();
+        for i in 0..151 {
+            hits.extend(engine.feed(&lookup(i, &format!("{i:064x}")), &history));
+        }
+        let [hit] = &hits[..] else { panic!("{hits:?}") };
+        assert_eq!((hit.rule, hit.count), (Rule::OperatorVolume, 151));
+        assert_eq!(hit.indices.len(), MAX_INDICES);
+        assert_eq!((hit.indices[0], hit.indices[98], hit.indices[99]), (0, 98, 150));
+    }
+
+    #[test]
+    fn bad_thresholds_are_refused_with_the_section_named() {
+        let mut config = AlertsConfig::default();
+        config.off_hours.start = Some("25:00".into());
+        assert!(
+            config
+                .resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("alerts.off_hours.start")
+        );
+        let mut config = AlertsConfig::default();
+        config.citizen_spread.window_seconds = Some(0);
+        assert!(
+            config
+                .resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("alerts.citizen_spread")
+        );
+        let mut config = AlertsConfig::default();
+        config.off_hours.days = Some(vec!["monday".into()]);
+        assert!(config.resolve().is_err());
+        assert!(AlertsConfig::demo().resolve().is_ok());
     }
 }

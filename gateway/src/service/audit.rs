@@ -96,9 +96,7 @@ impl Audit {
                     "give citizen_id or citizen_ref, not both",
                 ));
             }
-            let citizen_ref = req.citizen_ref.to_ascii_lowercase();
-            draft.citizen_ref(&citizen_ref);
-            filter.citizen_ref = Some(citizen_ref);
+            filter.citizen_ref = Some(req.citizen_ref.to_ascii_lowercase());
         }
         for (field, value) in [
             ("agency", &req.agency),
@@ -129,7 +127,18 @@ impl Audit {
         };
         filter.since = time(req.since, "since")?;
         filter.until = time(req.until, "until")?;
-        self.respond(&filter, req.page_size, &req.page_token)
+        let found = self.respond(&filter, req.page_size, &req.page_token)?;
+        // A pseudonym given is recorded only once the log shows it is one:
+        // 64 hex characters could also spell out an ID number.
+        if !req.citizen_ref.is_empty()
+            && let Some(e) = found
+                .entries
+                .iter()
+                .find(|e| Some(&e.citizen_ref) == filter.citizen_ref.as_ref())
+        {
+            draft.citizen_ref(&e.citizen_ref);
+        }
+        Ok(found)
     }
 
     fn history(&self, request: Request<AccessHistoryRequest>, draft: &mut Draft) -> Result<AuditSearchResponse, Error> {

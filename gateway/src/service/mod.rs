@@ -204,11 +204,18 @@ impl State {
             .get::<PeerIdentity>()
             .map(|p| (p.agency.clone(), p.serial.clone()))
             .unwrap_or_default();
-        let operator = request
-            .metadata()
-            .get(OPERATOR)
-            .map(|v| v.to_str().unwrap_or("[invalid]").to_owned())
-            .unwrap_or_default();
+        // Metadata values are visible ASCII; anything else is refused, not guessed at.
+        let (operator, bad_operator) = match request.metadata().get(OPERATOR).map(|v| v.to_str()) {
+            None => (String::new(), None),
+            Some(Ok(v)) => (v.to_owned(), check_label(OPERATOR, v).err()),
+            Some(Err(_)) => (
+                "[invalid]".to_owned(),
+                Some(Error::new(
+                    Reason::InvalidRequest,
+                    "civex-operator must be printable ASCII (a staff number)",
+                )),
+            ),
+        };
         if let Some(handled) = request.extensions().get::<guard::Handled>() {
             handled.set();
         }
@@ -227,9 +234,9 @@ impl State {
             recorded: None,
         };
         async {
-            let result = match check_label(OPERATOR, &operator) {
-                Ok(()) => handle(request, &mut draft).await,
-                Err(e) => Err(e),
+            let result = match bad_operator {
+                None => handle(request, &mut draft).await,
+                Some(e) => Err(e),
             };
             if let Err(e) = &result {
                 tracing::debug!(reason = %e.reason, "refused");

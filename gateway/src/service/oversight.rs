@@ -44,6 +44,13 @@ fn not_found(reason: Reason, what: &str, id: &str) -> Error {
     Error::new(reason, format!("no {what} {}", crate::policy::labels::logged_label(id)))
 }
 
+fn changed_meanwhile() -> Error {
+    Error::new(
+        Reason::InvalidRequest,
+        "an alert changed meanwhile (another auditor put it in a case or dismissed it): read it again",
+    )
+}
+
 /// The official making the call, as case events name them.
 fn actor(draft: &Draft) -> String {
     let (agency, operator) = draft.official();
@@ -136,7 +143,9 @@ impl Oversight {
         self.state.record(draft).await?;
         alert.state = AlertState::AlertDismissed as i32;
         alert.note = req.note;
-        self.store().set_alerts(std::slice::from_ref(&alert)).await?;
+        if !self.store().set_alerts(std::slice::from_ref(&alert)).await? {
+            return Err(changed_meanwhile());
+        }
         Ok(alert)
     }
 
@@ -196,9 +205,10 @@ impl Oversight {
             }
         }
         if req.all_of_operator {
+            // Officials only: an alert about an agency or a certificate names none.
             let officials: Vec<(String, String)> = alerts
                 .iter()
-                .filter(|a| !a.operator.is_empty() || !a.agency.is_empty())
+                .filter(|a| !a.operator.is_empty())
                 .map(|a| (a.agency.clone(), a.operator.clone()))
                 .collect();
             let mut after = String::new();
@@ -247,7 +257,7 @@ impl Oversight {
             closed_at: None,
         };
         if !self.store().put_case(&case, None, &alerts).await? {
-            return Err(Error::internal("a new case's id was taken"));
+            return Err(changed_meanwhile());
         }
         Ok(case)
     }
@@ -328,6 +338,12 @@ impl Oversight {
                 .case(&req.case_id)
                 .await?
                 .ok_or_else(|| not_found(Reason::CaseNotFound, "case", &req.case_id))?;
+            if case.state == CaseState::CaseClosed as i32 {
+                return Err(Error::new(
+                    Reason::InvalidRequest,
+                    format!("case {} was closed meanwhile", case.case_id),
+                ));
+            }
         }
         Err(Error::new(
             Reason::AuditUnavailable,

@@ -234,11 +234,13 @@ pub trait OversightStore: Send + Sync {
     /// Stores `case`, new when `events_before` is `None`, else replacing
     /// the stored case if it still has `events_before` events (no other
     /// auditor changed it since it was read); and, together with it, the
-    /// state, case and note of each of `alerts`. `false` when the case changed.
+    /// state, case and note of each of `alerts`, each of which must still be
+    /// open. `false`, and nothing written, when the case or an alert changed.
     async fn put_case(&self, case: &Case, events_before: Option<usize>, alerts: &[Alert]) -> Result<bool, StoreError>;
 
-    /// Sets the state, case and note of each of `alerts`.
-    async fn set_alerts(&self, alerts: &[Alert]) -> Result<(), StoreError>;
+    /// Sets the state, case and note of each of `alerts` if each is still
+    /// open; `false`, and nothing written, if one is not.
+    async fn set_alerts(&self, alerts: &[Alert]) -> Result<bool, StoreError>;
 
     async fn case(&self, id: &str) -> Result<Option<Case>, StoreError>;
 

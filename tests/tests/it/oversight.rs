@@ -407,6 +407,23 @@ async fn a_grant_used_within_seconds_for_a_citizen_with_no_history_raises_consen
 }
 
 #[tokio::test]
+async fn a_gateway_restarted_between_a_grant_and_its_first_use_still_raises_consent_burst() {
+    let gw = start(|_| {}).await;
+    let people = citizens(&gw, 1);
+    let fresh = grant_as(&gw, "clerk-1", &people[0]).await;
+    // The rules have run past the grant before the restart.
+    assert_eq!(rules(&alerts(&gw).await), BTreeSet::new());
+    let gw = gw.restart().await;
+    gw.clock.advance(Duration::from_secs(5));
+    let used = lookup(&gw, "officer-1", &people[0], &fresh).await;
+    let raised = alerts(&gw).await;
+    let [alert] = only(&raised, "consent_burst")[..] else {
+        panic!("one alert: {raised:#?}")
+    };
+    assert_eq!(alert.indices, vec![grant_index(&gw, &fresh).await, used]);
+}
+
+#[tokio::test]
 async fn a_registrar_reading_too_many_histories_raises_history_volume() {
     let gw = start(|c| c.alerts.history_volume.threshold = Some(3)).await;
     let mut audit = gw.audit("qujing-portal").await;
@@ -778,6 +795,21 @@ async fn only_auditors_see_alerts_and_a_bad_rule_name_is_refused() {
         .await
         .unwrap_err();
     assert_eq!(reason(&status), "ROLE_REQUIRED");
+    let mut psb = gw.oversight("qujing-psb").await;
+    let refusals = [
+        psb.get_alert(GetAlertRequest::default()).await.unwrap_err(),
+        psb.list_cases(civex_proto::v1::ListCasesRequest::default())
+            .await
+            .unwrap_err(),
+        psb.list_watched(civex_proto::v1::ListWatchedRequest {})
+            .await
+            .unwrap_err(),
+        psb.open_case(OpenCaseRequest::default()).await.unwrap_err(),
+        psb.watch_citizen(WatchCitizenRequest::default()).await.unwrap_err(),
+    ];
+    for status in refusals {
+        assert_eq!(reason(&status), "ROLE_REQUIRED", "{status:?}");
+    }
     let status = oversight(&gw)
         .await
         .list_alerts(ListAlertsRequest {

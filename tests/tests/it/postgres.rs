@@ -522,45 +522,54 @@ async fn imports_of_one_registry_that_overlap_leave_the_later_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alert_raised_from_calls_on_two_gateways_is_one_alert_seen_by_both() {
-    use crate::oversight::{alerts, citizens, consents, lookup_with};
+    use crate::oversight::{alerts, citizens};
 
     let pg = postgres();
     let first = TestGateway::start_with(|c| {
         on(&pg)(c);
-        c.alerts.operator_volume.threshold = Some(2);
+        c.alerts.refusal_probe.threshold = Some(2);
     })
     .await;
     let second = first.join().await;
-    let people = citizens(&first, 3);
-    let consented = consents(&first, &people).await;
-    second.clock.advance(std::time::Duration::from_secs(61));
-    let mut calls = Vec::new();
-    for (i, (citizen, consent)) in people.iter().zip(&consented).enumerate() {
+    let people = citizens(&first, 2);
+    // Twenty refusals, alternating between the gateways, with the rules
+    // running on both all along: one alert counting each exactly once.
+    let mut refused = Vec::new();
+    for i in 0..20 {
         let gw = if i % 2 == 0 { &first } else { &second };
-        let mut psb = gw.exchange("qujing-psb").await;
-        calls.push(lookup_with(&mut psb, "officer-1", citizen, consent).await);
+        let status = gw
+            .exchange("qujing-psb")
+            .await
+            .query(civex_proto::v1::QueryRequest {
+                citizen_id: people[i % 2].clone(),
+                attributes: vec!["ps.hukou.division".into()],
+                purpose: "hukou.settlement".into(),
+                consent_id: "0123456789abcdef0123456789abcdef".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(reason(&status), "CONSENT_NOT_FOUND");
+        refused.push(status);
     }
     let (on_first, on_second) = (alerts(&first).await, alerts(&second).await);
-    let volume = |raised: &[civex_proto::v1::Alert]| -> Vec<(String, Vec<u64>)> {
+    let probe = |raised: &[civex_proto::v1::Alert]| -> Vec<(String, u64, usize)> {
         raised
             .iter()
-            .filter(|a| a.rule == "operator_volume")
-            .map(|a| (a.alert_id.clone(), a.indices.clone()))
+            .filter(|a| a.rule == "refusal_probe")
+            .map(|a| (a.alert_id.clone(), a.count, a.indices.len()))
             .collect()
     };
+    let found = probe(&on_first);
     assert_eq!(
-        volume(&on_first).len(),
+        found.len(),
         1,
         "one alert, however many gateways ran the rules: {on_first:#?}"
     );
     assert_eq!(
-        volume(&on_first)[0].1,
-        calls,
-        "it names the look-ups made on both gateways"
+        (found[0].1, found[0].2),
+        (20, 20),
+        "each refusal counted once, on both gateways' calls"
     );
-    assert_eq!(
-        volume(&on_first),
-        volume(&on_second),
-        "both gateways show the same alert"
-    );
+    assert_eq!(found, probe(&on_second), "both gateways show the same alert");
 }

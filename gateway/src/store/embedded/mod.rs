@@ -58,6 +58,7 @@ pub fn open(dir: &Path) -> Result<Stores, StoreError> {
     let db = open_db(dir)?;
     let tree = |name: &str| db.open_tree(name).map_err(StoreError::new);
     let consents = Arc::new(SledConsents::open(dir, &db)?);
+    let log = open_log(dir)?;
     Ok(Stores {
         agencies: Arc::new(SledAgencies(tree("agencies")?)),
         certificates: Arc::new(SledCertificates {
@@ -66,12 +67,15 @@ pub fn open(dir: &Path) -> Result<Stores, StoreError> {
         }),
         consents: consents.clone(),
         log: LogEngine::Local {
-            store: open_log(dir)?,
+            store: log.clone(),
             ledger: consents,
         },
         audit_index: open_log_index(dir)?,
         registries: Arc::new(EmbeddedRegistries::new(db)),
-        oversight: Arc::new(oversight::SledOversight::open(dir)?),
+        oversight: Arc::new(oversight::SledOversight::open(
+            dir,
+            log.size().map_err(StoreError::new)?,
+        )?),
         changes: None,
         load: None,
     })

@@ -13,7 +13,7 @@
 use std::{path::Path, time::SystemTime};
 
 use async_trait::async_trait;
-use civex_proto::v1::{Alert, Case, WatchEntry};
+use civex_proto::v1::{Alert, AlertState, Case, WatchEntry};
 use prost::Message;
 use sled::{
     Transactional,
@@ -87,14 +87,21 @@ fn set_auditors(mut stored: Alert, alert: &Alert) -> Alert {
 }
 
 impl SledOversight {
-    pub fn open(dir: &Path) -> Result<SledOversight, StoreError> {
+    /// Opens the database of `dir`; when it is new, the rules start at
+    /// `log_size`, so that a log older than them is not flooded with alerts
+    /// about its past.
+    pub fn open(dir: &Path, log_size: u64) -> Result<SledOversight, StoreError> {
         let db = civex_audit::embedded::open_db(dir, DIR).map_err(StoreError::new)?;
         let tree = |name: &str| db.open_tree(name).map_err(StoreError::new);
+        let meta = tree("meta")?;
+        let _ = meta
+            .compare_and_swap(EVALUATED, None as Option<&[u8]>, Some(&log_size.to_be_bytes()[..]))
+            .map_err(StoreError::new)?;
         Ok(SledOversight {
             alerts: tree("alerts")?,
             watched: tree("watched")?,
             cases: tree("cases")?,
-            meta: tree("meta")?,
+            meta,
             db,
             writing: tokio::sync::Mutex::new(()),
         })
@@ -113,6 +120,34 @@ impl SledOversight {
             .map(|v| T::decode(v.map_err(StoreError::new)?.as_ref()).map_err(StoreError::new))
             .collect()
     }
+}
+
+type Tx<T> = Result<T, ConflictableTransactionError<StoreError>>;
+/// An alert's id and its framed value.
+type Framed = (Vec<u8>, Vec<u8>);
+
+/// Each of `alerts` framed with the auditors' part it brings, if every one
+/// is stored and still open (read through `get`); `None` if one is not.
+fn still_open(
+    alerts: &[Alert],
+    get: impl Fn(&[u8]) -> Result<Option<sled::IVec>, sled::transaction::UnabortableTransactionError>,
+) -> Tx<Option<Vec<Framed>>> {
+    let mut updated = Vec::new();
+    for alert in alerts {
+        let Some(stored) = get(alert.alert_id.as_bytes())? else {
+            return Ok(None);
+        };
+        let f = unframe(&stored).map_err(ConflictableTransactionError::Abort)?;
+        if f.alert.state != AlertState::AlertOpen as i32 {
+            return Ok(None);
+        }
+        let framed = frame(&Finding {
+            alert: set_auditors(f.alert, alert),
+            key: f.key,
+        });
+        updated.push((alert.alert_id.as_bytes().to_vec(), framed));
+    }
+    Ok(Some(updated))
 }
 
 fn aborted(e: TransactionError<StoreError>) -> StoreError {
@@ -216,17 +251,12 @@ impl OversightStore for SledOversight {
                 if stored_events != events_before {
                     return Ok(false);
                 }
+                let Some(updated) = still_open(alerts, |id| stored_alerts.get(id))? else {
+                    return Ok(false);
+                };
                 cases.insert(case.case_id.as_bytes(), case.encode_to_vec())?;
-                for alert in alerts {
-                    let Some(stored) = stored_alerts.get(alert.alert_id.as_bytes())? else {
-                        continue;
-                    };
-                    let f = unframe(&stored).map_err(ConflictableTransactionError::Abort)?;
-                    let framed = frame(&Finding {
-                        alert: set_auditors(f.alert, alert),
-                        key: f.key,
-                    });
-                    stored_alerts.insert(alert.alert_id.as_bytes(), framed)?;
+                for (id, framed) in updated {
+                    stored_alerts.insert(id, framed)?;
                 }
                 Ok(true)
             })
@@ -235,22 +265,22 @@ impl OversightStore for SledOversight {
         Ok(put)
     }
 
-    async fn set_alerts(&self, alerts: &[Alert]) -> Result<(), StoreError> {
+    async fn set_alerts(&self, alerts: &[Alert]) -> Result<bool, StoreError> {
         let _writing = self.writing.lock().await;
-        for alert in alerts {
-            let Some(stored) = self.alerts.get(alert.alert_id.as_bytes()).map_err(StoreError::new)? else {
-                continue;
-            };
-            let f = unframe(&stored)?;
-            let framed = frame(&Finding {
-                alert: set_auditors(f.alert, alert),
-                key: f.key,
-            });
-            self.alerts
-                .insert(alert.alert_id.as_bytes(), framed)
-                .map_err(StoreError::new)?;
-        }
-        self.flush().await
+        let set = self
+            .alerts
+            .transaction(|stored_alerts| {
+                let Some(updated) = still_open(alerts, |id| stored_alerts.get(id))? else {
+                    return Ok(false);
+                };
+                for (id, framed) in updated {
+                    stored_alerts.insert(id, framed)?;
+                }
+                Ok(true)
+            })
+            .map_err(aborted)?;
+        self.flush().await?;
+        Ok(set)
     }
 
     async fn case(&self, id: &str) -> Result<Option<Case>, StoreError> {

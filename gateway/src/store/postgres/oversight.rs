@@ -8,7 +8,7 @@
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use civex_proto::v1::{Alert, Case, WatchEntry};
+use civex_proto::v1::{Alert, AlertState, Case, WatchEntry};
 use prost::Message;
 use tokio_postgres::Row;
 
@@ -41,18 +41,24 @@ fn opened_nanos(alert: &Alert) -> i64 {
     )
 }
 
-/// Sets the auditors' columns of `alerts`, in `tx`.
-async fn set_auditors(tx: &deadpool_postgres::Transaction<'_>, alerts: &[Alert]) -> Result<(), String> {
+/// Sets the auditors' columns of `alerts`, in `tx`, each only if it is
+/// still open; whether every one was.
+async fn set_auditors(tx: &deadpool_postgres::Transaction<'_>, alerts: &[Alert]) -> Result<bool, String> {
     let update = tx
-        .prepare_cached("UPDATE civex_alerts SET state = $2, case_id = $3, note = $4 WHERE id = $1")
+        .prepare_cached("UPDATE civex_alerts SET state = $2, case_id = $3, note = $4 WHERE id = $1 AND state = $5")
         .await
         .map_err(failed)?;
+    let open = AlertState::AlertOpen as i32;
     for a in alerts {
-        tx.execute(&update, &[&a.alert_id, &a.state, &a.case_id, &a.note])
+        let changed = tx
+            .execute(&update, &[&a.alert_id, &a.state, &a.case_id, &a.note, &open])
             .await
             .map_err(failed)?;
+        if changed != 1 {
+            return Ok(false);
+        }
     }
-    Ok(())
+    Ok(true)
 }
 
 #[async_trait]
@@ -215,7 +221,10 @@ impl OversightStore for PgOversight {
                     &[&id, &body, &events],
                 )
                 .await?;
-                set_auditors(&tx, &alerts).await?;
+                if !set_auditors(&tx, &alerts).await? {
+                    tx.rollback().await.map_err(failed)?;
+                    return Ok(false);
+                }
                 tx.commit().await.map_err(failed)?;
                 Ok(true)
             })
@@ -223,14 +232,18 @@ impl OversightStore for PgOversight {
             .map_err(StoreError)
     }
 
-    async fn set_alerts(&self, alerts: &[Alert]) -> Result<(), StoreError> {
+    async fn set_alerts(&self, alerts: &[Alert]) -> Result<bool, StoreError> {
         let alerts = alerts.to_vec();
         self.0
             .run(move |pool| async move {
                 let mut client = pool.get().await.map_err(failed)?;
                 let tx = client.transaction().await.map_err(failed)?;
-                set_auditors(&tx, &alerts).await?;
-                tx.commit().await.map_err(failed)
+                if !set_auditors(&tx, &alerts).await? {
+                    tx.rollback().await.map_err(failed)?;
+                    return Ok(false);
+                }
+                tx.commit().await.map_err(failed)?;
+                Ok(true)
             })
             .await
             .map_err(StoreError)

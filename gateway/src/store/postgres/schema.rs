@@ -66,8 +66,12 @@ const MIGRATIONS: &[&[&str]] = &[
          calls TEXT NOT NULL)",
         "CREATE TABLE civex_registry_counter (id INTEGER PRIMARY KEY, last BIGINT NOT NULL)",
         "INSERT INTO civex_registry_counter (id, last) SELECT 1, COALESCE(MAX(version), 0) FROM civex_registries",
+    ],
+    &[
+        // The rules start where the log is: a deployment that had a log
+        // before them is not flooded with alerts about its past.
         "CREATE TABLE civex_oversight_head (id INTEGER PRIMARY KEY, evaluated BIGINT NOT NULL)",
-        "INSERT INTO civex_oversight_head (id, evaluated) VALUES (1, 0)",
+        "INSERT INTO civex_oversight_head (id, evaluated) SELECT 1, next FROM civex_log_head WHERE id = 1",
         "CREATE TABLE civex_alerts (id TEXT PRIMARY KEY, key TEXT NOT NULL, opened_at BIGINT NOT NULL, \
          finding BYTEA NOT NULL, state INTEGER NOT NULL, case_id TEXT NOT NULL, note TEXT NOT NULL)",
         "CREATE INDEX civex_alerts_opened ON civex_alerts (opened_at)",
