@@ -93,30 +93,33 @@ impl Tracker {
         });
     }
 
-    /// The alert `hit`, seen at `time`, opens or grows.
-    fn apply(&mut self, hit: Hit, time: SystemTime, rules: &Rules) -> Finding {
+    /// The alert `hit`, seen at `time`, opens or grows; its rule and key.
+    fn apply(&mut self, hit: Hit, time: SystemTime, rules: &Rules) -> (String, String) {
         let window = rules.limit(hit.rule).window;
         let key = (hit.rule.name().to_owned(), hit.key.clone());
         match self.open.get_mut(&key) {
             Some((opened, alert)) if time.duration_since(*opened).unwrap_or_default() < window => {
                 let last = hit.indices.last().copied().unwrap_or_default();
-                if !alert.indices.contains(&last) {
+                if alert.indices.last() != Some(&last) && !alert.indices.contains(&last) {
                     if alert.indices.len() < MAX_INDICES {
                         alert.indices.push(last);
                     }
                     alert.count += 1;
                 }
-                Finding {
-                    key: hit.key,
-                    alert: alert.clone(),
-                }
             }
             _ => {
-                let alert = open(&hit, time);
-                self.open.insert(key, (time, alert.clone()));
-                Finding { key: hit.key, alert }
+                self.open.insert(key.clone(), (time, open(&hit, time)));
             }
         }
+        key
+    }
+
+    /// The alert open under a rule and key, as a finding to write.
+    fn finding(&self, key: &(String, String)) -> Option<Finding> {
+        self.open.get(key).map(|(_, alert)| Finding {
+            key: key.1.clone(),
+            alert: alert.clone(),
+        })
     }
 }
 
@@ -167,15 +170,15 @@ impl Oversight {
         let to = size.min(evaluated + STEP);
         // Read first, so that a failed read feeds the engine nothing.
         let records = (evaluated..to).map(|i| read(log, i)).collect::<Result<Vec<_>, _>>()?;
-        let mut findings: Vec<Finding> = Vec::new();
+        // The alerts this step opened or grew, written as they stand at its end.
+        let mut touched: std::collections::BTreeSet<(String, String)> = Default::default();
         let history = |citizen: &str, before: u64| had_history(log, citizen, before);
         for seen in &records {
             for hit in self.engine.feed(seen, &history) {
-                let finding = self.tracker.apply(hit, seen.time, self.engine.rules());
-                findings.retain(|f| f.alert.alert_id != finding.alert.alert_id);
-                findings.push(finding);
+                touched.insert(self.tracker.apply(hit, seen.time, self.engine.rules()));
             }
         }
+        let findings: Vec<Finding> = touched.iter().filter_map(|k| self.tracker.finding(k)).collect();
         self.fed = Some(to);
         let last = records.last().map_or(SystemTime::UNIX_EPOCH, |r| r.time);
         if self.store.advance(evaluated, to, &findings).await? {

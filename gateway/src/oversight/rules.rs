@@ -375,13 +375,22 @@ pub struct Hit {
     pub summary: String,
 }
 
-/// Records of one rule's window: (time, key, value, index), and per key
-/// how often each value is in it.
+/// Records of one rule's window, oldest first: (time, key, value), and per
+/// key what they hold. Every step costs the same however full the window is.
 #[derive(Debug, Default)]
 struct Window {
     length: Duration,
-    seen: VecDeque<(SystemTime, String, String, u64)>,
-    counts: HashMap<String, HashMap<String, u32>>,
+    seen: VecDeque<(SystemTime, String, String)>,
+    keys: HashMap<String, KeyWindow>,
+}
+
+/// One key's records in a window.
+#[derive(Debug, Default)]
+struct KeyWindow {
+    /// How often each value is in it.
+    values: HashMap<String, u32>,
+    /// Their indices, oldest first.
+    indices: VecDeque<u64>,
 }
 
 impl Window {
@@ -394,19 +403,21 @@ impl Window {
 
     /// Drops what is older than the window before `now`.
     fn expire(&mut self, now: SystemTime) {
-        while let Some((t, key, value, _)) = self.seen.front() {
+        while let Some((t, key, value)) = self.seen.front() {
             if now.duration_since(*t).unwrap_or_default() < self.length {
                 break;
             }
-            if let Some(values) = self.counts.get_mut(key) {
-                if let Some(n) = values.get_mut(value) {
+            // Times never go backwards: a key's oldest record is the window's.
+            if let Some(k) = self.keys.get_mut(key) {
+                k.indices.pop_front();
+                if let Some(n) = k.values.get_mut(value) {
                     *n -= 1;
                     if *n == 0 {
-                        values.remove(value);
+                        k.values.remove(value);
                     }
                 }
-                if values.is_empty() {
-                    self.counts.remove(key);
+                if k.indices.is_empty() {
+                    self.keys.remove(key);
                 }
             }
             self.seen.pop_front();
@@ -417,21 +428,31 @@ impl Window {
     /// values, `key` has in the window now.
     fn add(&mut self, seen: &Seen, key: &str, value: &str) -> (u32, usize) {
         self.expire(seen.time);
-        self.seen
-            .push_back((seen.time, key.to_owned(), value.to_owned(), seen.index));
-        let values = self.counts.entry(key.to_owned()).or_default();
-        *values.entry(value.to_owned()).or_default() += 1;
-        (values.values().sum(), values.len())
+        self.seen.push_back((seen.time, key.to_owned(), value.to_owned()));
+        if !self.keys.contains_key(key) {
+            self.keys.insert(key.to_owned(), KeyWindow::default());
+        }
+        let k = self.keys.get_mut(key).unwrap_or_else(|| unreachable!("inserted above"));
+        match k.values.get_mut(value) {
+            Some(n) => *n += 1,
+            None => {
+                k.values.insert(value.to_owned(), 1);
+            }
+        }
+        k.indices.push_back(seen.index);
+        (k.indices.len() as u32, k.values.len())
     }
 
     /// The indices of `key`'s records in the window, first ones first, at
     /// most [`MAX_INDICES`] of them and always the last.
     fn indices(&self, key: &str) -> Vec<u64> {
-        let mut all = self.seen.iter().filter(|(_, k, _, _)| k == key).map(|(_, _, _, i)| *i);
-        let mut indices: Vec<u64> = all.by_ref().take(MAX_INDICES).collect();
-        if let Some(last) = all.next_back() {
+        let Some(k) = self.keys.get(key) else { return Vec::new() };
+        let mut indices: Vec<u64> = k.indices.iter().copied().take(MAX_INDICES).collect();
+        if k.indices.len() > MAX_INDICES
+            && let Some(last) = k.indices.back()
+        {
             indices.pop();
-            indices.push(last);
+            indices.push(*last);
         }
         indices
     }
@@ -515,7 +536,8 @@ impl Engine {
         let r = &seen.record;
         let mut hits = Vec::new();
         let lookup = seen.is(LOOKUPS) && !r.citizen_ref.is_empty();
-        let oversight = OVERSIGHT.iter().any(|p| r.action.starts_with(p));
+        // Auditors' own work; a registrar reading a history at the counter is not.
+        let oversight = r.action != HISTORY && OVERSIGHT.iter().any(|p| r.action.starts_with(p));
         let official = seen.official();
 
         if lookup && self.on(Rule::OperatorVolume) {
