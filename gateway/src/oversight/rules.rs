@@ -210,6 +210,16 @@ impl AlertsConfig {
         for rule in Rule::ALL {
             let (threshold, window, _) = rule.defaults();
             let section = self.section(rule);
+            let office = section.start.is_some()
+                || section.end.is_some()
+                || section.days.is_some()
+                || section.holidays.is_some();
+            if office && rule != Rule::OffHours || section.first_use_seconds.is_some() && rule != Rule::ConsentBurst {
+                return Err(ConfigError::Invalid(format!(
+                    "alerts.{}: start, end, days and holidays are for off_hours, first_use_seconds for consent_burst",
+                    rule.name()
+                )));
+            }
             let window = section.window_seconds.unwrap_or(window);
             if window == 0 || window > 366 * 24 * 3600 {
                 return Err(ConfigError::Invalid(format!(
@@ -777,6 +787,15 @@ mod tests {
         let mut config = AlertsConfig::default();
         config.off_hours.days = Some(vec!["monday".into()]);
         assert!(config.resolve().is_err());
+        let mut config = AlertsConfig::default();
+        config.operator_volume.holidays = Some(vec!["2026-10-01".into()]);
+        assert!(
+            config
+                .resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("alerts.operator_volume")
+        );
         assert!(AlertsConfig::demo().resolve().is_ok());
     }
 }
