@@ -658,6 +658,28 @@ impl AuditLog {
         Ok(merkle::consistency_proof(&mut nodes(self.store()), first, second)??)
     }
 
+    /// The stored checkpoints of trees smaller than `below` (every one when
+    /// `None`) that proofs reach, newest first, at most `limit`; and whether
+    /// older ones remain.
+    pub fn checkpoints(&self, below: Option<u64>, limit: usize) -> Result<(Vec<Checkpoint>, bool), AuditError> {
+        let reach = self.tree_size()?;
+        let mut older = self
+            .store
+            .checkpoints()?
+            .into_iter()
+            .rev()
+            .filter(|(size, _)| *size <= reach && below.is_none_or(|b| *size < b));
+        let page = older
+            .by_ref()
+            .take(limit)
+            .map(|(size, note)| {
+                checkpoint::verify(&note, &self.verifier)
+                    .map_err(|e| AuditError::Corrupt(format!("stored checkpoint of size {size}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((page, older.next().is_some()))
+    }
+
     fn check_size(&self, size: u64) -> Result<(), AuditError> {
         let have = self.tree_size()?;
         if size > have {

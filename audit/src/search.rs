@@ -6,7 +6,10 @@
 //! not yet indexed is still found.
 //! Page tokens are the last index looked at, so they stay valid as the log grows.
 
-use std::{collections::BTreeMap, time::SystemTime};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use civex_proto::v1::{AuditEntry, AuditRecord, Decision};
 use prost::Message;
@@ -63,7 +66,30 @@ pub struct Tally {
     /// A [`Decision`] as its number.
     pub decision: i32,
     pub reason: String,
+    /// The start of the bucket counted, when counting in buckets.
+    pub bucket_start: Option<SystemTime>,
     pub count: u64,
+}
+
+/// What [`AuditLog::tally`] counts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TallyOptions {
+    /// The window `[since, until)`; unset ends are open.
+    pub since: Option<SystemTime>,
+    pub until: Option<SystemTime>,
+    /// Count allowed calls too, not only refusals.
+    pub allowed: bool,
+    /// One row per operator of each agency.
+    pub per_operator: bool,
+    /// Count in buckets of this length, aligned to the Unix epoch.
+    pub bucket: Option<Duration>,
+}
+
+/// The start of the bucket of length `bucket` that holds `t`.
+fn bucket_of(t: SystemTime, bucket: Duration) -> SystemTime {
+    let since_epoch = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let length = bucket.as_secs().max(1);
+    UNIX_EPOCH + Duration::from_secs(since_epoch - since_epoch % length)
 }
 
 /// One page of results and where to continue.
@@ -155,47 +181,52 @@ impl AuditLog {
         Ok(page)
     }
 
-    /// Counts the records of the window `[since, until)` by agency, operator
-    /// (with `per_operator`), action, decision and reason: refusals only, or
-    /// every call with `allowed`. Reads every record of the window.
-    pub fn tally(
-        &self,
-        since: Option<SystemTime>,
-        until: Option<SystemTime>,
-        allowed: bool,
-        per_operator: bool,
-    ) -> Result<Vec<Tally>, AuditError> {
+    /// Counts the records of the window by agency, operator (with
+    /// `per_operator`), action, decision, reason and bucket: refusals only,
+    /// or every call with `allowed`. Reads every record of the window.
+    pub fn tally(&self, options: TallyOptions) -> Result<Vec<Tally>, AuditError> {
         let size = self.size();
-        let first = match since {
+        let first = match options.since {
             Some(since) => self.first_at_or_after(since)?,
             None => 0,
         };
-        let mut counts: BTreeMap<(String, String, String, i32, String), u64> = BTreeMap::new();
+        type Key = (Option<SystemTime>, String, String, String, i32, String);
+        let mut counts: BTreeMap<Key, u64> = BTreeMap::new();
         for index in first..size {
             let Some(leaf) = self.store().leaf(index)? else { break };
             let e = entry(index, leaf)?;
             let time = e.time.as_ref().and_then(system_time);
-            if until.is_some_and(|u| time.is_some_and(|t| t >= u)) {
+            if options.until.is_some_and(|u| time.is_some_and(|t| t >= u)) {
                 break;
             }
-            if !allowed && e.decision != Decision::Deny as i32 {
+            if !options.allowed && e.decision != Decision::Deny as i32 {
                 continue;
             }
-            let operator = if per_operator { e.operator } else { String::new() };
+            let operator = if options.per_operator {
+                e.operator
+            } else {
+                String::new()
+            };
+            let bucket = options
+                .bucket
+                .map(|length| bucket_of(time.unwrap_or(UNIX_EPOCH), length));
             *counts
-                .entry((e.agency, operator, e.action, e.decision, e.reason))
+                .entry((bucket, e.agency, operator, e.action, e.decision, e.reason))
                 .or_default() += 1;
         }
         Ok(counts
             .into_iter()
-            .map(|((agency, operator, action, decision, reason), count)| Tally {
-                agency,
-                operator,
-                action,
-                decision,
-                reason,
-                count,
-            })
+            .map(
+                |((bucket_start, agency, operator, action, decision, reason), count)| Tally {
+                    agency,
+                    operator,
+                    action,
+                    decision,
+                    reason,
+                    bucket_start,
+                    count,
+                },
+            )
             .collect())
     }
 

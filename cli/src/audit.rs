@@ -225,6 +225,7 @@ pub(super) async fn run(command: AuditCommand) -> anyhow::Result<()> {
                 until: parse_time(&until)?,
                 allowed,
                 per_operator,
+                ..ReportRequest::default()
             };
             let report = client.report(request).await.map_err(rpc_error)?.into_inner();
             println!(

@@ -20,7 +20,10 @@ use civex_gateway::{
     store,
 };
 
-use crate::demo_data;
+use crate::{
+    client::{self, ClientTls},
+    console, demo_data,
+};
 
 #[derive(Debug, Args)]
 pub(super) struct DemoArgs {
@@ -46,6 +49,9 @@ pub(super) struct DemoArgs {
     /// instead of the embedded registry, e.g. `--remote housing,tax`.
     #[arg(long, value_delimiter = ',')]
     remote: Vec<Department>,
+    /// Where the oversight console listens (port 0: a free one).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    console_listen: SocketAddr,
 }
 
 const SAMPLES_FILE: &str = "samples.tsv";
@@ -91,8 +97,18 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         sources.push(child);
     }
     let gateway = Gateway::bind(config).await?;
+    let auditor = {
+        let (ca, cert, key) = ClientTls::demo_paths(&args.certs, console::AUDITOR);
+        ClientTls::from_files(&ca, &cert, &key)?
+    };
+    let channel = client::endpoint_for(&format!("https://{}", gateway.local_addr()), &auditor)?.connect_lazy();
+    let console = console::start(args.console_listen, channel, &gateway.verifier_key()).await?;
     print_banner(&gateway, &args, &config_path, &samples);
-    super::serve(gateway).await
+    // The console prints its `console: <login link>` line as it starts.
+    let console = tokio::spawn(console.serve(super::shutdown_signal()));
+    let served = super::serve(gateway).await;
+    console.abort();
+    served
 }
 
 /// Starts `civex source` for one department as a child process (stopped when
@@ -293,6 +309,10 @@ fn print_banner(gateway: &Gateway, args: &DemoArgs, config_path: &Path, samples:
     let _ = writeln!(
         out,
         "  cargo run --release --bin civex -- audit alerts --endpoint {endpoint} --certs {certs}"
+    );
+    let _ = writeln!(
+        out,
+        "Oversight console (open the console: link below in a browser; each link logs in once and the next is printed):"
     );
     let _ = writeln!(out);
     let _ = writeln!(out, "Stop with Ctrl-C.");

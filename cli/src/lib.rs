@@ -1,7 +1,7 @@
 //! civex-cli: the `civex` command line. The gateway itself (`demo`,
 //! `serve`), local tools (`certs`, `id`, `demo-data`, `import`, `keys`),
 //! gRPC clients (`query`, `check`, `consent`, `catalogue`, `agency`,
-//! `audit`) and the reference department server (`source`); and, as a
+//! `audit`, the web `console`) and the reference department server (`source`); and, as a
 //! library for tests and benchmarks, what those are built from: mTLS
 //! client channels, the development PKI, the demo data and the department server.
 //! Only this crate installs a tracing subscriber.
@@ -13,6 +13,7 @@
 //! - `audit`: `civex audit verify|search|history|checkpoint|report|reindex`.
 //! - `oversight`: `civex audit alerts|alert|watch|unwatch|watched|case`.
 //! - `admin`: `civex agency …` and `civex certs csr`.
+//! - `console`: `civex console`, the oversight console's web pages.
 //! - `source`: `civex source`, serving one department's file.
 //! - [`client`]: mTLS channels to a gateway or a department.
 //! - [`pki`]: the development PKI written to `certs/`.
@@ -22,6 +23,7 @@
 mod admin;
 mod audit;
 pub mod client;
+mod console;
 mod demo;
 pub mod demo_data;
 pub mod department_server;
@@ -92,6 +94,8 @@ enum Command {
     /// Verify, search and report on the audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Serve the oversight console: web pages over the audit log, alerts and cases.
+    Console(console::ConsoleArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -134,6 +138,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Audit(c) => audit::run(c).await,
         Command::Source(a) => source::run(a).await,
         Command::Agency(c) => admin::run(c).await,
+        Command::Console(a) => console::run(a).await,
     }
 }
 

@@ -54,16 +54,27 @@ impl Conn {
     }
 
     pub(super) async fn channel(&self, default_agency: &str) -> anyhow::Result<Channel> {
+        client::connect(&self.endpoint, &self.tls(default_agency)?)
+            .await
+            .with_context(|| format!("cannot connect to {}", self.endpoint))
+    }
+
+    /// A channel that connects on first use (and again after a failure).
+    pub(super) fn lazy_channel(&self, default_agency: &str) -> anyhow::Result<Channel> {
+        Ok(client::endpoint_for(&self.endpoint, &self.tls(default_agency)?)
+            .with_context(|| format!("bad endpoint {}", self.endpoint))?
+            .connect_lazy())
+    }
+
+    /// The PEM files of `--agency` (else `default_agency`), or those given one by one.
+    fn tls(&self, default_agency: &str) -> anyhow::Result<ClientTls> {
         let agency = self.agency.as_deref().unwrap_or(default_agency);
         let (ca, cert, key) = ClientTls::demo_paths(&self.certs, agency);
-        let tls = ClientTls::from_files(
+        Ok(ClientTls::from_files(
             self.ca.as_ref().unwrap_or(&ca),
             self.cert.as_ref().unwrap_or(&cert),
             self.key.as_ref().unwrap_or(&key),
-        )?;
-        client::connect(&self.endpoint, &tls)
-            .await
-            .with_context(|| format!("cannot connect to {}", self.endpoint))
+        )?)
     }
 }
 

@@ -22,5 +22,10 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/civex.v1.rs"));
 }
 
+/// The request metadata naming the official who makes a call (the
+/// console's logged-in user, a registrar at the counter), for calls whose
+/// request has no `operator` field of its own. Part of the contract.
+pub const OPERATOR_METADATA: &str = "civex-operator";
+
 /// Encoded `FileDescriptorSet` of every civex proto, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/civex_descriptor.bin"));

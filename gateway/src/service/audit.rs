@@ -1,21 +1,25 @@
 //! `AuditService`: search and verify the log (role `auditor`; the citizen-facing
 //! `AccessHistory` also for `consent_registrar`). Auditors' calls are audited too.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use civex_proto::v1::{
     AccessHistoryRequest, AuditEntry, AuditSearchRequest, AuditSearchResponse, CheckpointRequest,
-    ConsistencyProofRequest, Decision, GetEntryRequest, InclusionProofRequest, Proof, ReportRequest, ReportResponse,
-    ReportRow, SignedCheckpoint, audit_service_server::AuditService,
+    ConsistencyProofRequest, Decision, GetEntryRequest, InclusionProofRequest, ListCheckpointsRequest,
+    ListCheckpointsResponse, Proof, ReportRequest, ReportResponse, ReportRow, SignedCheckpoint,
+    audit_service_server::AuditService,
 };
 use tonic::{Request, Response, Status};
 
 use super::{Draft, State};
 use civex_adapters::CitizenId;
-use civex_audit::search::{self, Filter};
+use civex_audit::{
+    checkpoint::Checkpoint,
+    search::{self, Filter, TallyOptions},
+};
 
 use crate::{
-    clock::system_time,
+    clock::{system_time, timestamp},
     error::{Error, Reason},
     policy::{access::Role, labels::check_label},
 };
@@ -32,6 +36,8 @@ const HISTORY: &[&str] = &[
     "AuditService/AccessHistory",
 ];
 const DEFAULT_PAGE: usize = 100;
+/// Largest page of checkpoints.
+const MAX_CHECKPOINTS: usize = 1000;
 
 pub struct Audit {
     state: Arc<State>,
@@ -206,11 +212,7 @@ impl AuditService for Audit {
         let cp = appended
             .checkpoint
             .ok_or_else(|| Error::internal("the writer signed no checkpoint for a checkpoint call"))?;
-        Ok(Response::new(SignedCheckpoint {
-            tree_size: cp.size,
-            root_hash: cp.root.to_vec(),
-            note: cp.note,
-        }))
+        Ok(Response::new(signed(cp)))
     }
 
     async fn get_entry(&self, request: Request<GetEntryRequest>) -> Result<Response<AuditEntry>, Status> {
@@ -243,8 +245,19 @@ impl AuditService for Audit {
         let handle = async |request: Request<ReportRequest>, _: &mut Draft| {
             self.state.caller(&request, &[Role::Auditor])?;
             let req = request.into_inner();
-            let (since, until) = (time(req.since, "since")?, time(req.until, "until")?);
-            if since.is_none() && until.is_none() && !req.allowed && !req.per_operator {
+            let options = TallyOptions {
+                since: time(req.since, "since")?,
+                until: time(req.until, "until")?,
+                allowed: req.allowed,
+                per_operator: req.per_operator,
+                bucket: (req.bucket_seconds > 0).then(|| Duration::from_secs(req.bucket_seconds.into())),
+            };
+            if options.since.is_none()
+                && options.until.is_none()
+                && !options.allowed
+                && !options.per_operator
+                && options.bucket.is_none()
+            {
                 // Refusals over the whole log: the index's running totals.
                 let rows = self.state.audit.report()?;
                 return Ok(ReportResponse {
@@ -260,7 +273,7 @@ impl AuditService for Audit {
                         .collect(),
                 });
             }
-            let rows = self.state.audit.tally(since, until, req.allowed, req.per_operator)?;
+            let rows = self.state.audit.tally(options)?;
             Ok(ReportResponse {
                 rows: rows
                     .into_iter()
@@ -271,10 +284,43 @@ impl AuditService for Audit {
                         operator: r.operator,
                         decision: r.decision,
                         action: r.action,
+                        bucket_start: r.bucket_start.map(timestamp),
                     })
                     .collect(),
             })
         };
         self.state.answer(request, "AuditService/Report", handle).await
+    }
+
+    async fn list_checkpoints(
+        &self,
+        request: Request<ListCheckpointsRequest>,
+    ) -> Result<Response<ListCheckpointsResponse>, Status> {
+        let handle = async |request: Request<ListCheckpointsRequest>, _: &mut Draft| {
+            self.state.caller(&request, &[Role::Auditor])?;
+            let req = request.into_inner();
+            let (page, more) = self.state.audit.checkpoints(
+                page_token(&req.page_token)?,
+                page_size(req.page_size).min(MAX_CHECKPOINTS),
+            )?;
+            Ok(ListCheckpointsResponse {
+                next_page_token: page
+                    .last()
+                    .filter(|_| more)
+                    .map(|cp| cp.size.to_string())
+                    .unwrap_or_default(),
+                checkpoints: page.into_iter().map(signed).collect(),
+            })
+        };
+        self.state.answer(request, "AuditService/ListCheckpoints", handle).await
+    }
+}
+
+/// A checkpoint as the wire carries it.
+fn signed(cp: Checkpoint) -> SignedCheckpoint {
+    SignedCheckpoint {
+        tree_size: cp.size,
+        root_hash: cp.root.to_vec(),
+        note: cp.note,
     }
 }

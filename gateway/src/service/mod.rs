@@ -82,10 +82,9 @@ pub struct State {
     pub oversight: Arc<dyn OversightStore>,
 }
 
-/// The metadata naming the official who makes a call (the console's
-/// logged-in user, a registrar at the counter): an operator label for calls
-/// whose request has no `operator` field of its own.
-pub const OPERATOR: &str = "civex-operator";
+/// The metadata naming the official who makes a call: an operator label
+/// for calls whose request has no `operator` field of its own.
+pub const OPERATOR: &str = civex_proto::OPERATOR_METADATA;
 
 /// Most scopes kept in one audit record.
 const MAX_LOGGED_SCOPES: usize = 64;
