@@ -1105,3 +1105,73 @@ async fn the_oversight_report_counts_refusals_per_agency_and_reason() {
     let report = audit.report(ReportRequest::default()).await.unwrap().into_inner();
     assert_eq!(report_rows(report), expected);
 }
+
+#[tokio::test]
+async fn reports_count_per_hour_and_stored_checkpoints_page_newest_first() {
+    let gw = TestGateway::start().await;
+    let mut audit = gw.audit("qujing-audit").await;
+    let start = gw.clock.now();
+    let mut sizes = Vec::new();
+    for _ in 0..3 {
+        sizes.push(
+            audit
+                .checkpoint(CheckpointRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .tree_size,
+        );
+        gw.clock.advance(Duration::from_secs(3600));
+    }
+    let rows = audit
+        .report(ReportRequest {
+            since: Some(timestamp(start - Duration::from_secs(3600))),
+            allowed: true,
+            bucket_seconds: 3600,
+            ..ReportRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .rows;
+    // One checkpoint call in each of three hours, each counted in its own.
+    let buckets: HashSet<i64> = rows
+        .iter()
+        .filter(|r| r.action == "AuditService/Checkpoint")
+        .map(|r| r.bucket_start.unwrap().seconds)
+        .collect();
+    assert_eq!(buckets.len(), 3, "{rows:?}");
+    assert!(buckets.iter().all(|b| b % 3600 == 0));
+
+    let verifier = Verifier::parse(&gw.verifier_key).unwrap();
+    let first = audit
+        .list_checkpoints(civex_proto::v1::ListCheckpointsRequest {
+            page_size: 2,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let shown: Vec<u64> = first.checkpoints.iter().map(|c| c.tree_size).collect();
+    assert_eq!(shown, vec![sizes[2], sizes[1]]);
+    for cp in &first.checkpoints {
+        assert_eq!(checkpoint::verify(&cp.note, &verifier).unwrap().size, cp.tree_size);
+    }
+    let rest = audit
+        .list_checkpoints(civex_proto::v1::ListCheckpointsRequest {
+            page_size: 2,
+            page_token: first.next_page_token,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rest.checkpoints.first().map(|c| c.tree_size), Some(sizes[0]));
+    let malformed = audit
+        .list_checkpoints(civex_proto::v1::ListCheckpointsRequest {
+            page_size: 2,
+            page_token: "x".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&malformed), "INVALID_REQUEST");
+}

@@ -5,6 +5,7 @@
 mod admin;
 mod audit;
 mod consent;
+mod console;
 mod exchange;
 mod faults;
 mod hostile;

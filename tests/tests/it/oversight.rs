@@ -772,6 +772,7 @@ async fn a_report_over_a_window_counts_allowed_calls_per_operator() {
             until: Some(until),
             allowed: true,
             per_operator: true,
+            ..Default::default()
         })
         .await
         .unwrap()
