@@ -12,6 +12,7 @@ use crate::i18n::{Lang, Text};
 
 const CSS: &str = include_str!("../../assets/console.css");
 const SCRIPT: &str = include_str!("../../assets/console.js");
+const ICON: &str = include_str!("../../assets/icon.svg");
 
 /// Which navigation entry a page belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +95,7 @@ fn head(title: &str) -> Markup {
             meta charset="utf-8";
             meta name="viewport" content="width=device-width, initial-scale=1";
             title { (title) " · civex" }
+            link rel="icon" type="image/svg+xml" href="/assets/icon.svg";
             link rel="stylesheet" href="/assets/console.css";
             script src="/assets/console.js" defer {}
         }
@@ -152,6 +154,12 @@ pub(crate) async fn css() -> Response {
 
 pub(crate) async fn script() -> Response {
     asset("text/javascript; charset=utf-8", SCRIPT)
+}
+
+/// The tab icon; linked from every page, and served at `/favicon.ico` too
+/// for clients that ask there whatever the page says.
+pub(crate) async fn icon() -> Response {
+    asset("image/svg+xml", ICON)
 }
 
 fn asset(kind: &'static str, body: &'static str) -> Response {

@@ -92,6 +92,8 @@ pub(crate) fn router(app: AppState) -> Router {
         .route("/checkpoints", get(checkpoints::page))
         .route("/assets/console.css", get(layout::css))
         .route("/assets/console.js", get(layout::script))
+        .route("/assets/icon.svg", get(layout::icon))
+        .route("/favicon.ico", get(layout::icon))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_FORM))
         .layer(middleware::from_fn(headers))

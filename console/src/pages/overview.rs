@@ -82,7 +82,22 @@ async fn overview(app: &AppState, ctx: &Ctx) -> Result<Markup, Failure> {
         section aria-labelledby="day-heading" {
             h2 #day-heading { (t.day_heading) }
             div.chart-and-table {
-                figure { (chart::hours(t, &hours)) }
+                div.chart-side {
+                    figure { (chart::hours(t, &hours)) }
+                    table {
+                        caption { (t.per_agency) }
+                        thead { tr { th scope="col" { (t.agency) } th scope="col" { (t.calls) } th scope="col" { (t.refusals) } } }
+                        tbody {
+                            @for (agency, (calls, refusals)) in &agencies {
+                                tr {
+                                    th scope="row" { a href={ "/search?agency=" (agency) } { (agency) } }
+                                    td.num { (calls) }
+                                    td.num { (refusals) }
+                                }
+                            }
+                        }
+                    }
+                }
                 table.hours {
                     caption { (t.per_hour) }
                     thead { tr { th scope="col" { (t.hour) } th scope="col" { (t.calls) } th scope="col" { (t.refusals) } } }
@@ -96,19 +111,6 @@ async fn overview(app: &AppState, ctx: &Ctx) -> Result<Markup, Failure> {
                             th scope="row" { (t.total) }
                             td.num { (hours.iter().map(|h| h.calls).sum::<u64>()) }
                             td.num { (hours.iter().map(|h| h.refusals).sum::<u64>()) }
-                        }
-                    }
-                }
-            }
-            table {
-                caption { (t.per_agency) }
-                thead { tr { th scope="col" { (t.agency) } th scope="col" { (t.calls) } th scope="col" { (t.refusals) } } }
-                tbody {
-                    @for (agency, (calls, refusals)) in &agencies {
-                        tr {
-                            th scope="row" { a href={ "/search?agency=" (agency) } { (agency) } }
-                            td.num { (calls) }
-                            td.num { (refusals) }
                         }
                     }
                 }

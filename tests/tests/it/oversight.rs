@@ -31,7 +31,7 @@ fn next_monday_morning(now: SystemTime) -> u64 {
 }
 
 /// Moves the clock to the next Monday 10:00 in UTC+8.
-fn to_office_hours(gw: &TestGateway) {
+pub(crate) fn to_office_hours(gw: &TestGateway) {
     let now = gw.clock.now();
     let target = next_monday_morning(now);
     gw.clock.advance(Duration::from_secs(
