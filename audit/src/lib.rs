@@ -35,6 +35,7 @@ pub mod search;
 pub mod shared;
 pub mod store;
 pub mod tiles;
+pub mod tlog;
 pub mod verify;
 pub mod writer;
 

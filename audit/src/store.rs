@@ -104,6 +104,12 @@ pub trait LogStore: Send + Sync + 'static {
     /// The Merkle node at (`level`, `index`), if that subtree is complete.
     fn node(&self, level: u32, index: u64) -> Result<Option<Hash>, StoreError>;
 
+    /// The complete nodes of `level` from `from` up to `to` (what a hash
+    /// tile holds), stopping at the first that is not.
+    fn hashes(&self, level: u32, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
+        (from..to).map_while(|i| self.node(level, i).transpose()).collect()
+    }
+
     /// Shows `visit` every stored leaf, by index, including any past the
     /// committed size (verification reports those), until it breaks. The
     /// leaf is lent, not copied: verification reads every record.

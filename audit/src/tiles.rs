@@ -162,7 +162,7 @@ fn decode_batch(mut bytes: &[u8]) -> Option<Decoded> {
 }
 
 /// An entry bundle's bytes.
-fn encode_bundle(leaves: &[Vec<u8>]) -> Vec<u8> {
+pub(crate) fn encode_bundle(leaves: &[Vec<u8>]) -> Vec<u8> {
     let mut out = Vec::new();
     for leaf in leaves {
         out.extend_from_slice(&(leaf.len() as u16).to_be_bytes());
@@ -754,6 +754,14 @@ impl LogStore for TileLog {
             .row_hashes(tile_level, from, to)?
             .filter(|row| !row.is_empty())
             .map(|row| subtree_root(&row)))
+    }
+
+    fn hashes(&self, level: u32, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
+        let one_tile = level % TILE_HEIGHT == 0 && from < to && from / TILE_WIDTH == (to - 1) / TILE_WIDTH;
+        if !one_tile {
+            return (from..to).map_while(|i| self.node(level, i).transpose()).collect();
+        }
+        Ok(self.row_hashes(level / TILE_HEIGHT, from, to)?.unwrap_or_default())
     }
 
     fn scan_leaves(&self, visit: &mut dyn FnMut(u64, &[u8]) -> ControlFlow<()>) -> Result<(), StoreError> {

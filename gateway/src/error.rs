@@ -1,4 +1,4 @@
-//! The one place where civex errors become gRPC statuses.
+//! The one place where civex errors become gRPC statuses (and HTTP answers).
 //!
 //! Every refusal carries a [`Reason`] from the contract (DESIGN §8); the
 //! status gets the matching code and a `google.rpc.ErrorInfo` detail with
@@ -193,7 +193,51 @@ impl From<Error> for Status {
         if let Some(delay) = e.retry_after {
             details.set_retry_info(Some(delay));
         }
-        Status::with_error_details(e.reason.code(), e.message, details)
+        let mut status = Status::with_error_details(e.reason.code(), e.message, details);
+        if let Some(delay) = e.retry_after {
+            // The same hint for clients that read metadata, not details.
+            status
+                .metadata_mut()
+                .insert(RETRY_AFTER, retry_after_seconds(delay).into());
+        }
+        status
+    }
+}
+
+/// The `retry-after` metadata and HTTP header: whole seconds, rounded up.
+pub const RETRY_AFTER: &str = "retry-after";
+
+fn retry_after_seconds(delay: Duration) -> u64 {
+    delay.as_secs() + u64::from(delay.subsec_nanos() > 0)
+}
+
+impl Error {
+    /// The refusal as a plain HTTP answer (the log's tiles over HTTPS): the
+    /// status that goes with the reason's gRPC code, the reason and the
+    /// message as text, and `Retry-After` when the caller may retry.
+    pub fn into_http(self) -> http::Response<String> {
+        use http::StatusCode as S;
+        let status = match self.reason.code() {
+            Code::InvalidArgument => S::BAD_REQUEST,
+            Code::PermissionDenied => S::FORBIDDEN,
+            Code::NotFound => S::NOT_FOUND,
+            Code::AlreadyExists => S::CONFLICT,
+            Code::FailedPrecondition => S::PRECONDITION_FAILED,
+            Code::ResourceExhausted => S::TOO_MANY_REQUESTS,
+            Code::Unavailable => S::SERVICE_UNAVAILABLE,
+            _ => S::INTERNAL_SERVER_ERROR,
+        };
+        let mut response = http::Response::new(format!("{}: {}\n", self.reason, self.message));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if let Some(delay) = self.retry_after {
+            headers.insert(http::header::RETRY_AFTER, retry_after_seconds(delay).into());
+        }
+        response
     }
 }
 

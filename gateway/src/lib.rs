@@ -49,7 +49,7 @@ use civex_proto::v1::{
     oversight_service_server::OversightServiceServer,
 };
 use tokio::net::TcpListener;
-use tonic::transport::Server;
+use tonic::{service::Routes, transport::Server};
 use tonic_health::ServingStatus;
 
 use crate::{
@@ -366,14 +366,7 @@ impl Gateway {
             }
         };
         let state = &self.state;
-        Server::builder()
-            .max_concurrent_streams(limits.max_concurrent_streams)
-            .http2_max_header_list_size(16 * 1024)
-            .http2_max_pending_accept_reset_streams(Some(64))
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .layer(service::guard::GuardLayer::new(state.clone()))
-            .add_service(health_service)
+        let grpc = Routes::new(health_service)
             .add_service(reflection)
             .add_service(ExchangeServiceServer::new(Exchange::new(state.clone())).max_decoding_message_size(max))
             .add_service(ConsentServiceServer::new(Consents::new(state.clone())).max_decoding_message_size(max))
@@ -382,7 +375,18 @@ impl Gateway {
             .add_service(
                 OversightServiceServer::new(service::oversight::Oversight::new(state.clone()))
                     .max_decoding_message_size(max),
-            )
+            );
+        // The log's tiles beside the services, on the same port (DESIGN §12).
+        let routes = Routes::from(grpc.into_axum_router().merge(service::tlog::router(state.clone())));
+        Server::builder()
+            .accept_http1(true)
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .http2_max_header_list_size(16 * 1024)
+            .http2_max_pending_accept_reset_streams(Some(64))
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .layer(service::guard::GuardLayer::new(state.clone()))
+            .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, signal)
             .await?;
         self.state.audit.close().await;

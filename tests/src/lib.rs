@@ -241,6 +241,15 @@ impl TestGateway {
 
     /// [`TestGateway::raw_tls`] with the certificate `tls`.
     pub async fn raw_tls_with(&self, tls: &ClientTls) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        self.raw_tls_speaking(tls, b"h2").await
+    }
+
+    /// A bare TLS connection with the certificate `tls`, offering only `alpn`.
+    pub async fn raw_tls_speaking(
+        &self,
+        tls: &ClientTls,
+        alpn: &[u8],
+    ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
         use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
         let mut roots = rustls::RootCertStore::empty();
         for ca in CertificateDer::pem_slice_iter(tls.ca_pem.as_bytes()) {
@@ -257,7 +266,7 @@ impl TestGateway {
                 .with_root_certificates(roots)
                 .with_client_auth_cert(certs, key)
                 .expect("client auth");
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        config.alpn_protocols = vec![alpn.to_vec()];
         let tcp = tokio::net::TcpStream::connect(self.addr).await.expect("TCP connect");
         let name = ServerName::try_from("localhost").expect("server name");
         tokio_rustls::TlsConnector::from(Arc::new(config))

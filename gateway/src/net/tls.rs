@@ -259,7 +259,8 @@ pub fn server_config(
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_client_cert_verifier(verifier.clone())
         .with_cert_resolver(server_cert.clone());
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    // gRPC over h2; the log's tiles also over HTTP/1.1 for plain clients (DESIGN §12).
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok((
         Arc::new(config),
         TlsHandles {
@@ -537,21 +538,26 @@ impl Accept {
             tracing::warn!(%remote, peer = %name, cap = self.admission.max_per_peer, "connection cap of the peer reached");
             return None;
         };
-        let mut preface = [0u8; PREFACE.len()];
-        match tokio::time::timeout(
-            self.admission.preface_timeout,
-            tokio::io::AsyncReadExt::read_exact(&mut tls, &mut preface),
-        )
-        .await
-        {
-            Ok(Ok(_)) if preface == *PREFACE => {}
-            Ok(_) => {
-                tracing::info!(%remote, peer = %name, "no HTTP/2 connection preface");
-                return None;
-            }
-            Err(_) => {
-                tracing::info!(%remote, peer = %name, "HTTP/2 connection preface timed out");
-                return None;
+        // HTTP/1.1 (the log's tiles for plain clients) has no preface to
+        // wait for: hyper's timeout on reading its headers stands in.
+        let http1 = conn.alpn_protocol() == Some(b"http/1.1");
+        if !http1 {
+            let mut preface = [0u8; PREFACE.len()];
+            match tokio::time::timeout(
+                self.admission.preface_timeout,
+                tokio::io::AsyncReadExt::read_exact(&mut tls, &mut preface),
+            )
+            .await
+            {
+                Ok(Ok(_)) if preface == *PREFACE => {}
+                Ok(_) => {
+                    tracing::info!(%remote, peer = %name, "no HTTP/2 connection preface");
+                    return None;
+                }
+                Err(_) => {
+                    tracing::info!(%remote, peer = %name, "HTTP/2 connection preface timed out");
+                    return None;
+                }
             }
         }
         tracing::debug!(%remote, peer = %name, "connection accepted");
@@ -564,7 +570,7 @@ impl Accept {
                 remote,
                 activity: activity.clone(),
             },
-            preface: Some(PREFACE),
+            preface: (!http1).then_some(PREFACE),
             idle: Idle::new(self.admission.idle_timeout, activity),
             _slot: slot,
             _peer_slot: peer_slot,

@@ -22,6 +22,7 @@ pub mod consent;
 pub mod exchange;
 pub mod guard;
 pub mod oversight;
+pub mod tlog;
 
 use std::sync::Arc;
 
@@ -261,12 +262,14 @@ impl State {
     /// and is within its quota. Checked on every call, so a revocation or
     /// suspension also cuts off connections that are already open.
     pub fn caller<T>(&self, request: &Request<T>, roles: &[Role]) -> Result<Arc<Agency>, Error> {
+        self.peer_caller(request.extensions().get::<PeerIdentity>(), roles)
+    }
+
+    /// [`State::caller`] for a connection's identity (an HTTP request's as well as a gRPC call's).
+    pub fn peer_caller(&self, peer: Option<&PeerIdentity>, roles: &[Role]) -> Result<Arc<Agency>, Error> {
         // Invariant: every connection comes through `tls::incoming`, which
         // attaches the identity; a request without one never passed mTLS.
-        let peer = request
-            .extensions()
-            .get::<PeerIdentity>()
-            .ok_or_else(|| Error::new(Reason::RoleRequired, "no verified client certificate"))?;
+        let peer = peer.ok_or_else(|| Error::new(Reason::RoleRequired, "no verified client certificate"))?;
         self.freshness.check()?;
         if self.authority.is_revoked(&peer.serial) {
             return Err(Error::new(

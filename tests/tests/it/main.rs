@@ -14,5 +14,6 @@ mod oversight;
 mod postgres;
 mod predicates;
 mod sources;
+mod tiles;
 mod tls;
 mod trust;
