@@ -349,10 +349,7 @@ impl Gateway {
                 }
             }
         });
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(civex_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
+        let (reflection, reflection_v1alpha) = (reflection().build_v1()?, reflection().build_v1alpha()?);
         let max = limits.max_message_bytes;
         let incoming = tls::incoming(self.listener, self.tls, limits.admission(), tls::agencies());
         tracing::info!(addr = %self.local_addr, "serving");
@@ -368,6 +365,7 @@ impl Gateway {
         let state = &self.state;
         let grpc = Routes::new(health_service)
             .add_service(reflection)
+            .add_service(reflection_v1alpha)
             .add_service(ExchangeServiceServer::new(Exchange::new(state.clone())).max_decoding_message_size(max))
             .add_service(ConsentServiceServer::new(Consents::new(state.clone())).max_decoding_message_size(max))
             .add_service(AuditServiceServer::new(Audit::new(state.clone())).max_decoding_message_size(max))
@@ -400,6 +398,26 @@ impl Gateway {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Server reflection, in both versions clients speak (grpcurl and most
+/// tools v1; Python's grpcio-reflection only v1alpha): every message the
+/// gateway sends, the `google.rpc` error details among them, so a client
+/// with nothing but reflection can read a refusal's reason; and only the
+/// services it answers (not `DepartmentSourceService`, which departments serve).
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    let builder = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(civex_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET);
+    SERVICES[1..]
+        .iter()
+        .chain(&[
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ])
+        .fold(builder, |builder, name| builder.with_service_name(*name))
 }
 
 /// The services health is reported for: the whole server ("") and each gRPC service.

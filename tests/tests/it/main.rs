@@ -13,6 +13,7 @@ mod hostile;
 mod oversight;
 mod postgres;
 mod predicates;
+mod reflection;
 mod sources;
 mod tiles;
 mod tls;
