@@ -43,6 +43,12 @@ pub trait Adapter: Send + Sync + 'static {
     /// attribute the department does not hold for this citizen comes back
     /// with `recorded = false`.
     async fn fetch(&self, citizen_id: &str, attributes: &[&'static Attribute]) -> Result<Vec<Fact>, AdapterError>;
+
+    /// Whether calls to the department are held back by an open circuit
+    /// breaker; `None` for an adapter without one (the embedded registries).
+    fn circuit_open(&self) -> Option<bool> {
+        None
+    }
 }
 
 /// Why a department's facts could not be had.

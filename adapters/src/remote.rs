@@ -196,6 +196,11 @@ impl Adapter for RemoteAdapter {
         self.department
     }
 
+    fn circuit_open(&self) -> Option<bool> {
+        let circuit = self.circuit.lock().unwrap_or_else(|p| p.into_inner());
+        Some(!matches!(*circuit, Circuit::Closed { .. }))
+    }
+
     async fn fetch(&self, citizen_id: &str, attributes: &[&'static Attribute]) -> Result<Vec<Fact>, AdapterError> {
         self.admit()?;
         let result = self.call(citizen_id, attributes).await;

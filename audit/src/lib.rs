@@ -67,7 +67,7 @@ pub use self::{
     pseudonym::Pseudonymizer,
     store::{IndexStore, LogStore, RefusalCount, StoreError},
     verify::{Verified, VerifyError, verify},
-    writer::{Appended, Overruled, WriterConfig},
+    writer::{Appended, BatchObserver, Overruled, WriterConfig},
 };
 
 /// Why the log could not record or answer.
@@ -469,6 +469,7 @@ pub struct AuditLog {
     healthy: watch::Receiver<bool>,
     verifier: Verifier,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    observer: Arc<std::sync::OnceLock<writer::BatchObserver>>,
 }
 
 impl AuditLog {
@@ -526,6 +527,7 @@ impl AuditLog {
             size: opened.size,
             checkpoint: true,
         });
+        let observer = Arc::new(std::sync::OnceLock::new());
         let writer = Writer {
             store: store.clone(),
             mode,
@@ -537,6 +539,7 @@ impl AuditLog {
             background: background_tx.clone(),
             healthy: healthy_tx,
             config,
+            observer: observer.clone(),
         };
         let (tx, rx) = mpsc::channel();
         let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
@@ -560,8 +563,15 @@ impl AuditLog {
             healthy,
             verifier,
             threads: Mutex::new(threads),
+            observer,
         };
         Ok((log, opened))
+    }
+
+    /// Has `observe` told of every batch made durable from now on (once; a
+    /// second observer is refused and handed back).
+    pub fn observe_batches(&self, observe: BatchObserver) -> Result<(), BatchObserver> {
+        self.observer.set(observe)
     }
 
     /// Appends `entry`'s record and waits until it is durable.

@@ -757,7 +757,7 @@ impl LogStore for TileLog {
     }
 
     fn hashes(&self, level: u32, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
-        let one_tile = level % TILE_HEIGHT == 0 && from < to && from / TILE_WIDTH == (to - 1) / TILE_WIDTH;
+        let one_tile = level.is_multiple_of(TILE_HEIGHT) && from < to && from / TILE_WIDTH == (to - 1) / TILE_WIDTH;
         if !one_tile {
             return (from..to).map_while(|i| self.node(level, i).transpose()).collect();
         }

@@ -130,7 +130,13 @@ pub(crate) struct Writer {
     pub(crate) background: mpsc::Sender<Background>,
     pub(crate) healthy: watch::Sender<bool>,
     pub(crate) config: WriterConfig,
+    pub(crate) observer: Arc<std::sync::OnceLock<BatchObserver>>,
 }
+
+/// Told of every batch made durable: its records, how long the write (and
+/// its fsync, or the shared log's transaction) took, and whether a signed
+/// checkpoint came with it. For metrics.
+pub type BatchObserver = Box<dyn Fn(usize, Duration, bool) + Send + Sync>;
 
 const MAX_BATCH: usize = 4096;
 /// Records after which the ledger's watermark moves even if they used no
@@ -387,6 +393,12 @@ impl Writer {
         laid.fail(&AuditError::Unavailable(e.to_string()));
     }
 
+    fn observe(&self, records: usize, took: Duration, checkpointed: bool) {
+        if let Some(observe) = self.observer.get() {
+            observe(records, took, checkpointed);
+        }
+    }
+
     /// The log is durable up to `size`: readers and health see it before any call is answered.
     fn durable(&self, size: u64, checkpoint: bool) {
         self.committed.fetch_max(size, Ordering::AcqRel);
@@ -452,9 +464,11 @@ impl Writer {
         batch.checkpoint = checkpoint.as_ref().map(|cp| cp.note.clone());
         batch.leaves = std::mem::take(&mut laid.leaves);
         // One write and one fsync: the records carry their consents' uses and withdrawals.
+        let started = Instant::now();
         if let Err(e) = self.store.append(&batch, self.config.durable) {
             return self.failed(&e.into(), laid);
         }
+        self.observe(batch.leaves.len(), started.elapsed(), checkpoint.is_some());
         let Mode::Local(local) = &mut self.mode else { return };
         local.tip = Tip {
             frontier,
@@ -490,6 +504,7 @@ impl Writer {
         let mut pending = Some(pending);
         let mut laid = None;
         let clock = self.clock.clone();
+        let started = Instant::now();
         let sequenced = shared.sequence(&consents, &mut |head, usage| {
             let mut l = lay_out(
                 clock.as_ref(),
@@ -533,6 +548,7 @@ impl Writer {
             Ok(head) => head,
             Err(e) => return self.failed(&e.into(), laid),
         };
+        let took = started.elapsed();
         let size = head.next + laid.landed.len() as u64;
         let checkpoint = if want_checkpoint {
             match crate::shared::integrate(shared, &self.signer, true) {
@@ -545,6 +561,7 @@ impl Writer {
         } else {
             None
         };
+        self.observe(laid.landed.len(), took, checkpoint.is_some());
         self.durable(size, false);
         laid.answer(checkpoint.as_ref());
     }

@@ -52,6 +52,9 @@ pub(super) struct DemoArgs {
     /// Where the oversight console listens (port 0: a free one).
     #[arg(long, default_value = "127.0.0.1:0")]
     console_listen: SocketAddr,
+    /// Where Prometheus metrics are served over plain HTTP (port 0: a free one).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    metrics_listen: SocketAddr,
 }
 
 const SAMPLES_FILE: &str = "samples.tsv";
@@ -71,6 +74,9 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         tls: TlsConfig::in_dir(&args.certs),
         // Thresholds a newcomer trips from the command line in a minute.
         alerts: civex_gateway::oversight::rules::AlertsConfig::demo(),
+        metrics: civex_gateway::config::MetricsConfig {
+            listen: Some(args.metrics_listen),
+        },
         ..Config::default()
     };
     let config_path = args.data.join("civex.toml");
@@ -310,6 +316,10 @@ fn print_banner(gateway: &Gateway, args: &DemoArgs, config_path: &Path, samples:
         out,
         "  cargo run --release --bin civex -- audit alerts --endpoint {endpoint} --certs {certs}"
     );
+    if let Some(metrics) = gateway.metrics_addr() {
+        let _ = writeln!(out, "Prometheus metrics (text format):");
+        let _ = writeln!(out, "metrics: http://{metrics}/metrics");
+    }
     let _ = writeln!(
         out,
         "Oversight console (open the console: link below in a browser; each link logs in once and the next is printed):"

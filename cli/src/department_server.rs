@@ -153,7 +153,10 @@ pub async fn serve<S: DepartmentSourceService>(
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(health_service)
         .add_service(DepartmentSourceServiceServer::new(source).max_decoding_message_size(64 * 1024))
-        .serve_with_incoming_shutdown(net::tls::incoming(listener, config, admission, admit), shutdown)
+        .serve_with_incoming_shutdown(
+            net::tls::incoming(listener, config, admission, admit, Default::default()),
+            shutdown,
+        )
         .await;
     if let Some(watch) = crl_watch {
         watch.abort();

@@ -53,6 +53,8 @@ pub struct Config {
     pub predicates: Thresholds,
     /// The oversight rules' thresholds, `[alerts.<rule>]` (DESIGN §13).
     pub alerts: AlertsConfig,
+    /// The Prometheus metrics listener, `[metrics] listen` (DESIGN §12).
+    pub metrics: MetricsConfig,
     /// Where each department's facts come from, by department code; a
     /// department not listed is embedded (served from this gateway's store).
     pub departments: BTreeMap<String, DepartmentConfig>,
@@ -198,6 +200,14 @@ pub enum Engine {
     Postgres,
 }
 
+/// Prometheus metrics in the text format on plain HTTP: off unless
+/// `listen` is set (e.g. `"127.0.0.1:9464"`; a port of 0 picks a free one).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub listen: Option<SocketAddr>,
+}
+
 /// The audit log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -336,6 +346,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             predicates: Thresholds::default(),
             alerts: AlertsConfig::default(),
+            metrics: MetricsConfig::default(),
             departments: BTreeMap::new(),
             agencies: demo_agencies(),
         }

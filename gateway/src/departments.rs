@@ -22,6 +22,14 @@ impl Departments {
         Departments { adapters, deadline }
     }
 
+    /// Each department behind a circuit breaker, and whether it is open.
+    pub fn circuits(&self) -> Vec<(Department, bool)> {
+        self.adapters
+            .iter()
+            .filter_map(|(department, a)| Some((*department, a.circuit_open()?)))
+            .collect()
+    }
+
     /// Facts for every attribute, in the order asked; all or an error (no
     /// partial answers). Departments are asked concurrently, each within the deadline.
     pub async fn fetch(&self, citizen_id: &str, attributes: &[&'static Attribute]) -> Result<Vec<Fact>, Error> {

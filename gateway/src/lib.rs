@@ -31,6 +31,7 @@ pub mod consent;
 pub mod departments;
 pub mod directory;
 pub mod error;
+pub mod metrics;
 pub mod net;
 pub mod oversight;
 pub mod policy;
@@ -94,6 +95,8 @@ pub enum StartError {
 pub struct Gateway {
     config: Config,
     listener: TcpListener,
+    /// Bound when `[metrics] listen` is set.
+    metrics_listener: Option<TcpListener>,
     local_addr: SocketAddr,
     state: Arc<State>,
     stores: store::Stores,
@@ -253,7 +256,16 @@ impl Gateway {
                 None => changes::Freshness::local(),
             },
             oversight: stores.oversight.clone(),
+            metrics: metrics::Metrics::default(),
         });
+        let observed = Arc::downgrade(&state);
+        let _ = state
+            .audit
+            .observe_batches(Box::new(move |records, took, checkpointed| {
+                if let Some(state) = observed.upgrade() {
+                    state.metrics.batch(records, took, checkpointed);
+                }
+            }));
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Bind {
@@ -264,9 +276,18 @@ impl Gateway {
             addr: config.listen,
             source,
         })?;
+        let metrics_listener = match config.metrics.listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         Ok(Gateway {
             config,
             listener,
+            metrics_listener,
             local_addr,
             state,
             stores,
@@ -285,6 +306,11 @@ impl Gateway {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where `/metrics` is served, if `[metrics] listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The gateway's public verifier key (C2SP signed-note format).
@@ -351,7 +377,26 @@ impl Gateway {
         });
         let (reflection, reflection_v1alpha) = (reflection().build_v1()?, reflection().build_v1alpha()?);
         let max = limits.max_message_bytes;
-        let incoming = tls::incoming(self.listener, self.tls, limits.admission(), tls::agencies());
+        let connections = tls::Connections::default();
+        let metrics = self.metrics_listener.map(|listener| {
+            let scrape = metrics::Scrape {
+                state: self.state.clone(),
+                connections: connections.clone(),
+                server_cert: self.tls_handles.cert.clone(),
+            };
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, metrics::router(scrape)).await {
+                    tracing::error!(cause = %e, "the metrics listener stopped");
+                }
+            })
+        });
+        let incoming = tls::incoming(
+            self.listener,
+            self.tls,
+            limits.admission(),
+            tls::agencies(),
+            connections,
+        );
         tracing::info!(addr = %self.local_addr, "serving");
         let signal = async {
             shutdown.await;
@@ -389,7 +434,7 @@ impl Gateway {
             .await?;
         self.state.audit.close().await;
         // Calls still draining were checked against changes followed until now.
-        for task in follow.into_iter().chain(share).chain(alerts) {
+        for task in follow.into_iter().chain(share).chain(alerts).chain(metrics) {
             task.abort();
         }
         if let civex_audit::LogEngine::Local { ledger, .. } = &self.stores.log {

@@ -47,6 +47,8 @@ pub const SEED: u64 = 7;
 /// A gateway serving on loopback for one test.
 pub struct TestGateway {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, if the configuration turns it on.
+    pub metrics_addr: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     pub ca: Ca,
     pub clock: ManualClock,
@@ -150,6 +152,7 @@ impl TestGateway {
             .await
             .expect("gateway binds");
         let addr = gateway.local_addr();
+        let metrics_addr = gateway.metrics_addr();
         let verifier_key = gateway.verifier_key();
         let reloader = gateway.reloader();
         let (tx, rx) = oneshot::channel();
@@ -163,6 +166,7 @@ impl TestGateway {
         });
         TestGateway {
             addr,
+            metrics_addr,
             dir,
             ca,
             clock,

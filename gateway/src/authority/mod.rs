@@ -66,6 +66,8 @@ pub struct Authority {
     revoked: RwLock<HashSet<String>>,
     verifier: Arc<ClientVerifier>,
     crl_path: PathBuf,
+    /// When the CRL in force expires (Unix time; 0 before one is in force).
+    crl_next_update: std::sync::atomic::AtomicI64,
     issued_file: PathBuf,
     /// One CRL publication at a time, so the newest list is the one installed last.
     publishing: tokio::sync::Mutex<()>,
@@ -104,6 +106,7 @@ impl Authority {
             revoked: RwLock::new(revoked),
             verifier,
             crl_path: data_dir.join(CRL_FILE),
+            crl_next_update: Default::default(),
             issued_file: ca_dir.join(ISSUED_FILE),
             publishing: tokio::sync::Mutex::new(()),
             certificate_days,
@@ -223,7 +226,7 @@ impl Authority {
         let _one_at_a_time = self.publishing.lock().await;
         let Some(ca) = &self.ca else {
             return match std::fs::read(&self.crl_path) {
-                Ok(der) => self.verifier.set_crl(der).map_err(Error::internal),
+                Ok(der) => self.install_crl(der),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                 Err(e) => Err(Error::internal(e)),
             };
@@ -243,8 +246,24 @@ impl Authority {
         std::fs::write(&tmp, &der)
             .and_then(|()| std::fs::rename(&tmp, &self.crl_path))
             .map_err(Error::internal)?;
+        self.install_crl(der)
+    }
+
+    /// Gives the TLS verifier `der` and notes when it expires.
+    fn install_crl(&self, der: Vec<u8>) -> Result<(), Error> {
+        let next_update = x509_parser::parse_x509_crl(&der)
+            .ok()
+            .and_then(|(_, crl)| crl.next_update())
+            .map_or(0, |at| at.timestamp());
         self.verifier.set_crl(der).map_err(Error::internal)?;
+        self.crl_next_update
+            .store(next_update, std::sync::atomic::Ordering::Relaxed);
         Ok(())
+    }
+
+    /// When the CRL in force expires (Unix time), once one is.
+    pub fn crl_next_update(&self) -> Option<i64> {
+        Some(self.crl_next_update.load(std::sync::atomic::Ordering::Relaxed)).filter(|&at| at != 0)
     }
 
     /// The CA certificate, for `IssuedCertificate.chain_pem`.

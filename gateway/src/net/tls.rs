@@ -205,6 +205,14 @@ impl ServerCert {
         Ok(CertifiedKey::new(load_certs(cert)?, signing))
     }
 
+    /// When the certificate in use expires (Unix time).
+    pub fn not_after(&self) -> Option<i64> {
+        let current = self.current.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let leaf = current.cert.first()?;
+        let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
+        Some(cert.validity().not_after.timestamp())
+    }
+
     /// Re-reads the certificate and key files; new handshakes use them.
     pub fn reload(&self) -> Result<(), TlsError> {
         let fresh = Arc::new(Self::read(&self.cert, &self.key)?);
@@ -346,18 +354,27 @@ impl Idle {
 }
 
 /// One peer's share of its connection cap, given back on drop.
+/// Open connections per peer, shared by the acceptor (which caps them)
+/// and whoever reports them (metrics).
+#[derive(Debug, Clone, Default)]
+pub struct Connections(Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>);
+
+impl Connections {
+    /// Each peer with open connections and how many.
+    pub fn snapshot(&self) -> Vec<(String, usize)> {
+        let counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        counts.iter().map(|(peer, open)| (peer.clone(), *open)).collect()
+    }
+}
+
 struct PeerSlot {
-    open: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    open: Connections,
     peer: String,
 }
 
 impl PeerSlot {
-    fn take(
-        open: &Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
-        peer: &str,
-        max: usize,
-    ) -> Option<PeerSlot> {
-        let mut counts = open.lock().unwrap_or_else(|p| p.into_inner());
+    fn take(open: &Connections, peer: &str, max: usize) -> Option<PeerSlot> {
+        let mut counts = open.0.lock().unwrap_or_else(|p| p.into_inner());
         let count = counts.entry(peer.to_owned()).or_default();
         if *count >= max {
             return None;
@@ -372,7 +389,7 @@ impl PeerSlot {
 
 impl Drop for PeerSlot {
     fn drop(&mut self) {
-        let mut counts = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut counts = self.open.0.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(count) = counts.get_mut(&self.peer) {
             *count -= 1;
             if *count == 0 {
@@ -451,17 +468,18 @@ pub fn agencies() -> Admit {
 /// naming a principal `admit` serves, and then sent the HTTP/2 preface.
 /// Handshakes run concurrently, so a slow client delays nobody else; no
 /// peer holds more than its share of connections, and no unauthenticated or
-/// silent peer holds a slot for longer than its deadlines.
+/// silent peer holds a slot for longer than its deadlines. `per_peer`
+/// counts each peer's open connections.
 pub fn incoming(
     listener: TcpListener,
     config: Arc<ServerConfig>,
     admission: Admission,
     admit: Admit,
+    per_peer: Connections,
 ) -> ReceiverStream<io::Result<PeerStream>> {
     let (tx, rx) = mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
     let slots = Arc::new(Semaphore::new(admission.max_connections));
-    let per_peer = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
     tokio::spawn(async move {
         loop {
             let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -502,7 +520,7 @@ struct Accept {
     acceptor: TlsAcceptor,
     admission: Admission,
     admit: Admit,
-    per_peer: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    per_peer: Connections,
 }
 
 impl Accept {

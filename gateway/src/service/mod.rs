@@ -81,6 +81,7 @@ pub struct State {
     pub freshness: crate::changes::Freshness,
     /// Alerts, the watch list and cases.
     pub oversight: Arc<dyn OversightStore>,
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// The metadata naming the official who makes a call: an operator label
@@ -233,7 +234,8 @@ impl State {
             checkpoint: false,
             recorded: None,
         };
-        async {
+        let (started, agency) = (std::time::Instant::now(), draft.record.agency.clone());
+        let answer = async {
             let result = match bad_operator {
                 None => handle(request, &mut draft).await,
                 Some(e) => Err(e),
@@ -244,7 +246,13 @@ impl State {
             self.finish(draft, result).await
         }
         .instrument(span)
-        .await
+        .await;
+        let reason = answer
+            .as_ref()
+            .err()
+            .map(|s| crate::error::reason_of(s).unwrap_or_else(|| "UNKNOWN".into()));
+        self.metrics.call(method, &agency, reason.as_deref(), started.elapsed());
+        answer
     }
 
     /// [`State::call`] for the RPCs whose answer is the handler's result alone.

@@ -43,7 +43,7 @@ async fn checkpoint(Shared(state): Shared<Arc<State>>, peer: Option<Extension<Pe
         let (_, note) = newest(&state).await?;
         Ok(body(note.into_bytes(), "text/plain; charset=utf-8", "no-store"))
     };
-    answer.await.unwrap_or_else(|refused: Refused| refused.into_response())
+    counted(&state, "checkpoint", answer.await)
 }
 
 async fn tile(
@@ -67,7 +67,19 @@ async fn tile(
             })?;
         Ok(body(bytes, "application/octet-stream", IMMUTABLE))
     };
-    answer.await.unwrap_or_else(|refused: Refused| refused.into_response())
+    let resource = if path.starts_with("entries/") {
+        "entries"
+    } else {
+        "tile"
+    };
+    counted(&state, resource, answer.await)
+}
+
+/// The answer, counted in metrics by resource and status (not logged: DESIGN §12).
+fn counted(state: &State, resource: &'static str, answer: Result<Response, Refused>) -> Response {
+    let response = answer.unwrap_or_else(IntoResponse::into_response);
+    state.metrics.tile_read(resource, response.status().as_u16());
+    response
 }
 
 /// Only auditors read the log's tiles, as they alone read it through AuditService.

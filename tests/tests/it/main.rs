@@ -10,6 +10,7 @@ mod console;
 mod exchange;
 mod faults;
 mod hostile;
+mod metrics;
 mod oversight;
 mod postgres;
 mod predicates;

@@ -16,11 +16,11 @@ use civex_tests::TestGateway;
 const INSTALL: &str = "run .ci/test, which installs them \
                        (python3 -m venv target/pyenv && target/pyenv/bin/pip install -r tests/reflection/requirements.txt)";
 
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/pyenv/bin/python");
     assert!(
         python.exists(),
-        "the reflection test's Python packages are missing ({}): {INSTALL}",
+        "the tests' Python packages are missing ({}): {INSTALL}",
         python.display()
     );
     python

@@ -141,7 +141,7 @@ mod tlog {
 }
 
 /// One HTTP/1.1 GET over its own mTLS connection: status, headers (names lower-case), body.
-async fn get(gw: &TestGateway, agency: &str, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+pub(crate) async fn get(gw: &TestGateway, agency: &str, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let tls = gw.tls_for(&civex_cli::pki::ClientSpec::agency(agency));
     let mut stream = gw.raw_tls_speaking(&tls, b"http/1.1").await;
