@@ -269,13 +269,21 @@ async fn load(
 }
 
 /// Retries a call refused for the checking client's own quota, as a
-/// well-behaved client does with the retry hint.
+/// well-behaved client does with the retry hint, or by a gateway failing
+/// closed for a moment.
 async fn patiently<T, Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>>(
     mut call: impl FnMut() -> Fut,
 ) -> Result<T, tonic::Status> {
+    // A gateway under load may miss its 100 ms poll of the shared store
+    // and fail closed (UNAVAILABLE) for a moment: that is not a loss, so it
+    // is retried too, within a deadline that a real outage outlasts.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         match call().await {
-            Err(s) if s.code() == tonic::Code::ResourceExhausted => {
+            Err(s)
+                if matches!(s.code(), tonic::Code::ResourceExhausted | tonic::Code::Unavailable)
+                    && std::time::Instant::now() < deadline =>
+            {
                 tokio::time::sleep(Duration::from_millis(100)).await
             }
             r => return r.map(tonic::Response::into_inner),
