@@ -346,6 +346,17 @@ impl TestGateway {
         AuditServiceClient::new(self.channel(agency).await)
     }
 
+    /// Has the demo auditor sign a checkpoint (a record of its own) and returns its tree size.
+    pub async fn checkpoint_size(&self) -> u64 {
+        self.audit("qujing-audit")
+            .await
+            .checkpoint(civex_proto::v1::CheckpointRequest {})
+            .await
+            .expect("a checkpoint")
+            .into_inner()
+            .tree_size
+    }
+
     pub async fn oversight(&self, agency: &str) -> OversightServiceClient<Channel> {
         OversightServiceClient::new(self.channel(agency).await)
     }

@@ -23,6 +23,11 @@ pub enum Role {
     Admin,
 }
 
+impl Role {
+    /// Every role: what any agency of the deployment may call.
+    pub const ALL: [Role; 4] = [Role::Requester, Role::ConsentRegistrar, Role::Auditor, Role::Admin];
+}
+
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

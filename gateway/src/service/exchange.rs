@@ -242,9 +242,9 @@ impl ExchangeService for Exchange {
         let (catalogue, _) = self
             .state
             .call(request, "ExchangeService/ListAttributes", async |request, _| {
-                self.state
-                    .caller(&request, &[Role::Requester])
-                    .map(|_| catalogue_message())
+                // Every role reads the catalogue: a counter shows citizens what
+                // may be shared, an auditor what a record's scopes mean.
+                self.state.caller(&request, &Role::ALL).map(|_| catalogue_message())
             })
             .await?;
         Ok(Response::new(catalogue))

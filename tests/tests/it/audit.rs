@@ -16,8 +16,7 @@ use civex_audit::{
 use civex_proto::v1::{
     AccessHistoryRequest, AuditEntry, AuditRecord, AuditSearchRequest, AuditSearchResponse, CheckpointRequest,
     ConsistencyProofRequest, Decision, GetEntryRequest, GrantConsentRequest, InclusionProofRequest,
-    ListAttributesRequest, ListConsentsRequest, Proof, QueryRequest, ReportRequest, ReportResponse,
-    audit_service_client::AuditServiceClient,
+    ListConsentsRequest, Proof, QueryRequest, ReportRequest, ReportResponse, audit_service_client::AuditServiceClient,
 };
 use civex_tests::{TestGateway, reason};
 use prost::Message;
@@ -189,7 +188,7 @@ async fn every_call_is_recorded_allowed_or_denied() {
     let status = gw
         .exchange("qujing-portal")
         .await
-        .list_attributes(ListAttributesRequest {})
+        .query(settle(&ids[1], "", "portal-query"))
         .await
         .unwrap_err();
     assert_eq!(reason(&status), "ROLE_REQUIRED");
@@ -219,7 +218,7 @@ async fn every_call_is_recorded_allowed_or_denied() {
         (QUERY, "qujing-psb", ALLOW, ""),
         (QUERY, "qujing-psb", DENY, "INVALID_CITIZEN_ID"),
         (QUERY, "qujing-psb", DENY, "CONSENT_REQUIRED"),
-        ("ExchangeService/ListAttributes", "qujing-portal", DENY, "ROLE_REQUIRED"),
+        (QUERY, "qujing-portal", DENY, "ROLE_REQUIRED"),
         ("AuditService/Search", "qujing-audit", ALLOW, ""),
         ("AuditService/Search", "qujing-psb", DENY, "ROLE_REQUIRED"),
     ];

@@ -17,9 +17,7 @@ use std::{
 
 use civex_audit::{clock::Clock, keys::Verifier};
 use civex_console::{Console, ConsoleConfig};
-use civex_proto::v1::{
-    AuditSearchRequest, CaseState, Disposition, ListCasesRequest, QueryRequest, WatchCitizenRequest,
-};
+use civex_proto::v1::{CaseState, Disposition, ListCasesRequest, QueryRequest, WatchCitizenRequest};
 use civex_tests::{TestGateway, as_operator};
 
 use crate::oversight::{alerts, citizens, consents, lookup_with, to_office_hours};
@@ -156,25 +154,16 @@ async fn the_console_in_chromium_logs_in_finds_proves_prints_and_closes_a_case()
         (case.state, case.disposition),
         (CaseState::CaseClosed as i32, Disposition::Justified as i32)
     );
-    let mine = gw
-        .audit(AUDITOR)
-        .await
-        .search(AuditSearchRequest {
-            operator: "auditor.wang".into(),
-            page_size: 1000,
-            ..AuditSearchRequest::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries;
-    for action in [
-        "AuditService/Search",
-        "AuditService/InclusionProof",
-        "AuditService/AccessHistory",
-        "OversightService/OpenCase",
-        "OversightService/UpdateCase",
-    ] {
-        assert!(mine.iter().any(|e| e.action == action), "no {action} by auditor.wang");
-    }
+    crate::console::assert_recorded_under(
+        &gw,
+        "auditor.wang",
+        &[
+            "AuditService/Search",
+            "AuditService/InclusionProof",
+            "AuditService/AccessHistory",
+            "OversightService/OpenCase",
+            "OversightService/UpdateCase",
+        ],
+    )
+    .await;
 }

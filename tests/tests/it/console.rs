@@ -234,11 +234,27 @@ async fn an_auditor_logs_in_once_finds_the_calls_and_sees_them_proven() {
     assert_eq!(http(addr, "GET", "/", Some(&session), None).await.status, 303);
 
     // The console's own calls are in the log, under the user who made them.
+    assert_recorded_under(
+        &gw,
+        "auditor.li",
+        &[
+            "AuditService/Search",
+            "AuditService/GetEntry",
+            "AuditService/InclusionProof",
+            "AuditService/AccessHistory",
+            "AuditService/Report",
+        ],
+    )
+    .await;
+}
+
+/// Each of `actions` is in the log at least once under `operator`.
+pub(crate) async fn assert_recorded_under(gw: &TestGateway, operator: &str, actions: &[&str]) {
     let mine = gw
         .audit(AUDITOR)
         .await
         .search(AuditSearchRequest {
-            operator: "auditor.li".into(),
+            operator: operator.into(),
             page_size: 1000,
             ..AuditSearchRequest::default()
         })
@@ -246,14 +262,8 @@ async fn an_auditor_logs_in_once_finds_the_calls_and_sees_them_proven() {
         .unwrap()
         .into_inner()
         .entries;
-    for action in [
-        "AuditService/Search",
-        "AuditService/GetEntry",
-        "AuditService/InclusionProof",
-        "AuditService/AccessHistory",
-        "AuditService/Report",
-    ] {
-        assert!(mine.iter().any(|e| e.action == action), "no {action} by auditor.li");
+    for action in actions {
+        assert!(mine.iter().any(|e| e.action == *action), "no {action} by {operator}");
     }
 }
 

@@ -328,7 +328,7 @@ async fn household_type_is_abolished_and_the_message_says_what_to_use() {
 }
 
 #[tokio::test]
-async fn the_catalogue_lists_every_attribute_and_purpose() {
+async fn the_catalogue_lists_every_attribute_and_purpose_to_every_role() {
     let gw = TestGateway::start().await;
     let catalogue = gw
         .exchange("qujing-edu")
@@ -364,11 +364,15 @@ async fn the_catalogue_lists_every_attribute_and_purpose() {
             .iter()
             .any(|p| p.code == "hukou.return_rural" && p.basis.contains("（八）"))
     );
-    let status = gw
-        .exchange("qujing-audit")
-        .await
-        .list_attributes(ListAttributesRequest {})
-        .await
-        .unwrap_err();
-    assert_eq!(reason(&status), "ROLE_REQUIRED");
+    // Every role reads it: a counter, an auditor, an administrator.
+    for agency in ["qujing-portal", "qujing-audit", "qujing-admin"] {
+        let theirs = gw
+            .exchange(agency)
+            .await
+            .list_attributes(ListAttributesRequest {})
+            .await
+            .unwrap_or_else(|s| panic!("{agency}: {s:?}"))
+            .into_inner();
+        assert_eq!(theirs, catalogue, "{agency}");
+    }
 }

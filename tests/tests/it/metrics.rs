@@ -5,7 +5,7 @@
 
 use std::{collections::HashMap, time::SystemTime};
 
-use civex_proto::v1::{CheckpointRequest, ListAttributesRequest, QueryRequest};
+use civex_proto::v1::{ListAttributesRequest, QueryRequest};
 use civex_tests::TestGateway;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -88,14 +88,7 @@ async fn a_scrape_parses_as_openmetrics_and_its_counters_move_with_the_calls() {
     })
     .await
     .unwrap_err();
-    let size = gw
-        .audit("qujing-audit")
-        .await
-        .checkpoint(CheckpointRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .tree_size;
+    let size = gw.checkpoint_size().await;
     crate::tiles::get(&gw, "qujing-audit", "/checkpoint").await;
     let (text, after) = scrape(&gw).await;
 

@@ -11,9 +11,9 @@ use std::{
 use civex_adapters::Department;
 use civex_gateway::{clock::Clock, config::Config};
 use civex_proto::v1::{
-    Alert, AlertState, AuditSearchRequest, CaseState, CheckpointRequest, DismissAlertRequest, Disposition,
-    GetAlertRequest, GetCaseRequest, GrantConsentRequest, ListAlertsRequest, OpenCaseRequest, QueryRequest,
-    UnwatchCitizenRequest, UpdateCaseRequest, WatchCitizenRequest, oversight_service_client::OversightServiceClient,
+    Alert, AlertState, AuditSearchRequest, CaseState, DismissAlertRequest, Disposition, GetAlertRequest,
+    GetCaseRequest, GrantConsentRequest, ListAlertsRequest, OpenCaseRequest, QueryRequest, UnwatchCitizenRequest,
+    UpdateCaseRequest, WatchCitizenRequest, oversight_service_client::OversightServiceClient,
 };
 use civex_tests::{TestGateway, as_operator, reason};
 use tonic::transport::Channel;
@@ -96,14 +96,7 @@ async fn oversight(gw: &TestGateway) -> OversightServiceClient<Channel> {
 
 /// Every alert, once the rules have run over everything logged so far.
 pub(crate) async fn alerts(gw: &TestGateway) -> Vec<Alert> {
-    let size = gw
-        .audit(AUDITOR)
-        .await
-        .checkpoint(CheckpointRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .tree_size;
+    let size = gw.checkpoint_size().await;
     let mut client = oversight(gw).await;
     for _ in 0..200 {
         let list = ListAlertsRequest {
