@@ -11,12 +11,9 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
     time::Duration,
 };
 
-use civex_audit::{clock::Clock, keys::Verifier};
-use civex_console::{Console, ConsoleConfig};
 use civex_proto::v1::{CaseState, Disposition, ListCasesRequest, QueryRequest, WatchCitizenRequest};
 use civex_tests::{TestGateway, as_operator};
 
@@ -91,19 +88,8 @@ async fn the_console_in_chromium_logs_in_finds_proves_prints_and_closes_a_case()
     let raised = alerts(&gw).await;
     assert!(raised.iter().any(|a| a.rule == "watched_citizen"), "{raised:#?}");
 
-    let links = Arc::new(Mutex::new(Vec::new()));
-    let told = links.clone();
-    let mut config = ConsoleConfig::new(
-        "127.0.0.1:0".parse().unwrap(),
-        gw.channel(AUDITOR).await,
-        Verifier::parse(&gw.verifier_key).unwrap(),
-    );
-    config.on_login_link = Box::new(move |link| told.lock().unwrap().push(link.to_owned()));
-    let clock = gw.clock.clone();
-    config.clock = Arc::new(move || clock.now());
-    let console = Console::bind(config).await.unwrap();
-    let link = console.login_link();
-    tokio::spawn(console.serve(std::future::pending()));
+    let (_, links) = crate::console::console(&gw).await;
+    let link = links.lock().unwrap()[0].clone();
 
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/browser-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();

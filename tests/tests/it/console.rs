@@ -8,7 +8,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use civex_audit::keys::Verifier;
+use civex_audit::{clock::Clock, keys::Verifier};
 use civex_console::{Console, ConsoleConfig};
 use civex_proto::v1::{AuditSearchRequest, ListCasesRequest};
 use civex_tests::TestGateway;
@@ -18,8 +18,8 @@ use crate::oversight::{citizens, consents, lookup_with};
 
 const AUDITOR: &str = "qujing-audit";
 
-/// A console for `gw`, serving; and the login links it told, in order.
-async fn console(gw: &TestGateway) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+/// A console for `gw` on the gateway's clock, serving; and the login links it told, in order.
+pub(crate) async fn console(gw: &TestGateway) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
     let links = Arc::new(Mutex::new(Vec::new()));
     let told = links.clone();
     let mut config = ConsoleConfig::new(
@@ -28,6 +28,8 @@ async fn console(gw: &TestGateway) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
         Verifier::parse(&gw.verifier_key).unwrap(),
     );
     config.on_login_link = Box::new(move |link| told.lock().unwrap().push(link.to_owned()));
+    let clock = gw.clock.clone();
+    config.clock = Arc::new(move || clock.now());
     let console = Console::bind(config).await.unwrap();
     let addr = console.local_addr();
     tokio::spawn(console.serve(std::future::pending()));

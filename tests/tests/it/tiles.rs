@@ -199,8 +199,10 @@ async fn the_log_on_postgres_is_mirrored_through_the_same_tiles() {
 /// through its tiles alone and checks it against the signed checkpoint.
 async fn mirror_and_verify(gw: &TestGateway) {
     let mut tax = gw.exchange("qujing-tax").await;
+    // Each call is a record, allowed or refused (on two busy cores a gateway
+    // on PostgreSQL may fail one closed when its poll of the store is late).
     for _ in 0..600 {
-        tax.list_attributes(ListAttributesRequest {}).await.unwrap();
+        let _ = tax.list_attributes(ListAttributesRequest {}).await;
     }
     let mut audit = gw.audit(AUDITOR).await;
     let signed = audit.checkpoint(CheckpointRequest {}).await.unwrap().into_inner();
@@ -284,13 +286,7 @@ async fn mirror_and_verify(gw: &TestGateway) {
 #[tokio::test]
 async fn tiles_are_for_auditors_in_the_spec_spelling_and_only_as_far_as_the_checkpoint() {
     let gw = TestGateway::start().await;
-    let mut audit = gw.audit(AUDITOR).await;
-    let size = audit
-        .checkpoint(CheckpointRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .tree_size;
+    let size = gw.checkpoint_size().await;
     assert!((1..256).contains(&size), "{size}");
 
     // A requester is refused with the reason, as over gRPC.
@@ -331,8 +327,7 @@ async fn tiles_are_for_auditors_in_the_spec_spelling_and_only_as_far_as_the_chec
     assert_eq!((status, body.len()), (200, 32));
 
     // gRPC clients and tile readers share the port: gRPC still answers.
-    tokio::time::timeout(Duration::from_secs(5), audit.checkpoint(CheckpointRequest {}))
+    tokio::time::timeout(Duration::from_secs(5), gw.checkpoint_size())
         .await
-        .unwrap()
         .unwrap();
 }
