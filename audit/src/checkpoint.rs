@@ -8,7 +8,8 @@
 //! — civex/qujing-demo <base64(4-byte key hash ‖ Ed25519 signature)>
 //! ```
 //!
-//! so standard transparency tooling can check them.
+//! so standard transparency tooling can check them; and the C2SP
+//! tlog-cosignature lines witnesses add to them.
 
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 
@@ -58,12 +59,15 @@ pub fn size_of(note: &str) -> Option<u64> {
     note.lines().nth(1)?.parse().ok()
 }
 
-/// Parses a signed note and verifies the signature of `verifier`'s key.
-pub fn verify(note: &str, verifier: &Verifier) -> Result<Checkpoint, CheckpointError> {
-    let (body, signatures) = note
-        .split_once("\n\n")
-        .ok_or(CheckpointError::Malformed("no blank line"))?;
-    let body = format!("{body}\n");
+/// A note split at its blank line: the body (each line with its newline,
+/// what signatures cover) and the signature lines.
+pub fn split(note: &str) -> Result<(&str, &str), CheckpointError> {
+    let at = note.find("\n\n").ok_or(CheckpointError::Malformed("no blank line"))?;
+    Ok((&note[..=at], &note[at + 2..]))
+}
+
+/// The origin, size and root a checkpoint's body states, unverified.
+pub fn parse_body(body: &str) -> Result<(&str, u64, Hash), CheckpointError> {
     let mut lines = body.lines();
     let origin = lines
         .next()
@@ -71,6 +75,7 @@ pub fn verify(note: &str, verifier: &Verifier) -> Result<Checkpoint, CheckpointE
         .ok_or(CheckpointError::Malformed("no origin"))?;
     let size = lines
         .next()
+        .filter(|s| *s == "0" || !s.starts_with('0'))
         .and_then(|s| s.parse::<u64>().ok())
         .ok_or(CheckpointError::Malformed("bad tree size"))?;
     let root: Hash = lines
@@ -78,17 +83,26 @@ pub fn verify(note: &str, verifier: &Verifier) -> Result<Checkpoint, CheckpointE
         .and_then(|r| B64.decode(r).ok())
         .and_then(|r| r.try_into().ok())
         .ok_or(CheckpointError::Malformed("bad root hash"))?;
-    let prefix = format!("\u{2014} {} ", verifier.name);
+    Ok((origin, size, root))
+}
+
+/// The decoded signatures in `signatures` under `key`'s name and key hash.
+fn signatures_by<'a>(signatures: &'a str, key: &'a Verifier) -> impl Iterator<Item = Vec<u8>> + 'a {
+    let prefix = format!("\u{2014} {} ", key.name);
+    signatures.lines().filter_map(move |line| {
+        let sig = B64.decode(line.strip_prefix(&prefix)?).ok()?;
+        (sig.len() > 4 && sig[..4] == key.key_hash.to_be_bytes()).then(|| sig[4..].to_vec())
+    })
+}
+
+/// Parses a signed note and verifies the signature of `verifier`'s key.
+pub fn verify(note: &str, verifier: &Verifier) -> Result<Checkpoint, CheckpointError> {
+    let (body, signatures) = split(note)?;
+    let (origin, size, root) = parse_body(body)?;
     let mut found = false;
-    for line in signatures.lines() {
-        let Some(sig) = line.strip_prefix(&prefix).and_then(|s| B64.decode(s).ok()) else {
-            continue;
-        };
-        if sig.len() != 68 || sig[..4] != verifier.key_hash.to_be_bytes() {
-            continue;
-        }
+    for sig in signatures_by(signatures, verifier).filter(|sig| sig.len() == 64) {
         found = true;
-        if verifier.verify(body.as_bytes(), &sig[4..]).is_ok() {
+        if verifier.verify(body.as_bytes(), &sig).is_ok() {
             return Ok(Checkpoint {
                 origin: origin.to_owned(),
                 size,
@@ -101,6 +115,32 @@ pub fn verify(note: &str, verifier: &Verifier) -> Result<Checkpoint, CheckpointE
         CheckpointError::BadSignature
     } else {
         CheckpointError::NoSignature(verifier.name.clone())
+    })
+}
+
+/// The message a tlog-cosignature/v1 Ed25519 cosignature signs.
+fn cosigned_message(body: &str, time: u64) -> String {
+    format!("cosignature/v1\ntime {time}\n{body}")
+}
+
+/// A witness's cosignature line (C2SP tlog-cosignature, Ed25519) over a
+/// checkpoint `body` at POSIX time `time`: `— <name> base64(key ID ‖
+/// timestamp ‖ signature)` and its newline. `signer` is a
+/// [`crate::keys::KeyKind::Cosignature`] key.
+pub fn cosign(signer: &Signer, body: &str, time: u64) -> String {
+    let mut sig = signer.key_hash().to_be_bytes().to_vec();
+    sig.extend_from_slice(&time.to_be_bytes());
+    sig.extend_from_slice(&signer.sign(cosigned_message(body, time).as_bytes()));
+    format!("\u{2014} {} {}\n", signer.name(), B64.encode(sig))
+}
+
+/// The time of the first valid cosignature by `witness` (a cosignature
+/// key) among `signatures`, over `body`.
+pub fn cosigned_at(body: &str, signatures: &str, witness: &Verifier) -> Option<u64> {
+    signatures_by(signatures, witness).find_map(|sig| {
+        let (time, sig) = sig.split_first_chunk::<8>()?;
+        let time = u64::from_be_bytes(*time);
+        (time < 1 << 63 && witness.verify(cosigned_message(body, time).as_bytes(), sig).is_ok()).then_some(time)
     })
 }
 
@@ -122,6 +162,37 @@ mod tests {
         let other =
             Verifier::parse(&Signer::new(SigningKey::from_bytes(&[4; 32]), "civex/other").verifier_key()).unwrap();
         assert!(matches!(verify(&cp.note, &other), Err(CheckpointError::NoSignature(_))));
+    }
+
+    #[test]
+    fn a_cosignature_verifies_over_its_time_and_the_body_only() {
+        use crate::keys::KeyKind;
+        let log = Signer::new(SigningKey::from_bytes(&[3; 32]), "civex/test");
+        let witness = Signer::with_kind(
+            SigningKey::from_bytes(&[5; 32]),
+            "witness.test/w1",
+            KeyKind::Cosignature,
+        );
+        let key = Verifier::parse_kind(&witness.verifier_key(), KeyKind::Cosignature).unwrap();
+        assert!(
+            Verifier::parse(&witness.verifier_key()).is_err(),
+            "a cosigning key is not a note key"
+        );
+        let cp = sign(&log, 7, &[1; 32]);
+        let (body, sigs) = split(&cp.note).unwrap();
+        let line = cosign(&witness, body, 1_700_000_000);
+        assert_eq!(cosigned_at(body, &format!("{sigs}{line}"), &key), Some(1_700_000_000));
+        assert_eq!(cosigned_at(body, sigs, &key), None);
+        let other = sign(&log, 8, &[1; 32]);
+        assert_eq!(cosigned_at(split(&other.note).unwrap().0, &line, &key), None);
+        // The log's own signature line is not a cosignature, nor the reverse.
+        let with = format!("{}{line}", cp.note);
+        assert_eq!(
+            verify(&with, &Verifier::parse(&log.verifier_key()).unwrap())
+                .unwrap()
+                .size,
+            7
+        );
     }
 
     proptest::proptest! {

@@ -1,8 +1,10 @@
 //! The gateway's Ed25519 signing key, kept in the data directory in the C2SP
 //! signed-note formats (`PRIVATE+KEY+<name>+<hash>+<key>`), with its public
 //! verifier key written beside it as `gateway.vkey`, so anyone can check
-//! consents and checkpoints with standard transparency tooling; and
-//! [`write_private`], how every civex key file is written.
+//! consents and checkpoints with standard transparency tooling; a
+//! witness's cosigning key in the same formats under the C2SP
+//! tlog-cosignature algorithm byte; and [`write_private`], how every civex
+//! key file is written.
 
 use std::{
     fs::{self, OpenOptions},
@@ -14,8 +16,31 @@ use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-/// The signed-note algorithm byte for Ed25519.
-const ALG_ED25519: u8 = 0x01;
+/// What a key signs, which fixes its signed-note algorithm byte and so its key hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// Ed25519 note signatures (0x01): the gateway's consents and checkpoints.
+    Note,
+    /// Ed25519 timestamped cosignatures of C2SP tlog-cosignature (0x04): a witness's.
+    Cosignature,
+}
+
+impl KeyKind {
+    fn alg(self) -> u8 {
+        match self {
+            KeyKind::Note => 0x01,
+            KeyKind::Cosignature => 0x04,
+        }
+    }
+
+    /// The key file and verifier key file inside a data directory.
+    pub fn files(self) -> (&'static str, &'static str) {
+        match self {
+            KeyKind::Note => (SIGNING_KEY_FILE, VERIFIER_KEY_FILE),
+            KeyKind::Cosignature => ("witness.signing.key", "witness.vkey"),
+        }
+    }
+}
 
 /// File names inside the data directory.
 pub const SIGNING_KEY_FILE: &str = "gateway.signing.key";
@@ -33,46 +58,53 @@ pub enum SigningError {
     BadSignature,
 }
 
-/// The gateway's signing key and its name.
+/// A signing key, its name and what it signs.
 #[derive(Debug)]
 pub struct Signer {
     key: SigningKey,
     name: String,
+    kind: KeyKind,
     key_hash: u32,
 }
 
-/// The 4-byte key hash of a signed-note key: SHA-256(name ‖ "\n" ‖ 0x01 ‖ public key).
-fn key_hash(name: &str, public: &VerifyingKey) -> u32 {
+/// The 4-byte key hash of a signed-note key: SHA-256(name ‖ "\n" ‖ algorithm byte ‖ public key).
+fn key_hash(name: &str, kind: KeyKind, public: &VerifyingKey) -> u32 {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
     h.update(b"\n");
-    h.update([ALG_ED25519]);
+    h.update([kind.alg()]);
     h.update(public.as_bytes());
     let digest = h.finalize();
     u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
 }
 
 impl Signer {
-    /// Loads the key from `<dir>/gateway.signing.key`, creating it (mode 0600)
-    /// with the verifier key beside it if absent. `name` is the key's name,
-    /// e.g. `civex/qujing-demo`.
+    /// Loads the gateway's key from `<dir>/gateway.signing.key`, creating it
+    /// (mode 0600) with the verifier key beside it if absent. `name` is the
+    /// key's name, e.g. `civex/qujing-demo`.
     pub fn load_or_create(dir: &Path, name: &str) -> Result<Signer, SigningError> {
-        let path = dir.join(SIGNING_KEY_FILE);
+        Signer::load_or_create_kind(dir, name, KeyKind::Note)
+    }
+
+    /// Loads or creates the key of `kind` in `dir`, as [`Signer::load_or_create`].
+    pub fn load_or_create_kind(dir: &Path, name: &str, kind: KeyKind) -> Result<Signer, SigningError> {
+        let (key_file, vkey_file) = kind.files();
+        let path = dir.join(key_file);
         let io = |source| SigningError::Io {
             path: path.clone(),
             source,
         };
         let signer = match fs::read_to_string(&path) {
-            Ok(text) => Signer::parse(text.trim(), &path)?,
+            Ok(text) => Signer::parse(text.trim(), &path, kind)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let signer = Signer::new(SigningKey::generate(&mut rand::rngs::OsRng), name);
+                let signer = Signer::with_kind(SigningKey::generate(&mut rand::rngs::OsRng), name, kind);
                 let text = format!("{}\n", signer.private_note_key());
                 write_private(&path, text.as_bytes()).map_err(io)?;
                 signer
             }
             Err(e) => return Err(io(e)),
         };
-        let vkey_path = dir.join(VERIFIER_KEY_FILE);
+        let vkey_path = dir.join(vkey_file);
         fs::write(&vkey_path, format!("{}\n", signer.verifier_key())).map_err(|source| SigningError::Io {
             path: vkey_path,
             source,
@@ -80,17 +112,23 @@ impl Signer {
         Ok(signer)
     }
 
-    /// A signer for `key` under `name` (tests and tools).
+    /// A note signer for `key` under `name` (tests and tools).
     pub fn new(key: SigningKey, name: &str) -> Signer {
-        let key_hash = key_hash(name, &key.verifying_key());
+        Signer::with_kind(key, name, KeyKind::Note)
+    }
+
+    /// A signer of `kind` for `key` under `name`.
+    pub fn with_kind(key: SigningKey, name: &str, kind: KeyKind) -> Signer {
+        let key_hash = key_hash(name, kind, &key.verifying_key());
         Signer {
             key,
             name: name.to_owned(),
+            kind,
             key_hash,
         }
     }
 
-    fn parse(text: &str, path: &Path) -> Result<Signer, SigningError> {
+    fn parse(text: &str, path: &Path, kind: KeyKind) -> Result<Signer, SigningError> {
         let malformed = |m: &str| SigningError::Malformed {
             path: path.to_owned(),
             message: m.to_owned(),
@@ -101,12 +139,12 @@ impl Signer {
         let (name, hash, key) = split_note_key(rest).ok_or_else(|| malformed("expected <name>+<hash>+<key>"))?;
         let bytes = B64.decode(key).map_err(|_| malformed("key is not base64"))?;
         let seed: [u8; 32] = match bytes.split_first() {
-            Some((&ALG_ED25519, seed)) => seed
+            Some((&alg, seed)) if alg == kind.alg() => seed
                 .try_into()
                 .map_err(|_| malformed("Ed25519 seed must be 32 bytes"))?,
-            _ => return Err(malformed("not an Ed25519 key")),
+            _ => return Err(malformed(&format!("not an Ed25519 key of type {:#04x}", kind.alg()))),
         };
-        let signer = Signer::new(SigningKey::from_bytes(&seed), name);
+        let signer = Signer::with_kind(SigningKey::from_bytes(&seed), name, kind);
         if format!("{:08x}", signer.key_hash) != hash {
             return Err(malformed("key hash does not match"));
         }
@@ -128,15 +166,15 @@ impl Signer {
         self.key_hash
     }
 
-    /// The public verifier key: `<name>+<hash>+<base64(0x01 ‖ public key)>`.
+    /// The public verifier key: `<name>+<hash>+<base64(algorithm byte ‖ public key)>`.
     pub fn verifier_key(&self) -> String {
-        let mut bytes = vec![ALG_ED25519];
+        let mut bytes = vec![self.kind.alg()];
         bytes.extend_from_slice(self.key.verifying_key().as_bytes());
         format!("{}+{}", self.key_id(), B64.encode(bytes))
     }
 
     fn private_note_key(&self) -> String {
-        let mut bytes = vec![ALG_ED25519];
+        let mut bytes = vec![self.kind.alg()];
         bytes.extend_from_slice(self.key.as_bytes());
         format!("PRIVATE+KEY+{}+{}", self.key_id(), B64.encode(bytes))
     }
@@ -154,32 +192,40 @@ fn split_note_key(s: &str) -> Option<(&str, &str, &str)> {
     (hash.len() == 8 && !name.is_empty()).then_some((name, hash, key))
 }
 
-/// A parsed verifier key, for checking signatures made by a gateway.
+/// A parsed verifier key, for checking signatures made by a gateway (or,
+/// of [`KeyKind::Cosignature`], a witness).
 #[derive(Debug, Clone)]
 pub struct Verifier {
     pub name: String,
     pub key_hash: u32,
+    kind: KeyKind,
     key: VerifyingKey,
 }
 
 impl Verifier {
-    /// Parses `<name>+<hash>+<base64(0x01 ‖ key)>`, checking the hash.
+    /// Parses a note verifier key `<name>+<hash>+<base64(0x01 ‖ key)>`, checking the hash.
     pub fn parse(vkey: &str) -> Result<Verifier, SigningError> {
+        Verifier::parse_kind(vkey, KeyKind::Note)
+    }
+
+    /// Parses a verifier key of `kind`, checking the hash.
+    pub fn parse_kind(vkey: &str, kind: KeyKind) -> Result<Verifier, SigningError> {
         let bad = |m: &str| SigningError::MalformedVerifier(m.to_owned());
         let (name, hash, key) = split_note_key(vkey.trim()).ok_or_else(|| bad("expected <name>+<hash>+<key>"))?;
         let bytes = B64.decode(key).map_err(|_| bad("key is not base64"))?;
         let public: [u8; 32] = match bytes.split_first() {
-            Some((&ALG_ED25519, k)) => k.try_into().map_err(|_| bad("Ed25519 key must be 32 bytes"))?,
-            _ => return Err(bad("not an Ed25519 key")),
+            Some((&alg, k)) if alg == kind.alg() => k.try_into().map_err(|_| bad("Ed25519 key must be 32 bytes"))?,
+            _ => return Err(bad(&format!("not an Ed25519 key of type {:#04x}", kind.alg()))),
         };
         let key = VerifyingKey::from_bytes(&public).map_err(|_| bad("not a valid Ed25519 point"))?;
-        let key_hash = key_hash(name, &key);
+        let key_hash = key_hash(name, kind, &key);
         if format!("{key_hash:08x}") != hash {
             return Err(bad("key hash does not match"));
         }
         Ok(Verifier {
             name: name.to_owned(),
             key_hash,
+            kind,
             key,
         })
     }
@@ -187,6 +233,13 @@ impl Verifier {
     /// `<name>+<hash>`: compare with `Consent.key_id`.
     pub fn key_id(&self) -> String {
         format!("{}+{:08x}", self.name, self.key_hash)
+    }
+
+    /// The key in its text form, `<name>+<hash>+<base64(algorithm byte ‖ key)>`.
+    pub fn verifier_key(&self) -> String {
+        let mut bytes = vec![self.kind.alg()];
+        bytes.extend_from_slice(self.key.as_bytes());
+        format!("{}+{}", self.key_id(), B64.encode(bytes))
     }
 
     /// Checks an Ed25519 signature over `message`.

@@ -10,7 +10,7 @@
 //! # Layout
 //! - [`merkle`]: RFC 9162 hashing and proofs; pure, no IO.
 //! - [`checkpoint`]: C2SP signed-note checkpoints.
-//! - [`keys`]: the gateway's Ed25519 signing key and its verifier key.
+//! - [`keys`]: the gateway's Ed25519 signing key and its verifier key (and a witness's).
 //! - [`pseudonym`]: HMAC pseudonyms of citizen IDs.
 //! - [`clock`]: time as the log (and the gateway) sees it, injectable.
 //! - [`store`]: the [`LogStore`] and [`IndexStore`] traits every storage engine implements.
@@ -22,6 +22,7 @@
 //! - [`index`]: the search indexes kept up with the log, off the answer's path.
 //! - [`verify`]: the whole tree recomputed from the store.
 //! - [`search`]: auditors' searches over the indexes and the log.
+//! - [`witness`]: a C2SP tlog-witness, cosigning checkpoints consistent with the last it saw.
 //! - [`AuditLog`]: appends through the writer, reads straight from the store.
 
 pub mod checkpoint;
@@ -37,6 +38,7 @@ pub mod store;
 pub mod tiles;
 pub mod tlog;
 pub mod verify;
+pub mod witness;
 pub mod writer;
 
 use std::{

@@ -55,6 +55,10 @@ pub(super) struct DemoArgs {
     /// Where Prometheus metrics are served over plain HTTP (port 0: a free one).
     #[arg(long, default_value = "127.0.0.1:0")]
     metrics_listen: SocketAddr,
+    /// Where the demo's own witness listens (port 0: a free one); it
+    /// cosigns every checkpoint the demo gives out.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    witness_listen: SocketAddr,
 }
 
 const SAMPLES_FILE: &str = "samples.tsv";
@@ -102,6 +106,13 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .insert(department.code().to_owned(), DepartmentConfig::Remote(remote));
         sources.push(child);
     }
+    // The demo's witness, like its remote departments, lives only as long as the demo.
+    let (witness_addr, witness_key, witness) = start_witness(&args, &config).await?;
+    config.audit.witnesses.push(civex_gateway::config::WitnessConfig {
+        url: format!("http://{witness_addr}"),
+        key: witness_key,
+    });
+    let witness = tokio::spawn(witness);
     let gateway = Gateway::bind(config).await?;
     let auditor = {
         let (ca, cert, key) = ClientTls::demo_paths(&args.certs, console::AUDITOR);
@@ -114,7 +125,40 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let console = tokio::spawn(console.serve(super::shutdown_signal()));
     let served = super::serve(gateway).await;
     console.abort();
+    witness.abort();
     served
+}
+
+/// The demo's witness, trusting this gateway's key, its store in
+/// `<data>/witness` — or, while another demo of the same data directory
+/// (a shared deployment) holds that, in `<data>/witness-<n>`.
+async fn start_witness(
+    args: &DemoArgs,
+    config: &Config,
+) -> anyhow::Result<(SocketAddr, String, impl Future<Output = anyhow::Result<()>> + use<>)> {
+    let signer = civex_audit::keys::Signer::load_or_create(&config.data_dir, &format!("civex/{}", config.name))?;
+    let log = civex_audit::keys::Verifier::parse(&signer.verifier_key())?;
+    let (dir, lock) = (1..=16)
+        .map(|n| match n {
+            1 => args.data.join("witness"),
+            n => args.data.join(format!("witness-{n}")),
+        })
+        .find_map(|dir| {
+            std::fs::create_dir_all(&dir).ok()?;
+            let lock = std::fs::File::create(dir.join("demo.lock")).ok()?;
+            lock.try_lock().ok()?;
+            Some((dir, lock))
+        })
+        .context("every demo witness directory in the data directory is in use")?;
+    let (addr, key, serve) =
+        crate::witness::start(&dir, "witness.localhost/civex-demo", args.witness_listen, vec![log]).await?;
+    println!("witness: http://{addr} cosigns the checkpoints (key {key})");
+    // The lock is held as long as the witness serves.
+    Ok((addr, key, async move {
+        let served = serve.await;
+        drop(lock);
+        served
+    }))
 }
 
 /// Starts `civex source` for one department as a child process (stopped when

@@ -32,6 +32,7 @@ pub mod pki;
 mod remote;
 mod source;
 mod tools;
+mod witness;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -72,13 +73,14 @@ enum Command {
     Import(tools::ImportArgs),
     /// Serve one department's records as its own system would (DepartmentSourceService over mTLS).
     Source(source::SourceArgs),
-    /// Print the gateway's public verifier key.
+    /// Print the gateway's public verifier key (never creates one).
     Keys {
+        /// The gateway's data directory.
         #[arg(long, default_value = "civex-data")]
         data: PathBuf,
-        #[arg(long, default_value = "qujing-demo")]
-        name: String,
     },
+    /// Run a reference witness (C2SP tlog-witness) that cosigns a gateway's checkpoints.
+    Witness(witness::WitnessArgs),
     /// Ask a gateway for facts about a citizen (ExchangeService.Query).
     Query(remote::QueryArgs),
     /// Ask a yes/no eligibility question (ExchangeService.Check).
@@ -130,7 +132,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Id(c) => tools::id(c),
         Command::DemoData(a) => tools::demo_data(a),
         Command::Import(a) => tools::import(a),
-        Command::Keys { data, name } => tools::keys(&data, &name),
+        Command::Keys { data } => tools::keys(&data),
+        Command::Witness(a) => witness::run(a).await,
         Command::Query(a) => remote::query(a).await,
         Command::Check(a) => remote::check(a).await,
         Command::Consent(c) => remote::consent(c).await,

@@ -10,7 +10,6 @@ use civex_adapters::Department;
 use clap::{Args, Subcommand};
 
 use civex_adapters::{RegistryStore, citizen_id, import as importer};
-use civex_audit::keys::Signer;
 use civex_gateway::{config, store};
 
 use crate::{demo_data, pki};
@@ -149,9 +148,36 @@ pub(super) fn import_file(
     Ok(count)
 }
 
-pub(super) fn keys(data: &Path, name: &str) -> anyhow::Result<()> {
-    std::fs::create_dir_all(data)?;
-    let signer = Signer::load_or_create(data, &format!("civex/{name}"))?;
-    println!("{}", signer.verifier_key());
+/// Prints the verifier key of the gateway whose data directory is `data`;
+/// never creates a key (a new one would make every earlier checkpoint look forged).
+pub(super) fn keys(data: &Path) -> anyhow::Result<()> {
+    let file = data.join(civex_audit::keys::VERIFIER_KEY_FILE);
+    println!("{}", verifier_key(&file.display().to_string())?.verifier_key());
     Ok(())
+}
+
+/// A verifier key given as the key itself (as the demo's banner prints
+/// it), a file holding it, or a gateway's data directory (its `gateway.vkey`).
+pub(crate) fn verifier_key(given: &str) -> anyhow::Result<civex_audit::keys::Verifier> {
+    use civex_audit::keys::{VERIFIER_KEY_FILE, Verifier};
+    if let Ok(key) = Verifier::parse(given) {
+        return Ok(key);
+    }
+    let path = Path::new(given);
+    let file = if path.is_dir() {
+        path.join(VERIFIER_KEY_FILE)
+    } else {
+        path.to_owned()
+    };
+    let text = std::fs::read_to_string(&file).with_context(|| {
+        if path.is_dir() || !path.exists() {
+            format!(
+                "no gateway verifier key at {} (a gateway writes it there on first start; give its --data, the key file or the key)",
+                file.display()
+            )
+        } else {
+            format!("cannot read {}", file.display())
+        }
+    })?;
+    Verifier::parse(&text).with_context(|| format!("{} does not hold a verifier key", file.display()))
 }

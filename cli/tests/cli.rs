@@ -722,3 +722,103 @@ fn the_demo_trips_its_alert_rules_from_the_command_line_and_a_case_closes_them()
     );
     drop(demo);
 }
+
+/// Reads `child`'s stream line by line until `until` matches one, within a minute.
+fn read_until(stream: impl std::io::Read, until: impl Fn(&str) -> bool) -> Vec<String> {
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    for line in BufReader::new(stream).lines() {
+        let line = line.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no line as wanted in {seen:?}"
+        );
+        let done = until(&line);
+        seen.push(line);
+        if done {
+            return seen;
+        }
+    }
+    panic!("the stream ended before the line wanted: {seen:?}");
+}
+
+#[test]
+fn keys_never_makes_a_key_and_civex_witness_cosigns_a_served_gateways_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    // No gateway has run here: nothing to print, and nothing is created.
+    let none = civex(dir.path(), &["keys", "--data", "civex-data"]);
+    assert!(!none.status.success());
+    let err = String::from_utf8_lossy(&none.stderr);
+    assert!(
+        err.contains("no gateway verifier key at civex-data/gateway.vkey"),
+        "{err}"
+    );
+    assert!(!dir.path().join("civex-data").exists(), "civex keys made a directory");
+
+    let (demo, _, _) = start_demo(dir.path(), &["--citizens", "300"]);
+    drop(demo);
+    let vkey = std::fs::read_to_string(dir.path().join("civex-data/gateway.vkey")).unwrap();
+    let keys = civex(dir.path(), &["keys", "--data", "civex-data"]);
+    assert_eq!(stdout(&keys), vkey);
+
+    // A witness of its own, trusting the gateway's key from its data directory.
+    let mut witness = Demo(
+        Command::new(CIVEX)
+            .args([
+                "witness",
+                "--data",
+                "w",
+                "--listen",
+                "127.0.0.1:0",
+                "--log",
+                "civex-data",
+            ])
+            .current_dir(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // All it prints, to the last line: a closed pipe would fail its next print.
+    let printed = read_until(witness.0.stdout.take().unwrap(), |l| l.starts_with("  key = "));
+    let url = printed[0]
+        .strip_prefix("witness: ")
+        .and_then(|l| l.split(' ').next())
+        .unwrap()
+        .to_owned();
+    let key = printed[1].strip_prefix("key: ").unwrap().to_owned();
+    assert!(printed[0].ends_with("for civex/qujing-demo"), "{printed:?}");
+
+    // `civex serve` with the witness named in its civex.toml.
+    let config = dir.path().join("civex-data/civex.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!("\n[[audit.witnesses]]\nurl = \"{url}\"\nkey = \"{key}\"\n"));
+    std::fs::write(&config, text).unwrap();
+    let mut served = Demo(
+        Command::new(CIVEX)
+            .args(["--log-json", "serve", "--config", "civex-data/civex.toml"])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let logged = read_until(served.0.stderr.take().unwrap(), |l| {
+        l.contains(r#""message":"serving""#)
+    });
+    let line: serde_json::Value = serde_json::from_str(logged.last().unwrap()).unwrap();
+    let endpoint = format!("https://{}", line["fields"]["addr"].as_str().unwrap());
+    let checkpoint = civex(dir.path(), &["audit", "checkpoint", "--endpoint", &endpoint]);
+    assert!(
+        checkpoint.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checkpoint.stderr)
+    );
+    let note = stdout(&checkpoint);
+    let signers: Vec<&str> = note
+        .lines()
+        .filter_map(|l| l.strip_prefix("— "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    assert_eq!(signers, ["civex/qujing-demo", "witness.localhost/civex"], "{note}");
+}

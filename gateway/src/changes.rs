@@ -7,8 +7,10 @@
 //! if the last poll that succeeded started at most [`STALE_AFTER`] ago:
 //! then every change answered before that is in effect here, and a change
 //! made on any gateway takes effect on all within [`STALE_AFTER`] of its
-//! answer. A gateway that cannot poll refuses every call (`AUDIT_UNAVAILABLE`)
-//! rather than act on what may be stale.
+//! answer. A call that finds the last poll older waits up to [`SETTLE_FOR`]
+//! for the next (on a busy machine a poll is sometimes late); a gateway
+//! that still cannot poll refuses every call (`AUDIT_UNAVAILABLE`) rather
+//! than act on what may be stale.
 
 use std::{
     sync::{
@@ -28,6 +30,8 @@ use crate::{
 pub const POLL_EVERY: Duration = Duration::from_millis(20);
 /// How old the last successful poll may be when a call is answered.
 pub const STALE_AFTER: Duration = Duration::from_millis(100);
+/// How long a call waits for a late poll before it is refused.
+pub const SETTLE_FOR: Duration = Duration::from_secs(1);
 
 /// How current the gateway's agencies and revocations are.
 pub struct Freshness {
@@ -60,8 +64,7 @@ impl Freshness {
     /// Refuses a call if the gateway cannot vouch that it knows every change.
     pub fn check(&self) -> Result<(), Error> {
         let Some(shared) = &self.shared else { return Ok(()) };
-        let polled = shared.base + Duration::from_micros(shared.polled.load(Ordering::Acquire));
-        if polled.elapsed() > STALE_AFTER {
+        if shared.last_poll().elapsed() > STALE_AFTER {
             return Err(Error::new(
                 Reason::AuditUnavailable,
                 "the shared store cannot be reached to confirm agencies and revocations",
@@ -70,11 +73,28 @@ impl Freshness {
         Ok(())
     }
 
+    /// Returns once the last poll is fresh, or after [`SETTLE_FOR`]; then
+    /// [`Freshness::check`] decides.
+    pub async fn settle(&self) {
+        let Some(shared) = &self.shared else { return };
+        let deadline = Instant::now() + SETTLE_FOR;
+        while shared.last_poll().elapsed() > STALE_AFTER / 2 && Instant::now() < deadline {
+            tokio::time::sleep(POLL_EVERY / 4).await;
+        }
+    }
+
     fn polled(&self, started: Instant) {
         if let Some(shared) = &self.shared {
             let micros = started.saturating_duration_since(shared.base).as_micros() as u64;
             shared.polled.fetch_max(micros, Ordering::AcqRel);
         }
+    }
+}
+
+impl Shared {
+    /// When the last successful poll started.
+    fn last_poll(&self) -> Instant {
+        self.base + Duration::from_micros(self.polled.load(Ordering::Acquire))
     }
 }
 

@@ -220,6 +220,12 @@ pub struct AuditConfig {
     pub checkpoint_every: u64,
     /// ... or after this many milliseconds with new records (default 10,000).
     pub checkpoint_interval_ms: u64,
+    /// Witnesses that cosign checkpoints (C2SP tlog-witness), `[[audit.witnesses]]`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub witnesses: Vec<WitnessConfig>,
+    /// How many witnesses must cosign a checkpoint before it is given out
+    /// (default: every one listed).
+    pub witness_quorum: Option<usize>,
 }
 
 impl Default for AuditConfig {
@@ -228,8 +234,29 @@ impl Default for AuditConfig {
             pseudonym_key: None,
             checkpoint_every: 1_000,
             checkpoint_interval_ms: 10_000,
+            witnesses: Vec::new(),
+            witness_quorum: None,
         }
     }
+}
+
+impl AuditConfig {
+    /// The quorum in force: as configured, or every witness.
+    pub fn quorum(&self) -> usize {
+        self.witness_quorum.unwrap_or(self.witnesses.len())
+    }
+}
+
+/// One witness: where its `add-checkpoint` is and the key its cosignatures verify with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessConfig {
+    /// The submission prefix, e.g. `"http://witness.example:7380"`;
+    /// `<url>/add-checkpoint` is posted to.
+    pub url: String,
+    /// Its cosignature verifier key, `<name>+<hash>+<base64(0x04 ‖ key)>`,
+    /// as `civex witness` prints it.
+    pub key: String,
 }
 
 impl Config {
@@ -413,6 +440,7 @@ impl Config {
         if self.audit.checkpoint_every == 0 || self.audit.checkpoint_interval_ms == 0 {
             return invalid("audit checkpoint_every and checkpoint_interval_ms must be positive".into());
         }
+        crate::witness::Witnesses::new(&self.audit).map_err(ConfigError::Invalid)?;
         if l.max_connections == 0
             || l.max_concurrent_streams == 0
             || l.max_message_bytes < 1024

@@ -146,6 +146,14 @@ impl Error {
         }
     }
 
+    /// The same refusal, saying when the caller may retry.
+    pub fn with_retry_after(self, delay: Duration) -> Error {
+        Error {
+            retry_after: Some(delay),
+            ..self
+        }
+    }
+
     /// A fault inside civex; the cause is logged, the caller sees a generic message.
     pub fn internal(cause: impl fmt::Display) -> Error {
         tracing::error!(cause = %cause, "internal error");

@@ -37,6 +37,7 @@ pub mod oversight;
 pub mod policy;
 pub mod service;
 pub mod store;
+pub mod witness;
 
 pub use civex_audit::clock;
 
@@ -257,6 +258,8 @@ impl Gateway {
             },
             oversight: stores.oversight.clone(),
             metrics: metrics::Metrics::default(),
+            witnesses: witness::Witnesses::new(&config.audit)
+                .map_err(|e| StartError::Config(config::ConfigError::Invalid(e)))?,
         });
         let observed = Arc::downgrade(&state);
         let _ = state
@@ -357,6 +360,11 @@ impl Gateway {
                 oversight::Oversight::new(self.stores.oversight.clone(), rules),
             ))
         });
+        let witnessing = self
+            .state
+            .witnesses
+            .is_some()
+            .then(|| tokio::spawn(witness::Witnesses::follow(self.state.clone())));
         let share = self.stores.load.clone().map(|load| {
             // Unique per process: a restarted gateway publishes afresh.
             let gateway = format!("{}/{:016x}", self.local_addr, rand::random::<u64>());
@@ -434,7 +442,13 @@ impl Gateway {
             .await?;
         self.state.audit.close().await;
         // Calls still draining were checked against changes followed until now.
-        for task in follow.into_iter().chain(share).chain(alerts).chain(metrics) {
+        for task in follow
+            .into_iter()
+            .chain(share)
+            .chain(alerts)
+            .chain(metrics)
+            .chain(witnessing)
+        {
             task.abort();
         }
         if let civex_audit::LogEngine::Local { ledger, .. } = &self.stores.log {

@@ -3,6 +3,7 @@
 //! calls by service, method, agency and reason, and their latency; the
 //! audit log's batches (records, write and fsync time), tree size and
 //! checkpoint age; open connections per agency; quota refusals; tile reads;
+//! checkpoints submitted to witnesses;
 //! each remote department's circuit breaker; the CRL's next update and the
 //! server certificate's expiry.
 //!
@@ -47,6 +48,7 @@ pub struct Metrics {
     latency: Histograms<2>,
     quota_refusals: Family<Labels<1>, Counter>,
     tile_reads: Family<Labels<2>, Counter>,
+    witness_submissions: Family<Labels<2>, Counter>,
     batch_records: Histogram,
     batch_seconds: Histogram,
     tree_size: Gauge,
@@ -67,6 +69,7 @@ impl Default for Metrics {
             latency: Family::new_with_constructor(latency_buckets),
             quota_refusals: Family::default(),
             tile_reads: Family::default(),
+            witness_submissions: Family::default(),
             batch_records: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
             batch_seconds: latency_buckets(),
             tree_size: Gauge::default(),
@@ -98,6 +101,11 @@ impl Default for Metrics {
             "tile_reads",
             "Reads of the log's tlog-tiles (not log entries), by resource and HTTP status",
             m.tile_reads.clone(),
+        );
+        registry.register(
+            "witness_submissions",
+            "Checkpoints submitted to a witness, by witness name and outcome (cosigned, ahead, failed)",
+            m.witness_submissions.clone(),
         );
         registry.register(
             "audit_batch_records",
@@ -166,6 +174,13 @@ impl Metrics {
     pub fn tile_read(&self, resource: &'static str, status: u16) {
         self.tile_reads
             .get_or_create(&[("resource", resource.to_owned()), ("status", status.to_string())])
+            .inc();
+    }
+
+    /// One checkpoint submitted to `witness` and what came of it.
+    pub fn witness(&self, witness: &str, outcome: &'static str) {
+        self.witness_submissions
+            .get_or_create(&[("witness", witness.to_owned()), ("outcome", outcome.to_owned())])
             .inc();
     }
 

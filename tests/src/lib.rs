@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`TestGateway`]: start, connect as any agency, read the department files, stop.
+//! - [`TestWitness`]: the reference witness of `civex witness` on loopback.
 //! - [`reason`]: the civex reason of a status.
 //!
 //! The tests themselves live in `tests/it/`, one module per area.
@@ -43,6 +44,44 @@ pub use civex_gateway::error::reason_of;
 pub const CITIZENS: usize = 300;
 /// Seed of the synthetic data, so every run sees the same citizens.
 pub const SEED: u64 = 7;
+
+/// The reference witness (`civex witness`'s server) on a free loopback
+/// port, with a store of its own, trusting one log key.
+pub struct TestWitness {
+    pub addr: SocketAddr,
+    /// Its cosignature verifier key.
+    pub key: String,
+    pub dir: tempfile::TempDir,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl TestWitness {
+    /// A witness named `name` trusting the log whose verifier key is `log`.
+    pub async fn start(name: &str, log: &str) -> TestWitness {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = civex_audit::keys::Verifier::parse(log).expect("a log key");
+        let witness = civex_audit::witness::Witness::open(dir.path(), name, vec![log]).expect("witness opens");
+        let key = witness.verifier_key();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(civex_gateway::witness::server::serve(listener, Arc::new(witness)));
+        TestWitness { addr, key, dir, task }
+    }
+
+    /// Its `[[audit.witnesses]]` entry.
+    pub fn config(&self) -> civex_gateway::config::WitnessConfig {
+        civex_gateway::config::WitnessConfig {
+            url: format!("http://{}", self.addr),
+            key: self.key.clone(),
+        }
+    }
+}
+
+impl Drop for TestWitness {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
 
 /// A gateway serving on loopback for one test.
 pub struct TestGateway {
@@ -196,6 +235,14 @@ impl TestGateway {
     /// directory, certificates and clock.
     pub async fn restart(self) -> TestGateway {
         self.restart_with(|_| {}).await
+    }
+
+    /// The same gateway restarted with a new witness of its own (quorum: it).
+    pub async fn witnessed(self) -> (TestGateway, TestWitness) {
+        let witness = TestWitness::start("witness.test/w1", &self.verifier_key).await;
+        let config = witness.config();
+        let gateway = self.restart_with(|c| c.audit.witnesses.push(config)).await;
+        (gateway, witness)
     }
 
     /// [`TestGateway::restart`] with its configuration changed by `adjust`.

@@ -212,6 +212,10 @@ impl AuditService for Audit {
         let cp = appended
             .checkpoint
             .ok_or_else(|| Error::internal("the writer signed no checkpoint for a checkpoint call"))?;
+        let cp = match &self.state.witnesses {
+            Some(witnesses) => witnesses.cosign(&self.state, cp).await?,
+            None => cp,
+        };
         Ok(Response::new(signed(cp)))
     }
 

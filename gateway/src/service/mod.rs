@@ -82,6 +82,8 @@ pub struct State {
     /// Alerts, the watch list and cases.
     pub oversight: Arc<dyn OversightStore>,
     pub metrics: crate::metrics::Metrics,
+    /// The witnesses that cosign checkpoints, if any are configured.
+    pub witnesses: Option<crate::witness::Witnesses>,
 }
 
 /// The metadata naming the official who makes a call: an operator label
@@ -236,6 +238,8 @@ impl State {
         };
         let (started, agency) = (std::time::Instant::now(), draft.record.agency.clone());
         let answer = async {
+            // A poll late on a busy machine is waited for, not taken for an unreachable store.
+            self.freshness.settle().await;
             let result = match bad_operator {
                 None => handle(request, &mut draft).await,
                 Some(e) => Err(e),

@@ -1,7 +1,8 @@
 //! The log for standard tools (DESIGN §12): C2SP tlog-tiles over HTTPS on
 //! the gateway's own port, beside gRPC and under the same mutual TLS, for
 //! agencies holding the `auditor` role. `GET /checkpoint` is the newest
-//! signed checkpoint (`no-store`); `GET /tile/<L>/<N>[.p/<W>]` and `GET
+//! signed checkpoint (`no-store`) — with witnesses configured, the newest
+//! that a quorum cosigned, with their cosignatures; `GET /tile/<L>/<N>[.p/<W>]` and `GET
 //! /tile/entries/<N>[.p/<W>]` are its hash tiles and entry bundles
 //! (immutable), served only as far as that checkpoint's tree.
 //!
@@ -40,7 +41,17 @@ pub fn router(state: Arc<State>) -> Router {
 async fn checkpoint(Shared(state): Shared<Arc<State>>, peer: Option<Extension<PeerIdentity>>) -> Response {
     let answer = async {
         auditor(&state, peer)?;
-        let (_, note) = newest(&state).await?;
+        let note = match &state.witnesses {
+            // Tiles go at least this far: the newest stored checkpoint is never older.
+            Some(witnesses) => witnesses.latest().map(|cp| cp.note).ok_or_else(|| {
+                Error::new(
+                    Reason::AuditUnavailable,
+                    "no checkpoint has reached the witness quorum yet",
+                )
+                .with_retry_after(std::time::Duration::from_secs(1))
+            })?,
+            None => newest(&state).await?.1,
+        };
         Ok(body(note.into_bytes(), "text/plain; charset=utf-8", "no-store"))
     };
     counted(&state, "checkpoint", answer.await)

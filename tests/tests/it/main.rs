@@ -19,3 +19,4 @@ mod sources;
 mod tiles;
 mod tls;
 mod trust;
+mod witness;

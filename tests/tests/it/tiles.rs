@@ -1,7 +1,8 @@
 //! The log for standard tools (DESIGN §12): an auditor mirrors the whole
-//! log over HTTPS as C2SP tlog-tiles and verifies it, with a client written
-//! here from the C2SP texts (tlog-tiles, tlog-checkpoint, signed-note) and
-//! RFC 6962, using none of civex's own log code.
+//! log over HTTPS as C2SP tlog-tiles and verifies it against a checkpoint
+//! a witness cosigned, with a client written here from the C2SP texts
+//! (tlog-tiles, tlog-checkpoint, signed-note, tlog-cosignature) and RFC
+//! 6962, using none of civex's own log code.
 
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ mod tlog {
 
     pub(crate) type Hash = [u8; 32];
 
-    /// A signed-note verifier key: `<name>+<hex key hash>+<base64(0x01 ‖ public key)>`.
+    /// A signed-note verifier key: `<name>+<hex key hash>+<base64(type ‖ public key)>`.
     pub(crate) struct NoteKey {
         name: String,
         id: [u8; 4],
@@ -27,11 +28,21 @@ mod tlog {
     }
 
     impl NoteKey {
+        /// A log's key: Ed25519 note signatures, type 0x01.
         pub(crate) fn parse(vkey: &str) -> NoteKey {
-            let mut parts = vkey.splitn(3, '+');
+            NoteKey::parse_type(vkey, 0x01)
+        }
+
+        /// A witness's key: Ed25519 cosignatures (tlog-cosignature v1), type 0x04.
+        pub(crate) fn parse_witness(vkey: &str) -> NoteKey {
+            NoteKey::parse_type(vkey, 0x04)
+        }
+
+        fn parse_type(vkey: &str, type_byte: u8) -> NoteKey {
+            let mut parts = vkey.trim().splitn(3, '+');
             let (name, hash, key) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
             let key = B64.decode(key).unwrap();
-            assert_eq!(key[0], 0x01, "an Ed25519 key");
+            assert_eq!(key[0], type_byte, "an Ed25519 key of the type");
             let id: [u8; 4] = Sha256::new()
                 .chain_update(name.as_bytes())
                 .chain_update(b"\n")
@@ -82,6 +93,26 @@ mod tlog {
         let size = lines.next().unwrap().parse().unwrap();
         let root = B64.decode(lines.next().unwrap()).unwrap().try_into().unwrap();
         Checkpoint { origin, size, root }
+    }
+
+    /// The timestamp of a valid cosignature by `witness` on the note: the
+    /// signature is key ID ‖ u64 timestamp ‖ Ed25519 over
+    /// "cosignature/v1\ntime <t>\n" and the note's text.
+    pub(crate) fn cosigned_at(note: &str, witness: &NoteKey) -> u64 {
+        let (text, signatures) = note.split_once("\n\n").unwrap();
+        let text = format!("{text}\n");
+        signatures
+            .lines()
+            .filter_map(|line| line.strip_prefix(&format!("— {} ", witness.name)))
+            .filter_map(|sig| B64.decode(sig).ok())
+            .filter(|sig| sig.len() == 76 && sig[..4] == witness.id)
+            .find_map(|sig| {
+                let time = u64::from_be_bytes(sig[4..12].try_into().unwrap());
+                let message = format!("cosignature/v1\ntime {time}\n{text}");
+                let signature = Signature::from_slice(&sig[12..]).unwrap();
+                witness.key.verify(message.as_bytes(), &signature).ok().map(|()| time)
+            })
+            .unwrap_or_else(|| panic!("no valid cosignature by {} on\n{note}", witness.name))
     }
 
     /// `tile/<L>/<N>[.p/<W>]`, or `tile/entries/…` when `level` is `None`.
@@ -186,18 +217,21 @@ async fn fetch(gw: &TestGateway, path: &str, content_type: &str, cache: &str) ->
 
 #[tokio::test]
 async fn an_auditor_mirrors_and_verifies_the_whole_log_through_tlog_tiles_alone() {
-    mirror_and_verify(&TestGateway::start().await).await;
+    mirror_and_verify(TestGateway::start().await).await;
 }
 
 #[tokio::test]
 async fn the_log_on_postgres_is_mirrored_through_the_same_tiles() {
     let pg = crate::postgres::postgres();
-    mirror_and_verify(&TestGateway::start_with(crate::postgres::on(&pg)).await).await;
+    mirror_and_verify(TestGateway::start_with(crate::postgres::on(&pg)).await).await;
 }
 
 /// Makes more than two full tiles' worth of records, then mirrors the log
-/// through its tiles alone and checks it against the signed checkpoint.
-async fn mirror_and_verify(gw: &TestGateway) {
+/// through its tiles alone and checks it against the checkpoint the
+/// gateway signed and its witness cosigned.
+async fn mirror_and_verify(gw: TestGateway) {
+    let (gw, witness) = gw.witnessed().await;
+    let gw = &gw;
     let mut tax = gw.exchange("qujing-tax").await;
     // Each call is a record, allowed or refused (on two busy cores a gateway
     // on PostgreSQL may fail one closed when its poll of the store is late).
@@ -208,8 +242,17 @@ async fn mirror_and_verify(gw: &TestGateway) {
     let signed = audit.checkpoint(CheckpointRequest {}).await.unwrap().into_inner();
 
     let key = tlog::NoteKey::parse(&gw.verifier_key);
+    let witness_key = tlog::NoteKey::parse_witness(&witness.key);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let cosigned = tlog::cosigned_at(&signed.note, &witness_key);
+    assert!(cosigned.abs_diff(now) < 600, "cosigned at {cosigned}, now {now}");
     let note = fetch(gw, "/checkpoint", "text/plain; charset=utf-8", "no-store").await;
-    let cp = tlog::open_checkpoint(std::str::from_utf8(&note).unwrap(), &key);
+    let note = std::str::from_utf8(&note).unwrap();
+    tlog::cosigned_at(note, &witness_key);
+    let cp = tlog::open_checkpoint(note, &key);
     assert_eq!(cp.size, signed.tree_size, "the checkpoint the Checkpoint call signed");
     assert!(cp.size > 600, "{cp:?}");
     assert!(gw.verifier_key.starts_with(&format!("{}+", cp.origin)));
