@@ -22,10 +22,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(PROTOS, ["."])?;
     let out = PathBuf::from(env::var("OUT_DIR")?);
     fs::write(out.join("civex_descriptor.bin"), fds.encode_to_vec())?;
+    // Each message names itself (`prost::Name`), so clients can print it as proto3 JSON.
+    let mut config = prost_build::Config::new();
+    config.enable_type_names();
     // Services only with the `grpc` feature: without it nothing of tonic is built.
     #[cfg(feature = "grpc")]
-    tonic_prost_build::configure().compile_fds(fds)?;
+    tonic_prost_build::configure().compile_fds_with_config(fds, config)?;
     #[cfg(not(feature = "grpc"))]
-    prost_build::Config::new().compile_fds(fds)?;
+    config.compile_fds(fds)?;
     Ok(())
 }

@@ -4,38 +4,74 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use civex_proto::v1::{
-    AccessRight, Agency, AgencyRef, AgencyStatus, IssueCertificateRequest, ListAgenciesRequest, RateLimit,
-    RevokeCertificateRequest, Role, SetAccessRightsRequest, admin_service_client::AdminServiceClient,
+    AccessRight, Agency, AgencyRef, AgencyStatus, IssueCertificateRequest, ListAgenciesRequest,
+    ListCertificatesRequest, ListCertificatesResponse, RateLimit, RevokeCertificateRequest, Role,
+    SetAccessRightsRequest, admin_service_client::AdminServiceClient,
 };
 use clap::{Args, Subcommand};
 use tonic::transport::Channel;
 
-use super::remote::{Conn, rpc_error};
+use crate::conn::{Conn, Role as ConnRole, rpc_error};
 
-const ADMIN: &str = "qujing-admin";
+/// An agency's fields, as `agency add` and `agency update` give them.
+#[derive(Debug, Args)]
+pub(super) struct AgencyFields {
+    #[arg(long)]
+    code: String,
+    #[arg(long)]
+    name: String,
+    /// ps, edu, hrss, ca, housing, land, tax or other.
+    #[arg(long)]
+    department: String,
+    /// requester, consent_registrar, auditor or admin; repeat for several.
+    #[arg(long = "role", required = true)]
+    roles: Vec<String>,
+    /// `scope=purpose[,purpose…]`; repeat for several.
+    #[arg(long = "right")]
+    rights: Vec<String>,
+    /// `per_second/burst` (default: the gateway's).
+    #[arg(long)]
+    rate: Option<String>,
+}
+
+impl AgencyFields {
+    fn agency(self) -> anyhow::Result<Agency> {
+        Ok(Agency {
+            code: self.code,
+            name: self.name,
+            department: self.department,
+            roles: self
+                .roles
+                .iter()
+                .map(|r| parse_role(r))
+                .collect::<anyhow::Result<_>>()?,
+            rights: self
+                .rights
+                .iter()
+                .map(|r| parse_right(r))
+                .collect::<anyhow::Result<_>>()?,
+            rate: parse_rate(&self.rate)?,
+            ..Agency::default()
+        })
+    }
+}
 
 #[derive(Debug, Subcommand)]
 pub(super) enum AgencyCommand {
-    /// Register an agency (or update one): `--role requester --right 'tax.*=tax.admin' --rate 10/20`.
+    /// Register a new agency: `--role requester --right 'tax.*=tax.admin' --rate 10/20`.
+    /// Refused if its code is taken: `agency update` changes an agency.
     Add {
         #[command(flatten)]
         conn: Conn,
-        #[arg(long)]
-        code: String,
-        #[arg(long)]
-        name: String,
-        /// ps, edu, hrss, ca, housing, land, tax or other.
-        #[arg(long)]
-        department: String,
-        /// requester, consent_registrar, auditor or admin; repeat for several.
-        #[arg(long = "role", required = true)]
-        roles: Vec<String>,
-        /// `scope=purpose[,purpose…]`; repeat for several.
-        #[arg(long = "right")]
-        rights: Vec<String>,
-        /// `per_second/burst`.
-        #[arg(long)]
-        rate: Option<String>,
+        #[command(flatten)]
+        fields: AgencyFields,
+    },
+    /// Change an existing agency's name, department, roles, rights and rate (all as given).
+    Update {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(flatten)]
+        fields: AgencyFields,
     },
     /// List every agency.
     List {
@@ -62,13 +98,26 @@ pub(super) enum AgencyCommand {
         conn: Conn,
         code: String,
     },
-    /// Replace an agency's access rights (and optionally its rate).
+    /// Change an agency's access rights: `--add` and `--remove` one by one,
+    /// or `--replace` them all with the `--right`s given (none: no rights left);
+    /// and its rate with `--rate`.
     Rights {
         #[command(flatten)]
         conn: Conn,
         code: String,
-        #[arg(long = "right")]
+        /// `scope=purpose[,purpose…]` to add (purposes merge into a scope held); repeat for several.
+        #[arg(long, conflicts_with = "replace")]
+        add: Vec<String>,
+        /// A scope to take away; repeat for several.
+        #[arg(long, conflicts_with = "replace")]
+        remove: Vec<String>,
+        /// Replace every right with exactly the `--right`s given.
+        #[arg(long)]
+        replace: bool,
+        /// With --replace: `scope=purpose[,purpose…]`; repeat for several.
+        #[arg(long = "right", requires = "replace")]
         rights: Vec<String>,
+        /// `per_second/burst`.
         #[arg(long)]
         rate: Option<String>,
     },
@@ -82,13 +131,19 @@ pub(super) enum AgencyCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Revoke a certificate by serial (lower-case hex).
+    /// Revoke a certificate by serial (hex, either case).
     RevokeCert {
         #[command(flatten)]
         conn: Conn,
         serial: String,
         #[arg(long, default_value = "")]
         reason: String,
+    },
+    /// An agency's certificates: serial, end of validity, revocation.
+    Certs {
+        #[command(flatten)]
+        conn: Conn,
+        code: String,
     },
 }
 
@@ -98,7 +153,7 @@ fn parse_role(s: &str) -> anyhow::Result<i32> {
         "consent_registrar" => Role::ConsentRegistrar,
         "auditor" => Role::Auditor,
         "admin" => Role::Admin,
-        other => anyhow::bail!("unknown role {other:?}"),
+        other => anyhow::bail!("unknown role {other:?}: requester, consent_registrar, auditor or admin"),
     } as i32)
 }
 
@@ -144,116 +199,122 @@ fn print_agency(a: &Agency) {
         roles.join(","),
         status.unwrap_or_default()
     );
-    if let Some(rate) = &a.rate {
-        println!("  rate {}/s burst {} (0 = default)", rate.per_second, rate.burst);
+    if let Some(rate) = &a.effective_rate {
+        let own = a.rate.as_ref().is_some_and(|r| r.per_second > 0);
+        match (rate.per_second, own) {
+            (0, _) => println!("  rate unlimited (the gateway's default)"),
+            (_, true) => println!("  rate {}/s burst {}", rate.per_second, rate.burst),
+            (_, false) => println!(
+                "  rate {}/s burst {} (the gateway's default)",
+                rate.per_second, rate.burst
+            ),
+        }
     }
     for r in &a.rights {
         println!("  right {} for {}", r.scope, r.purposes.join(","));
     }
 }
 
+fn print_certificates(list: &ListCertificatesResponse) {
+    println!("{:<34} {:<22} revoked", "serial", "valid until");
+    let time = |t: &Option<prost_types::Timestamp>| t.as_ref().map_or("-".to_owned(), ToString::to_string);
+    for c in &list.certificates {
+        let revoked = match &c.revoked_at {
+            Some(at) => format!("{at} {}", c.revocation_reason),
+            None => "-".to_owned(),
+        };
+        println!("{:<34} {:<22} {revoked}", c.serial, time(&c.not_after));
+    }
+}
+
 async fn client(conn: &Conn) -> anyhow::Result<AdminServiceClient<Channel>> {
-    Ok(AdminServiceClient::new(conn.channel(ADMIN).await?))
+    Ok(AdminServiceClient::new(conn.channel(ConnRole::Admin).await?))
 }
 
 pub(super) async fn run(command: AgencyCommand) -> anyhow::Result<()> {
-    match command {
-        AgencyCommand::Add {
+    let agency_ref = |code: String| AgencyRef {
+        code,
+        reason: String::new(),
+    };
+    let (conn, agency) = match command {
+        AgencyCommand::Add { conn, fields } => {
+            let agency = client(&conn).await?.register_agency(fields.agency()?).await;
+            (conn, agency)
+        }
+        AgencyCommand::Update { conn, fields } => {
+            let agency = client(&conn).await?.update_agency(fields.agency()?).await;
+            (conn, agency)
+        }
+        AgencyCommand::Show { conn, code } => {
+            let agency = client(&conn).await?.get_agency(agency_ref(code)).await;
+            (conn, agency)
+        }
+        AgencyCommand::Suspend { conn, code, reason } => {
+            let agency = client(&conn).await?.suspend_agency(AgencyRef { code, reason }).await;
+            (conn, agency)
+        }
+        AgencyCommand::Reinstate { conn, code } => {
+            let agency = client(&conn).await?.reinstate_agency(agency_ref(code)).await;
+            (conn, agency)
+        }
+        AgencyCommand::Rights {
             conn,
             code,
-            name,
-            department,
-            roles,
+            add,
+            remove,
+            replace,
             rights,
             rate,
         } => {
-            let agency = Agency {
-                code,
-                name,
-                department,
-                roles: roles.iter().map(|r| parse_role(r)).collect::<anyhow::Result<_>>()?,
-                rights: rights.iter().map(|r| parse_right(r)).collect::<anyhow::Result<_>>()?,
-                rate: parse_rate(&rate)?,
-                status: 0,
+            anyhow::ensure!(
+                replace || !add.is_empty() || !remove.is_empty() || rate.is_some(),
+                "say what changes: --add RIGHT, --remove SCOPE, --replace [--right RIGHT…] (no --right: no rights left), or --rate"
+            );
+            let parse = |rights: &[String]| {
+                rights
+                    .iter()
+                    .map(|r| parse_right(r))
+                    .collect::<anyhow::Result<Vec<_>>>()
             };
-            print_agency(
-                &client(&conn)
-                    .await?
-                    .register_agency(agency)
+            let mut request = SetAccessRightsRequest {
+                agency_code: code.clone(),
+                rights: parse(&rights)?,
+                rate: parse_rate(&rate)?,
+                add: parse(&add)?,
+                remove,
+            };
+            let mut client = client(&conn).await?;
+            if !replace && request.add.is_empty() && request.remove.is_empty() {
+                // Only the rate: adding back the rights held changes none of them.
+                request.add = client
+                    .get_agency(agency_ref(code))
                     .await
                     .map_err(rpc_error)?
-                    .into_inner(),
-            );
+                    .into_inner()
+                    .rights;
+            }
+            let agency = client.set_access_rights(request).await;
+            (conn, agency)
         }
         AgencyCommand::List { conn } => {
-            for a in client(&conn)
-                .await?
-                .list_agencies(ListAgenciesRequest {})
-                .await
-                .map_err(rpc_error)?
-                .into_inner()
-                .agencies
-            {
-                print_agency(&a);
-            }
-        }
-        AgencyCommand::Show { conn, code } => {
-            let all = client(&conn)
+            let list = client(&conn)
                 .await?
                 .list_agencies(ListAgenciesRequest {})
                 .await
                 .map_err(rpc_error)?
                 .into_inner();
-            let agency = all
-                .agencies
-                .iter()
-                .find(|a| a.code == code)
-                .with_context(|| format!("no agency {code:?}"))?;
-            print_agency(agency);
+            conn.show(&list, |list| list.agencies.iter().for_each(print_agency));
+            return Ok(());
         }
-        AgencyCommand::Suspend { conn, code, reason } => {
-            print_agency(
-                &client(&conn)
-                    .await?
-                    .suspend_agency(AgencyRef { code, reason })
-                    .await
-                    .map_err(rpc_error)?
-                    .into_inner(),
-            );
-        }
-        AgencyCommand::Reinstate { conn, code } => {
-            let r = AgencyRef {
-                code,
-                reason: String::new(),
-            };
-            print_agency(
-                &client(&conn)
-                    .await?
-                    .reinstate_agency(r)
-                    .await
-                    .map_err(rpc_error)?
-                    .into_inner(),
-            );
-        }
-        AgencyCommand::Rights {
-            conn,
-            code,
-            rights,
-            rate,
-        } => {
-            let request = SetAccessRightsRequest {
-                agency_code: code,
-                rights: rights.iter().map(|r| parse_right(r)).collect::<anyhow::Result<_>>()?,
-                rate: parse_rate(&rate)?,
-            };
-            print_agency(
-                &client(&conn)
-                    .await?
-                    .set_access_rights(request)
-                    .await
-                    .map_err(rpc_error)?
-                    .into_inner(),
-            );
+        AgencyCommand::Certs { conn, code } => {
+            let list = client(&conn)
+                .await?
+                .list_certificates(ListCertificatesRequest { agency_code: code })
+                .await
+                .map_err(rpc_error)?
+                .into_inner();
+            conn.show(&list, print_certificates);
+            return Ok(());
         }
         AgencyCommand::IssueCert { conn, code, csr, out } => {
             let csr_pem = std::fs::read_to_string(&csr).with_context(|| format!("cannot read {}", csr.display()))?;
@@ -267,12 +328,15 @@ pub(super) async fn run(command: AgencyCommand) -> anyhow::Result<()> {
                 .map_err(rpc_error)?
                 .into_inner();
             std::fs::write(&out, &issued.cert_pem).with_context(|| format!("cannot write {}", out.display()))?;
-            let until = issued.not_after.map(|t| t.to_string()).unwrap_or_default();
-            println!(
-                "wrote {} (serial {}, valid until {until})",
-                out.display(),
-                issued.serial
-            );
+            conn.show(&issued, |issued| {
+                let until = issued.not_after.map(|t| t.to_string()).unwrap_or_default();
+                println!(
+                    "wrote {} (serial {}, valid until {until})",
+                    out.display(),
+                    issued.serial
+                );
+            });
+            return Ok(());
         }
         AgencyCommand::RevokeCert { conn, serial, reason } => {
             let r = client(&conn)
@@ -281,13 +345,17 @@ pub(super) async fn run(command: AgencyCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(rpc_error)?
                 .into_inner();
-            println!(
-                "revoked {} at {}",
-                r.serial,
-                r.revoked_at.map(|t| t.to_string()).unwrap_or_default()
-            );
+            conn.show(&r, |r| {
+                println!(
+                    "revoked {} at {}",
+                    r.serial,
+                    r.revoked_at.map(|t| t.to_string()).unwrap_or_default()
+                )
+            });
+            return Ok(());
         }
-    }
+    };
+    conn.show(&agency.map_err(rpc_error)?.into_inner(), print_agency);
     Ok(())
 }
 

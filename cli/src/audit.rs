@@ -12,15 +12,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use rand::Rng;
 use tonic::transport::Channel;
 
-use super::remote::{Conn, rpc_error};
-use civex_audit::{
-    checkpoint,
-    clock::timestamp,
-    keys::{VERIFIER_KEY_FILE, Verifier},
-    merkle,
-};
-
-const AUDITOR: &str = "qujing-audit";
+use crate::conn::{Conn, Role, read_citizen, rpc_error};
+use civex_audit::{checkpoint, clock::timestamp, keys::Verifier, merkle};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum AuditCommand {
@@ -32,6 +25,7 @@ pub(super) enum AuditCommand {
     History {
         #[command(flatten)]
         conn: Conn,
+        /// The citizen's ID number; `-` reads it from standard input.
         #[arg(long)]
         citizen: String,
     },
@@ -67,6 +61,7 @@ pub(super) enum AuditCommand {
     Watch {
         #[command(flatten)]
         who: super::oversight::Auditor,
+        /// The citizen's ID number; `-` reads it from standard input.
         #[arg(long)]
         citizen: String,
         #[arg(long, default_value = "")]
@@ -76,6 +71,7 @@ pub(super) enum AuditCommand {
     Unwatch {
         #[command(flatten)]
         who: super::oversight::Auditor,
+        /// The citizen's ID number; `-` reads it from standard input.
         #[arg(long)]
         citizen: String,
     },
@@ -101,28 +97,26 @@ pub(super) enum AuditCommand {
 #[derive(Debug, Args)]
 pub(super) struct VerifyArgs {
     /// Verify the store in this data directory (the gateway must be stopped).
-    #[arg(long, conflicts_with = "endpoint")]
+    #[arg(long, conflicts_with_all = ["endpoint", "profile"])]
     data: Option<PathBuf>,
     /// Verify the shared log in this PostgreSQL database (`postgres://…`),
     /// with the verifier key given by --vkey; gateways may keep serving.
-    #[arg(long, conflicts_with_all = ["endpoint", "data"])]
+    #[arg(long, conflicts_with_all = ["endpoint", "profile", "data"])]
     storage: Option<String>,
-    /// Verify a running gateway from checkpoints and proofs.
+    /// Online (with --endpoint or --profile): a running gateway, from checkpoints and proofs.
+    #[command(flatten)]
+    conn: Conn,
+    /// The gateway's verifier key: the key itself (as the demo prints it),
+    /// a file holding it, or the gateway's data directory (default: --data,
+    /// else `civex-data`).
     #[arg(long)]
-    endpoint: Option<String>,
-    /// The gateway's verifier key file (default `<data>/gateway.vkey`, or `civex-data/gateway.vkey` online).
-    #[arg(long)]
-    vkey: Option<PathBuf>,
+    vkey: Option<String>,
     /// Online: where the last verified checkpoint is kept, to prove the log only grew.
     #[arg(long, default_value = "civex-audit-state.txt")]
     state: PathBuf,
     /// Online: how many random entries to check inclusion of.
     #[arg(long, default_value_t = 16)]
     sample: u64,
-    #[arg(long)]
-    agency: Option<String>,
-    #[arg(long, default_value = "certs")]
-    certs: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -135,10 +129,12 @@ enum DecisionArg {
 pub(super) struct SearchArgs {
     #[command(flatten)]
     conn: Conn,
+    /// Only calls about this citizen (ID number; `-` reads it from standard input).
     #[arg(long, default_value = "")]
     citizen: String,
+    /// Only calls by this agency.
     #[arg(long, default_value = "")]
-    agency_filter: String,
+    agency: String,
     /// Only these actions (repeat for several), e.g. `ExchangeService/Query`.
     #[arg(long)]
     action: Vec<String>,
@@ -150,7 +146,7 @@ pub(super) struct SearchArgs {
     /// Only calls under, or using, this consent.
     #[arg(long, default_value = "")]
     consent_id: String,
-    /// The citizen by pseudonym, as entries and alerts show it.
+    /// The citizen by pseudonym (64 hex digits), as entries and alerts show it.
     #[arg(long, default_value = "", conflicts_with = "citizen")]
     citizen_ref: String,
     #[arg(long, value_enum)]
@@ -161,18 +157,23 @@ pub(super) struct SearchArgs {
     /// Only records before this time (RFC 3339).
     #[arg(long)]
     until: Option<String>,
-    /// Stop after this many entries.
+    /// At most this many entries; the last line says where the next page starts.
     #[arg(long, default_value_t = 100)]
     limit: usize,
+    /// Start where an earlier search said more remained.
+    #[arg(long, default_value = "")]
+    page_token: String,
 }
 
 pub(super) async fn run(command: AuditCommand) -> anyhow::Result<()> {
     match command {
-        AuditCommand::Verify(args) => match (&args.data, &args.endpoint) {
+        AuditCommand::Verify(args) => match &args.data {
             _ if args.storage.is_some() => verify_shared(&args),
-            (Some(data), _) => verify_offline(data, args.vkey.clone()),
-            (None, Some(endpoint)) => verify_online(&args, endpoint).await,
-            (None, None) => anyhow::bail!("give --data DIR (offline) or --endpoint URL (online)"),
+            Some(data) => verify_offline(data, args.vkey.as_deref()),
+            None if args.conn.names_gateway() => verify_online(&args).await,
+            None => {
+                anyhow::bail!("give --data DIR (offline), --storage URL, or --endpoint URL or --profile NAME (online)")
+            }
         },
         AuditCommand::Search(args) => search(args).await,
         AuditCommand::Alerts(args) => super::oversight::alerts(args).await,
@@ -183,33 +184,40 @@ pub(super) async fn run(command: AuditCommand) -> anyhow::Result<()> {
         AuditCommand::Case(command) => super::oversight::case(command).await,
         AuditCommand::Reindex { data, storage } => reindex(&data, storage.as_deref()),
         AuditCommand::History { conn, citizen } => {
-            let mut client = AuditServiceClient::new(conn.channel(AUDITOR).await?);
-            let mut token = String::new();
+            let mut client = AuditServiceClient::new(conn.channel(Role::Auditor).await?);
+            let citizen_id = read_citizen(citizen)?;
+            // The whole history, every page, as one answer.
+            let mut history = civex_proto::v1::AuditSearchResponse::default();
             loop {
                 let page = client
                     .access_history(AccessHistoryRequest {
-                        citizen_id: citizen.clone(),
+                        citizen_id: citizen_id.clone(),
                         page_size: 500,
-                        page_token: token,
+                        page_token: std::mem::take(&mut history.next_page_token),
                     })
                     .await
                     .map_err(rpc_error)?
                     .into_inner();
-                page.entries.iter().for_each(print_entry);
-                if page.next_page_token.is_empty() {
-                    return Ok(());
+                history.entries.extend(page.entries);
+                history.next_page_token = page.next_page_token;
+                if history.next_page_token.is_empty() {
+                    break;
                 }
-                token = page.next_page_token;
             }
+            conn.show(&history, |h| {
+                print_entries(&h.entries);
+                println!("({} accesses)", h.entries.len());
+            });
+            Ok(())
         }
         AuditCommand::Checkpoint { conn } => {
-            let mut client = AuditServiceClient::new(conn.channel(AUDITOR).await?);
+            let mut client = AuditServiceClient::new(conn.channel(Role::Auditor).await?);
             let cp = client
                 .checkpoint(CheckpointRequest {})
                 .await
                 .map_err(rpc_error)?
                 .into_inner();
-            print!("{}", cp.note);
+            conn.show(&cp, |cp| print!("{}", cp.note));
             Ok(())
         }
         AuditCommand::Report {
@@ -219,20 +227,30 @@ pub(super) async fn run(command: AuditCommand) -> anyhow::Result<()> {
             allowed,
             per_operator,
         } => {
-            let mut client = AuditServiceClient::new(conn.channel(AUDITOR).await?);
+            let mut client = AuditServiceClient::new(conn.channel(Role::Auditor).await?);
+            let (since, until) = parse_window(&since, &until)?;
             let request = ReportRequest {
-                since: parse_time(&since)?,
-                until: parse_time(&until)?,
+                since,
+                until,
                 allowed,
                 per_operator,
                 ..ReportRequest::default()
             };
             let report = client.report(request).await.map_err(rpc_error)?.into_inner();
+            conn.show(&report, print_report);
+            Ok(())
+        }
+    }
+}
+
+fn print_report(report: &civex_proto::v1::ReportResponse) {
+    {
+        {
             println!(
                 "{:<20} {:<16} {:<32} {:<8} {:<24} {:>8}",
                 "agency", "operator", "action", "decision", "reason", "calls"
             );
-            for row in report.rows {
+            for row in &report.rows {
                 let decision = if row.decision == Decision::Allow as i32 {
                     "allow"
                 } else {
@@ -249,14 +267,8 @@ pub(super) async fn run(command: AuditCommand) -> anyhow::Result<()> {
                     row.count
                 );
             }
-            Ok(())
         }
     }
-}
-
-fn read_verifier(path: &std::path::Path) -> anyhow::Result<Verifier> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read verifier key {}", path.display()))?;
-    Ok(Verifier::parse(&text)?)
 }
 
 /// The stores of a deployment's PostgreSQL database.
@@ -284,8 +296,8 @@ fn reindex(data: &std::path::Path, storage: Option<&str>) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn verify_offline(data: &std::path::Path, vkey: Option<PathBuf>) -> anyhow::Result<()> {
-    let verifier = read_verifier(&vkey.unwrap_or_else(|| data.join(VERIFIER_KEY_FILE)))?;
+fn verify_offline(data: &std::path::Path, vkey: Option<&str>) -> anyhow::Result<()> {
+    let verifier = crate::tools::verifier_key(vkey.unwrap_or(&data.display().to_string()))?;
     report(civex_gateway::store::open_log(data)?.as_ref(), &verifier)
 }
 
@@ -293,10 +305,13 @@ fn verify_offline(data: &std::path::Path, vkey: Option<PathBuf>) -> anyhow::Resu
 fn verify_shared(args: &VerifyArgs) -> anyhow::Result<()> {
     let vkey = args
         .vkey
-        .clone()
-        .context("give --vkey FILE: the deployment's verifier key")?;
+        .as_deref()
+        .context("give --vkey: the deployment's verifier key, its file or a gateway's data directory")?;
     let url = args.storage.as_deref().unwrap_or_default();
-    report(shared_stores(url)?.log.store().as_ref(), &read_verifier(&vkey)?)
+    report(
+        shared_stores(url)?.log.store().as_ref(),
+        &crate::tools::verifier_key(vkey)?,
+    )
 }
 
 /// Recomputes the whole tree of `log` and prints what was checked.
@@ -312,21 +327,15 @@ fn report(log: &dyn civex_audit::LogStore, verifier: &Verifier) -> anyhow::Resul
     Ok(())
 }
 
-async fn verify_online(args: &VerifyArgs, endpoint: &str) -> anyhow::Result<()> {
-    let verifier = read_verifier(
-        &args
-            .vkey
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("civex-data").join(VERIFIER_KEY_FILE)),
-    )?;
-    let conn = Conn::new(endpoint, args.agency.clone(), args.certs.clone());
-    let mut client: AuditServiceClient<Channel> = AuditServiceClient::new(conn.channel(AUDITOR).await?);
+async fn verify_online(args: &VerifyArgs) -> anyhow::Result<()> {
+    let verifier = crate::tools::verifier_key(args.vkey.as_deref().unwrap_or("civex-data"))?;
+    let mut client: AuditServiceClient<Channel> = AuditServiceClient::new(args.conn.channel(Role::Auditor).await?);
     let signed = client
         .checkpoint(CheckpointRequest {})
         .await
         .map_err(rpc_error)?
         .into_inner();
-    let cp = checkpoint::verify(&signed.note, &verifier).context("checkpoint signature FAILED")?;
+    let cp = checkpoint::verify(&signed.note, &verifier).map_err(|e| signature_failure(e, &signed.note, &verifier))?;
     anyhow::ensure!(
         cp.size == signed.tree_size && cp.root.as_slice() == signed.root_hash,
         "checkpoint fields disagree with its note"
@@ -384,18 +393,71 @@ async fn verify_online(args: &VerifyArgs, endpoint: &str) -> anyhow::Result<()> 
         .with_context(|| format!("inclusion of entry {index} FAILED"))?;
     }
     std::fs::write(&args.state, &signed.note).with_context(|| format!("cannot save {}", args.state.display()))?;
-    println!(
-        "audit log OK: checkpoint of {} entries verified, {} entries proven included",
-        cp.size,
-        picks.len()
-    );
+    let verified = serde_json::json!({
+        "ok": true,
+        "treeSize": cp.size.to_string(),
+        "rootHash": hex::encode(cp.root),
+        "includedChecked": picks.len(),
+        "checkpoint": signed.note,
+    });
+    match args.conn.output {
+        crate::conn::Format::Json => println!("{verified}"),
+        crate::conn::Format::Text => println!(
+            "audit log OK: checkpoint of {} entries verified, {} entries proven included",
+            cp.size,
+            picks.len()
+        ),
+    }
     Ok(())
+}
+
+/// Why a checkpoint's signature failed, naming a key mismatch as such:
+/// signed by a key of the same name but another key hash means the key
+/// given is not the gateway's (or the gateway's key changed), not tampering.
+fn signature_failure(e: checkpoint::CheckpointError, note: &str, verifier: &Verifier) -> anyhow::Error {
+    let prefix = format!("\u{2014} {} ", verifier.name);
+    let signed_by: Vec<String> = checkpoint::split(note)
+        .map(|(_, signatures)| signatures)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.strip_prefix(&prefix))
+        .filter_map(|sig| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, sig).ok())
+        .filter(|sig| sig.len() == 68)
+        .map(|sig| hex::encode(&sig[..4]))
+        .collect();
+    match e {
+        checkpoint::CheckpointError::NoSignature(_) if !signed_by.is_empty() => anyhow::anyhow!(
+            "checkpoint signature FAILED: key hash mismatch: the checkpoint is signed by {}+{}, \
+             the key given is {}; give the gateway's own key (--vkey), or its key was replaced",
+            verifier.name,
+            signed_by.join(","),
+            verifier.key_id()
+        ),
+        e => anyhow::Error::new(e).context("checkpoint signature FAILED"),
+    }
 }
 
 fn hashes(raw: &[Vec<u8>]) -> anyhow::Result<Vec<merkle::Hash>> {
     raw.iter()
         .map(|h| h.as_slice().try_into().context("a proof hash is not 32 bytes"))
         .collect()
+}
+
+/// `--since` and `--until`, refusing a window that ends before it starts.
+fn parse_window(
+    since: &Option<String>,
+    until: &Option<String>,
+) -> anyhow::Result<(Option<prost_types::Timestamp>, Option<prost_types::Timestamp>)> {
+    let (from, to) = (parse_time(since)?, parse_time(until)?);
+    if let (Some(from), Some(to)) = (&from, &to) {
+        anyhow::ensure!(
+            (to.seconds, to.nanos) >= (from.seconds, from.nanos),
+            "--until {} is before --since {}",
+            until.as_deref().unwrap_or_default(),
+            since.as_deref().unwrap_or_default()
+        );
+    }
+    Ok((from, to))
 }
 
 fn parse_time(s: &Option<String>) -> anyhow::Result<Option<prost_types::Timestamp>> {
@@ -409,10 +471,16 @@ fn parse_time(s: &Option<String>) -> anyhow::Result<Option<prost_types::Timestam
 }
 
 async fn search(a: SearchArgs) -> anyhow::Result<()> {
-    let mut client = AuditServiceClient::new(a.conn.channel(AUDITOR).await?);
+    let mut client = AuditServiceClient::new(a.conn.channel(Role::Auditor).await?);
+    anyhow::ensure!(a.limit > 0, "--limit must be at least 1");
+    let (since, until) = parse_window(&a.since, &a.until)?;
+    let citizen_id = match a.citizen.as_str() {
+        "" => String::new(),
+        _ => read_citizen(a.citizen)?,
+    };
     let mut request = AuditSearchRequest {
-        citizen_id: a.citizen,
-        agency: a.agency_filter,
+        citizen_id,
+        agency: a.agency,
         actions: a.action,
         operator: a.operator,
         request_id: a.request_id,
@@ -423,26 +491,43 @@ async fn search(a: SearchArgs) -> anyhow::Result<()> {
             Some(DecisionArg::Allow) => Decision::Allow,
             Some(DecisionArg::Deny) => Decision::Deny,
         } as i32,
-        since: parse_time(&a.since)?,
-        until: parse_time(&a.until)?,
-        page_size: a.limit.min(1000) as u32,
+        since,
+        until,
+        page_token: a.page_token,
         ..AuditSearchRequest::default()
     };
-    let mut shown = 0;
+    // Pages never reach past the limit, so the last one's token is exactly where the next search starts.
+    let mut found = civex_proto::v1::AuditSearchResponse::default();
     loop {
+        request.page_size = (a.limit - found.entries.len()).min(1000) as u32;
         let page = client.search(request.clone()).await.map_err(rpc_error)?.into_inner();
-        for e in &page.entries {
-            if shown == a.limit {
-                return Ok(());
-            }
-            print_entry(e);
-            shown += 1;
+        found.entries.extend(page.entries);
+        found.next_page_token = page.next_page_token;
+        if found.next_page_token.is_empty() || found.entries.len() >= a.limit {
+            break;
         }
-        if page.next_page_token.is_empty() {
-            return Ok(());
-        }
-        request.page_token = page.next_page_token;
+        request.page_token.clone_from(&found.next_page_token);
     }
+    a.conn.show(&found, |found| {
+        print_entries(&found.entries);
+        match found.next_page_token.as_str() {
+            "" => println!("({} entries)", found.entries.len()),
+            token => println!(
+                "({} entries) more: continue with --page-token {token}",
+                found.entries.len()
+            ),
+        }
+    });
+    Ok(())
+}
+
+/// Entries, one per line under a header.
+fn print_entries(entries: &[AuditEntry]) {
+    println!(
+        "{:>7} {:<30} {:<16} {:<32} {:<5} {:<22} then citizen (pseudonym), purpose, operator, scopes, request id",
+        "index", "time", "agency", "action", "", "reason"
+    );
+    entries.iter().for_each(print_entry);
 }
 
 fn print_entry(e: &AuditEntry) {
@@ -452,19 +537,16 @@ fn print_entry(e: &AuditEntry) {
     } else {
         "DENY"
     };
-    let citizen = if e.citizen_ref.is_empty() {
-        "-"
-    } else {
-        &e.citizen_ref[..16]
-    };
+    let citizen = if e.citizen_ref.is_empty() { "-" } else { &e.citizen_ref };
     println!(
-        "{:>7} {time} {:<16} {:<32} {decision:<5} {:<22} citizen {citizen}… purpose {} operator {} scopes {}",
+        "{:>7} {time} {:<16} {:<32} {decision:<5} {:<22} citizen {citizen} purpose {} operator {} scopes {} request {}",
         e.index,
         e.agency,
         e.action,
         e.reason,
         e.purpose,
         e.operator,
-        e.scopes.join(",")
+        e.scopes.join(","),
+        if e.request_id.is_empty() { "-" } else { &e.request_id }
     );
 }

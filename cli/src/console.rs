@@ -2,15 +2,15 @@
 //! gateway, with an auditor agency's certificate; `civex demo` starts one
 //! of its own with [`start`].
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::net::SocketAddr;
 
 use anyhow::Context;
-use civex_audit::keys::{VERIFIER_KEY_FILE, Verifier};
+use civex_audit::keys::Verifier;
 use civex_console::{Console, ConsoleConfig};
 use clap::Args;
 use tonic::transport::Channel;
 
-use crate::remote::Conn;
+use crate::conn::{Conn, Role};
 
 /// The demo's auditor agency, whose certificate the console calls with.
 pub(crate) const AUDITOR: &str = "qujing-audit";
@@ -26,25 +26,15 @@ pub(super) struct ConsoleArgs {
     /// HTTP: put it behind a proxy that terminates TLS.
     #[arg(long)]
     allow_remote: bool,
-    /// The gateway's verifier key file (as `civex keys` prints it):
-    /// every checkpoint the console shows is checked with it.
-    #[arg(long)]
-    vkey: Option<PathBuf>,
-    /// The gateway's data directory, for its verifier key when `--vkey` is not given.
+    /// The gateway's verifier key: the key itself, a file holding it, or
+    /// the gateway's data directory. Every checkpoint the console shows is checked with it.
     #[arg(long, default_value = "civex-data")]
-    data: PathBuf,
+    vkey: String,
 }
 
 pub(super) async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
-    let path = args.vkey.unwrap_or_else(|| args.data.join(VERIFIER_KEY_FILE));
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "cannot read the gateway's verifier key {} (give --vkey FILE)",
-            path.display()
-        )
-    })?;
-    let verifier = Verifier::parse(&text).with_context(|| format!("{} is not a verifier key", path.display()))?;
-    let mut config = ConsoleConfig::new(args.listen, args.conn.lazy_channel(AUDITOR)?, verifier);
+    let verifier = crate::tools::verifier_key(&args.vkey)?;
+    let mut config = ConsoleConfig::new(args.listen, args.conn.lazy_channel(Role::Auditor)?, verifier);
     config.allow_remote = args.allow_remote;
     let console = Console::bind(config).await?;
     console.serve(super::shutdown_signal()).await?;

@@ -119,6 +119,7 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         ClientTls::from_files(&ca, &cert, &key)?
     };
     let channel = client::endpoint_for(&format!("https://{}", gateway.local_addr()), &auditor)?.connect_lazy();
+    write_profiles(&gateway, &args.certs)?;
     let console = console::start(args.console_listen, channel, &gateway.verifier_key()).await?;
     print_banner(&gateway, &args, &config_path, &samples);
     // The console prints its `console: <login link>` line as it starts.
@@ -127,6 +128,40 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     console.abort();
     witness.abort();
     served
+}
+
+/// Writes `civex-profiles.toml` in the working directory: a profile for
+/// each demo agency, and for each role the first agency holding it as the
+/// default of the commands in that role.
+fn write_profiles(gateway: &Gateway, certs: &Path) -> anyhow::Result<()> {
+    use crate::conn::{PROFILES_FILE, Profile, Profiles};
+    let endpoint = format!("https://{}", gateway.local_addr());
+    let agencies = civex_gateway::config::demo_agencies();
+    let mut profiles = Profiles::default();
+    for agency in &agencies {
+        let (ca, cert, key) = ClientTls::demo_paths(certs, &agency.code);
+        let profile = Profile {
+            endpoint: endpoint.clone(),
+            ca,
+            cert,
+            key,
+        };
+        profiles.profiles.insert(agency.code.clone(), profile);
+    }
+    for (role, key) in [
+        (civex_gateway::policy::access::Role::Requester, "requester"),
+        (
+            civex_gateway::policy::access::Role::ConsentRegistrar,
+            "consent_registrar",
+        ),
+        (civex_gateway::policy::access::Role::Auditor, "auditor"),
+        (civex_gateway::policy::access::Role::Admin, "admin"),
+    ] {
+        if let Some(first) = agencies.iter().find(|a| a.roles.contains(&role)) {
+            profiles.defaults.insert(key.to_owned(), first.code.clone());
+        }
+    }
+    profiles.write(Path::new(PROFILES_FILE))
 }
 
 /// The demo's witness, trusting this gateway's key, its store in
@@ -318,16 +353,20 @@ fn print_banner(gateway: &Gateway, args: &DemoArgs, config_path: &Path, samples:
         );
     }
     let _ = writeln!(out);
-    let _ = writeln!(out, "Try it (in another terminal, from this directory):");
     let _ = writeln!(
         out,
-        "  cargo run --release --bin civex -- consent grant --endpoint {endpoint} --certs {certs} \\\n    \
+        "Try it (in another terminal, from this directory; {} holds a profile per demo agency):",
+        crate::conn::PROFILES_FILE
+    );
+    let _ = writeln!(
+        out,
+        "  cargo run --release --bin civex -- consent grant --profile qujing-portal \\\n    \
          --citizen {citizen} --grantee qujing-psb --purpose hukou.settlement \\\n    \
          --scope ps.hukou.division --scope housing.owned_residence.division --scope hrss.employment.registered"
     );
     let _ = writeln!(
         out,
-        "  cargo run --release --bin civex -- query --endpoint {endpoint} --certs {certs} --agency qujing-psb \\\n    \
+        "  cargo run --release --bin civex -- query --profile qujing-psb \\\n    \
          --citizen {citizen} --purpose hukou.settlement --consent <consent_id printed above> \\\n    \
          --attribute ps.hukou.division --attribute housing.owned_residence.division --attribute hrss.employment.registered"
     );
@@ -341,12 +380,12 @@ fn print_banner(gateway: &Gateway, args: &DemoArgs, config_path: &Path, samples:
         );
         let _ = writeln!(
             out,
-            "  cargo run --release --bin civex -- consent grant --endpoint {endpoint} --certs {certs} \\\n    \
+            "  cargo run --release --bin civex -- consent grant --profile qujing-portal \\\n    \
              --citizen {id} --grantee qujing-psb --purpose hukou.settlement --scope settlement.urban"
         );
         let _ = writeln!(
             out,
-            "  cargo run --release --bin civex -- check --endpoint {endpoint} --certs {certs} --agency qujing-psb \\\n    \
+            "  cargo run --release --bin civex -- check --profile qujing-psb \\\n    \
              --citizen {id} --purpose hukou.settlement --consent <consent_id printed above> \\\n    \
              --predicate settlement.urban {}",
             params.join(" ")
@@ -358,7 +397,7 @@ fn print_banner(gateway: &Gateway, args: &DemoArgs, config_path: &Path, samples:
     );
     let _ = writeln!(
         out,
-        "  cargo run --release --bin civex -- audit alerts --endpoint {endpoint} --certs {certs}"
+        "  cargo run --release --bin civex -- audit alerts --profile qujing-audit"
     );
     if let Some(metrics) = gateway.metrics_addr() {
         let _ = writeln!(out, "Prometheus metrics (text format):");

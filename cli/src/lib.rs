@@ -23,6 +23,7 @@
 mod admin;
 mod audit;
 pub mod client;
+mod conn;
 mod console;
 mod demo;
 pub mod demo_data;
@@ -189,5 +190,14 @@ pub(crate) async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

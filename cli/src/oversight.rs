@@ -1,6 +1,6 @@
 //! `civex audit alerts|alert|watch|unwatch|watched|case`: the auditors'
 //! side of oversight (OversightService). Every call carries the auditor's
-//! name (`--operator`, default `$CIVEX_OPERATOR` or `$USER`), so that the
+//! name (`--auditor`, default `$CIVEX_OPERATOR` or `$USER`), so that the
 //! log says who looked and who acted.
 
 use civex_proto::v1::{
@@ -11,9 +11,7 @@ use civex_proto::v1::{
 use clap::{Args, Subcommand, ValueEnum};
 use tonic::transport::Channel;
 
-use super::remote::{Conn, rpc_error};
-
-const AUDITOR: &str = "qujing-audit";
+use crate::conn::{Conn, Role, read_citizen, rpc_error};
 
 /// Who the auditor is, for the log.
 #[derive(Debug, Args)]
@@ -22,7 +20,7 @@ pub(super) struct Auditor {
     conn: Conn,
     /// The auditor's own name, recorded as the operator of every call.
     #[arg(long, env = "CIVEX_OPERATOR", default_value_t = default_operator())]
-    operator: String,
+    auditor: String,
 }
 
 fn default_operator() -> String {
@@ -56,16 +54,21 @@ pub(super) struct AlertsArgs {
     who: Auditor,
     #[arg(long, value_enum)]
     state: Option<AlertStateArg>,
-    /// Only this rule's alerts, e.g. `operator_volume`.
+    /// Only this rule's alerts, e.g. `operator_volume` (in any case).
     #[arg(long, default_value = "")]
     rule: String,
+    /// Only alerts about this agency's officials.
     #[arg(long, default_value = "")]
-    agency_filter: String,
+    agency: String,
+    /// Only alerts about this official (an operator label).
     #[arg(long, default_value = "")]
-    operator_filter: String,
-    /// Stop after this many alerts.
+    operator: String,
+    /// At most this many alerts; the last line says where the next page starts.
     #[arg(long, default_value_t = 100)]
     limit: usize,
+    /// Start where an earlier listing said more remained.
+    #[arg(long, default_value = "")]
+    page_token: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,17 +156,17 @@ pub(super) enum CaseCommand {
 
 impl Auditor {
     async fn client(&self) -> anyhow::Result<OversightServiceClient<Channel>> {
-        Ok(OversightServiceClient::new(self.conn.channel(AUDITOR).await?))
+        Ok(OversightServiceClient::new(self.conn.channel(Role::Auditor).await?))
     }
 
     /// `message` as this auditor's request.
     fn request<T>(&self, message: T) -> anyhow::Result<tonic::Request<T>> {
         let mut request = tonic::Request::new(message);
-        if !self.operator.is_empty() {
+        if !self.auditor.is_empty() {
             let value = self
-                .operator
+                .auditor
                 .parse()
-                .map_err(|_| anyhow::anyhow!("--operator must be printable ASCII"))?;
+                .map_err(|_| anyhow::anyhow!("--auditor must be printable ASCII"))?;
             request.metadata_mut().insert(civex_gateway::service::OPERATOR, value);
         }
         Ok(request)
@@ -191,9 +194,22 @@ fn print_alert_row(a: &Alert) {
     );
 }
 
+/// An enum's proto name without its type's prefix, lower-case: `ALERT_SEVERITY_HIGH` → `high`.
+fn short_name(name: &str, prefix: &str) -> String {
+    name.strip_prefix(prefix).unwrap_or(name).to_lowercase()
+}
+
+fn case_state_name(state: i32) -> String {
+    CaseState::try_from(state).map_or("?".into(), |s| short_name(s.as_str_name(), "CASE_"))
+}
+
 fn print_alert(a: &Alert) {
     println!("alert      {}", a.alert_id);
-    println!("rule       {} (severity {})", a.rule, a.severity().as_str_name());
+    println!(
+        "rule       {} (severity {})",
+        a.rule,
+        short_name(a.severity().as_str_name(), "SEVERITY_")
+    );
     println!("official   {}/{}", a.agency, a.operator);
     if !a.citizen_ref.is_empty() {
         println!("citizen    {} (pseudonym)", a.citizen_ref);
@@ -220,14 +236,15 @@ fn print_alert(a: &Alert) {
 }
 
 fn print_case(c: &Case) {
-    let state = CaseState::try_from(c.state).map_or("?", |s| s.as_str_name());
+    let state = case_state_name(c.state);
     println!("case       {}  {}", c.case_id, c.title);
     println!(
         "state      {state}  assignee {}",
         if c.assignee.is_empty() { "-" } else { &c.assignee }
     );
     if c.state == CaseState::CaseClosed as i32 {
-        let disposition = Disposition::try_from(c.disposition).map_or("?", |d| d.as_str_name());
+        let disposition =
+            Disposition::try_from(c.disposition).map_or("?".into(), |d| short_name(d.as_str_name(), "DISPOSITION_"));
         println!(
             "closed     {} as {disposition}",
             c.closed_at.as_ref().map(ToString::to_string).unwrap_or_default()
@@ -245,6 +262,7 @@ fn print_case(c: &Case) {
 
 pub(super) async fn alerts(a: AlertsArgs) -> anyhow::Result<()> {
     let mut client = a.who.client().await?;
+    anyhow::ensure!(a.limit > 0, "--limit must be at least 1");
     let mut request = ListAlertsRequest {
         state: match a.state {
             None => AlertState::Unspecified,
@@ -252,40 +270,45 @@ pub(super) async fn alerts(a: AlertsArgs) -> anyhow::Result<()> {
             Some(AlertStateArg::InCase) => AlertState::AlertInCase,
             Some(AlertStateArg::Dismissed) => AlertState::AlertDismissed,
         } as i32,
-        rule: a.rule,
-        agency: a.agency_filter,
-        operator: a.operator_filter,
-        page_size: a.limit.min(1000) as u32,
+        rule: a.rule.to_lowercase(),
+        agency: a.agency,
+        operator: a.operator,
+        page_token: a.page_token,
         ..ListAlertsRequest::default()
     };
-    println!(
-        "{:<26} {:<18} {:<28} {:>6} {:<10} summary",
-        "alert", "rule", "official", "count", "state"
-    );
-    let mut shown = 0;
+    // Pages never reach past the limit, so the last one's token is exactly where the next listing starts.
+    let mut listed = civex_proto::v1::ListAlertsResponse::default();
     loop {
+        request.page_size = (a.limit - listed.alerts.len()).min(1000) as u32;
         let page = client
             .list_alerts(a.who.request(request.clone())?)
             .await
             .map_err(rpc_error)?
             .into_inner();
-        for alert in &page.alerts {
-            if shown == a.limit {
-                println!("(more: raise --limit)");
-                return Ok(());
-            }
-            print_alert_row(alert);
-            shown += 1;
+        listed.alerts.extend(page.alerts);
+        listed.evaluated = page.evaluated;
+        listed.next_page_token = page.next_page_token;
+        if listed.next_page_token.is_empty() || listed.alerts.len() >= a.limit {
+            break;
         }
-        if page.next_page_token.is_empty() {
-            println!(
-                "({shown} alerts; the rules have run through log size {})",
-                page.evaluated
-            );
-            return Ok(());
-        }
-        request.page_token = page.next_page_token;
+        request.page_token.clone_from(&listed.next_page_token);
     }
+    a.who.conn.show(&listed, |listed| {
+        println!(
+            "{:<26} {:<18} {:<28} {:>6} {:<10} summary",
+            "alert", "rule", "official", "count", "state"
+        );
+        listed.alerts.iter().for_each(print_alert_row);
+        println!(
+            "({} alerts; the rules have run through log size {})",
+            listed.alerts.len(),
+            listed.evaluated
+        );
+        if !listed.next_page_token.is_empty() {
+            println!("more: continue with --page-token {}", listed.next_page_token);
+        }
+    });
+    Ok(())
 }
 
 pub(super) async fn alert(command: AlertCommand) -> anyhow::Result<()> {
@@ -298,7 +321,7 @@ pub(super) async fn alert(command: AlertCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(rpc_error)?
                 .into_inner();
-            print_alert(&alert);
+            who.conn.show(&alert, print_alert);
         }
         AlertCommand::Dismiss { who, id, note } => {
             let alert = who
@@ -308,7 +331,7 @@ pub(super) async fn alert(command: AlertCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(rpc_error)?
                 .into_inner();
-            print_alert(&alert);
+            who.conn.show(&alert, print_alert);
         }
     }
     Ok(())
@@ -319,13 +342,15 @@ pub(super) async fn watch(who: Auditor, citizen: String, note: String) -> anyhow
         .client()
         .await?
         .watch_citizen(who.request(WatchCitizenRequest {
-            citizen_id: citizen,
+            citizen_id: read_citizen(citizen)?,
             note,
         })?)
         .await
         .map_err(rpc_error)?
         .into_inner();
-    println!("watched: {} (pseudonym), by {}", entry.citizen_ref, entry.added_by);
+    who.conn.show(&entry, |e| {
+        println!("watched: {} (pseudonym), by {}", e.citizen_ref, e.added_by)
+    });
     Ok(())
 }
 
@@ -333,11 +358,14 @@ pub(super) async fn unwatch(who: Auditor, citizen: String) -> anyhow::Result<()>
     let entry = who
         .client()
         .await?
-        .unwatch_citizen(who.request(UnwatchCitizenRequest { citizen_id: citizen })?)
+        .unwatch_citizen(who.request(UnwatchCitizenRequest {
+            citizen_id: read_citizen(citizen)?,
+        })?)
         .await
         .map_err(rpc_error)?
         .into_inner();
-    println!("no longer watched: {} (pseudonym)", entry.citizen_ref);
+    who.conn
+        .show(&entry, |e| println!("no longer watched: {} (pseudonym)", e.citizen_ref));
     Ok(())
 }
 
@@ -349,10 +377,12 @@ pub(super) async fn watched(who: Auditor) -> anyhow::Result<()> {
         .await
         .map_err(rpc_error)?
         .into_inner();
-    println!("{:<64} {:<24} note", "citizen (pseudonym)", "added by");
-    for w in &list.entries {
-        println!("{:<64} {:<24} {}", w.citizen_ref, w.added_by, w.note);
-    }
+    who.conn.show(&list, |list| {
+        println!("{:<64} {:<24} note", "citizen (pseudonym)", "added by");
+        for w in &list.entries {
+            println!("{:<64} {:<24} {}", w.citizen_ref, w.added_by, w.note);
+        }
+    });
     Ok(())
 }
 
@@ -386,7 +416,7 @@ pub(super) async fn case(command: CaseCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(rpc_error)?
                 .into_inner();
-            print_case(&case);
+            who.conn.show(&case, print_case);
             return Ok(());
         }
         CaseCommand::List { who, state, assignee } => {
@@ -408,24 +438,25 @@ pub(super) async fn case(command: CaseCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(rpc_error)?
                 .into_inner();
-            println!(
-                "{:<14} {:<20} {:<12} {:>6} title",
-                "case", "state", "assignee", "alerts"
-            );
-            for c in &list.cases {
-                let state = CaseState::try_from(c.state).map_or("?", |s| s.as_str_name());
+            who.conn.show(&list, |list| {
                 println!(
-                    "{:<14} {:<20} {:<12} {:>6} {}",
-                    c.case_id,
-                    state,
-                    c.assignee,
-                    c.alert_ids.len(),
-                    c.title
+                    "{:<14} {:<14} {:<12} {:>6} title",
+                    "case", "state", "assignee", "alerts"
                 );
-            }
-            if !list.next_page_token.is_empty() {
-                println!("(more cases than shown)");
-            }
+                for c in &list.cases {
+                    println!(
+                        "{:<14} {:<14} {:<12} {:>6} {}",
+                        c.case_id,
+                        case_state_name(c.state),
+                        c.assignee,
+                        c.alert_ids.len(),
+                        c.title
+                    );
+                }
+                if !list.next_page_token.is_empty() {
+                    println!("more: over 1000 cases; narrow with --state or --assignee");
+                }
+            });
             return Ok(());
         }
         CaseCommand::Show { who, id } => {
@@ -436,7 +467,7 @@ pub(super) async fn case(command: CaseCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(rpc_error)?
                 .into_inner();
-            print_case(&case);
+            who.conn.show(&case, print_case);
             return Ok(());
         }
         CaseCommand::Note { who, id, text } => (who, update(id, &|r| r.note.clone_from(&text))),
@@ -468,6 +499,6 @@ pub(super) async fn case(command: CaseCommand) -> anyhow::Result<()> {
         .await
         .map_err(rpc_error)?
         .into_inner();
-    print_case(&case);
+    who.conn.show(&case, print_case);
     Ok(())
 }

@@ -215,7 +215,7 @@ pub fn init_dir(dir: &Path, agencies: &[&str]) -> Result<(), PkiError> {
         let issued = ca.issue_agency(code)?;
         write_public(&agencies_dir.join(format!("{code}.pem")), issued.cert_pem.as_bytes())?;
         write_private(&agencies_dir.join(format!("{code}.key")), issued.key_pem.as_bytes())?;
-        civex_gateway::authority::note_issued(dir, &issued.serial, code).map_err(|source| PkiError::Io {
+        civex_gateway::authority::note_issued(dir, &issued, code).map_err(|source| PkiError::Io {
             path: dir.join(civex_gateway::authority::ISSUED_FILE),
             source,
         })?;

@@ -1,88 +1,24 @@
 //! Commands that call a running gateway over mTLS: `query`, `consent`, `catalogue`.
 
-use std::{
-    path::PathBuf,
-    time::{Duration, SystemTime},
-};
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
+use civex_gateway::clock::timestamp;
 use civex_proto::v1::{
     CheckRequest, Consent, GetConsentRequest, GrantConsentRequest, ListAttributesRequest, ListConsentsRequest,
     QueryRequest, RevokeConsentRequest, consent_service_client::ConsentServiceClient,
     exchange_service_client::ExchangeServiceClient, fact,
 };
 use clap::{Args, Subcommand};
-use tonic::transport::Channel;
 
-use civex_gateway::{clock::timestamp, error::reason_of};
-
-use crate::client::{self, ClientTls};
-
-/// How to reach the gateway and who to be. Unset files default to the demo's
-/// files for `--agency` under `--certs`.
-#[derive(Debug, Args)]
-pub(super) struct Conn {
-    #[arg(long, default_value = "https://127.0.0.1:50051", env = "CIVEX_ENDPOINT")]
-    endpoint: String,
-    /// Act as this demo agency (selects `<certs>/agencies/<agency>.pem|key`).
-    #[arg(long)]
-    agency: Option<String>,
-    #[arg(long, default_value = "certs")]
-    certs: PathBuf,
-    /// CA certificate (PEM) the gateway's certificate must chain to.
-    #[arg(long)]
-    ca: Option<PathBuf>,
-    /// Client certificate (PEM).
-    #[arg(long)]
-    cert: Option<PathBuf>,
-    /// Client private key (PEM).
-    #[arg(long)]
-    key: Option<PathBuf>,
-}
-
-impl Conn {
-    /// A connection to `endpoint` as `agency` (or the command's default) with the demo files under `certs`.
-    pub(super) fn new(endpoint: &str, agency: Option<String>, certs: PathBuf) -> Conn {
-        Conn {
-            endpoint: endpoint.to_owned(),
-            agency,
-            certs,
-            ca: None,
-            cert: None,
-            key: None,
-        }
-    }
-
-    pub(super) async fn channel(&self, default_agency: &str) -> anyhow::Result<Channel> {
-        client::connect(&self.endpoint, &self.tls(default_agency)?)
-            .await
-            .with_context(|| format!("cannot connect to {}", self.endpoint))
-    }
-
-    /// A channel that connects on first use (and again after a failure).
-    pub(super) fn lazy_channel(&self, default_agency: &str) -> anyhow::Result<Channel> {
-        Ok(client::endpoint_for(&self.endpoint, &self.tls(default_agency)?)
-            .with_context(|| format!("bad endpoint {}", self.endpoint))?
-            .connect_lazy())
-    }
-
-    /// The PEM files of `--agency` (else `default_agency`), or those given one by one.
-    fn tls(&self, default_agency: &str) -> anyhow::Result<ClientTls> {
-        let agency = self.agency.as_deref().unwrap_or(default_agency);
-        let (ca, cert, key) = ClientTls::demo_paths(&self.certs, agency);
-        Ok(ClientTls::from_files(
-            self.ca.as_ref().unwrap_or(&ca),
-            self.cert.as_ref().unwrap_or(&cert),
-            self.key.as_ref().unwrap_or(&key),
-        )?)
-    }
-}
+use crate::conn::{Conn, Role, read_citizen, rpc_error};
 
 /// What every ExchangeService call names: whose data, why, under which consent, by whom.
 #[derive(Debug, Args)]
 pub(super) struct Asking {
     #[command(flatten)]
     conn: Conn,
+    /// The citizen's ID number; `-` reads it from standard input.
     #[arg(long)]
     citizen: String,
     #[arg(long)]
@@ -128,6 +64,7 @@ pub(super) enum ConsentCommand {
     Grant {
         #[command(flatten)]
         conn: Conn,
+        /// The citizen's ID number; `-` reads it from standard input.
         #[arg(long)]
         citizen: String,
         /// Agency code that may use the consent.
@@ -165,6 +102,7 @@ pub(super) enum ConsentCommand {
     List {
         #[command(flatten)]
         conn: Conn,
+        /// The citizen's ID number; `-` reads it from standard input.
         #[arg(long)]
         citizen: String,
     },
@@ -176,18 +114,12 @@ pub(super) struct CatalogueArgs {
     conn: Conn,
 }
 
-/// Turns a status into an error that names the code and civex reason.
-pub(super) fn rpc_error(status: tonic::Status) -> anyhow::Error {
-    let reason = reason_of(&status).unwrap_or_default();
-    anyhow::anyhow!("{:?} {reason}: {}", status.code(), status.message())
-}
-
 pub(super) async fn query(q: QueryArgs) -> anyhow::Result<()> {
     let a = q.asking;
-    let mut client = ExchangeServiceClient::new(a.conn.channel("qujing-psb").await?);
+    let mut client = ExchangeServiceClient::new(a.conn.channel(Role::Requester).await?);
     let response = client
         .query(QueryRequest {
-            citizen_id: a.citizen,
+            citizen_id: read_citizen(a.citizen)?,
             attributes: q.attributes,
             purpose: a.purpose,
             consent_id: a.consent,
@@ -197,15 +129,18 @@ pub(super) async fn query(q: QueryArgs) -> anyhow::Result<()> {
         .await
         .map_err(rpc_error)?
         .into_inner();
-    for f in response.facts {
-        let value = match f.value {
-            Some(fact::Value::BoolValue(b)) => b.to_string(),
-            Some(fact::Value::IntValue(i)) => i.to_string(),
-            Some(fact::Value::TextValue(s)) | Some(fact::Value::DateValue(s)) => s,
-            None => "(not recorded)".to_owned(),
-        };
-        println!("{} = {value}  [source {}]", f.attribute, f.source);
-    }
+    a.conn.show(&response, |r| {
+        for f in &r.facts {
+            let value = match &f.value {
+                Some(fact::Value::BoolValue(b)) => b.to_string(),
+                Some(fact::Value::IntValue(i)) => i.to_string(),
+                Some(fact::Value::TextValue(s)) | Some(fact::Value::DateValue(s)) => s.clone(),
+                None => "(not recorded)".to_owned(),
+            };
+            println!("{} = {value}  [source {}]", f.attribute, f.source);
+        }
+        println!("audit_index: {}  request_id: {}", r.audit_index, r.request_id);
+    });
     Ok(())
 }
 
@@ -220,10 +155,10 @@ pub(super) async fn check(c: CheckArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("param {p:?} is not name=value"))
         })
         .collect::<anyhow::Result<_>>()?;
-    let mut client = ExchangeServiceClient::new(a.conn.channel("qujing-psb").await?);
-    let r = client
+    let mut client = ExchangeServiceClient::new(a.conn.channel(Role::Requester).await?);
+    let response = client
         .check(CheckRequest {
-            citizen_id: a.citizen,
+            citizen_id: read_citizen(a.citizen)?,
             predicate: c.predicate,
             params,
             purpose: a.purpose,
@@ -235,15 +170,18 @@ pub(super) async fn check(c: CheckArgs) -> anyhow::Result<()> {
         .await
         .map_err(rpc_error)?
         .into_inner();
-    println!(
-        "{}  ({}; read {})",
-        if r.satisfied { "SATISFIED" } else { "NOT SATISFIED" },
-        r.basis,
-        r.sources.join(",")
-    );
-    for reason in r.reasons {
-        println!("  - {reason}");
-    }
+    a.conn.show(&response, |r| {
+        println!(
+            "{}  ({}; read {})",
+            if r.satisfied { "SATISFIED" } else { "NOT SATISFIED" },
+            r.basis,
+            r.sources.join(",")
+        );
+        for reason in &r.reasons {
+            println!("  - {reason}");
+        }
+        println!("audit_index: {}  request_id: {}", r.audit_index, r.request_id);
+    });
     Ok(())
 }
 
@@ -270,7 +208,7 @@ fn print_consent(c: &Consent) {
 }
 
 pub(super) async fn consent(command: ConsentCommand) -> anyhow::Result<()> {
-    const REGISTRAR: &str = "qujing-portal";
+    let client = async |conn: &Conn| anyhow::Ok(ConsentServiceClient::new(conn.channel(Role::ConsentRegistrar).await?));
     match command {
         ConsentCommand::Grant {
             conn,
@@ -281,11 +219,11 @@ pub(super) async fn consent(command: ConsentCommand) -> anyhow::Result<()> {
             days,
             max_uses,
         } => {
-            let mut client = ConsentServiceClient::new(conn.channel(REGISTRAR).await?);
             let not_after = SystemTime::now() + Duration::from_secs(days.saturating_mul(86_400));
-            let consent = client
+            let consent = client(&conn)
+                .await?
                 .grant(GrantConsentRequest {
-                    citizen_id: citizen,
+                    citizen_id: read_citizen(citizen)?,
                     grantee,
                     scopes,
                     purpose,
@@ -295,11 +233,11 @@ pub(super) async fn consent(command: ConsentCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(rpc_error)?
                 .into_inner();
-            print_consent(&consent);
+            conn.show(&consent, print_consent);
         }
         ConsentCommand::Revoke { conn, consent, reason } => {
-            let mut client = ConsentServiceClient::new(conn.channel(REGISTRAR).await?);
-            let c = client
+            let c = client(&conn)
+                .await?
                 .revoke(RevokeConsentRequest {
                     consent_id: consent,
                     reason,
@@ -307,41 +245,51 @@ pub(super) async fn consent(command: ConsentCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(rpc_error)?
                 .into_inner();
-            print_consent(&c);
+            conn.show(&c, print_consent);
         }
         ConsentCommand::Get { conn, consent } => {
-            let mut client = ConsentServiceClient::new(conn.channel(REGISTRAR).await?);
-            let c = client
+            let c = client(&conn)
+                .await?
                 .get(GetConsentRequest { consent_id: consent })
                 .await
                 .map_err(rpc_error)?
                 .into_inner();
-            print_consent(&c);
+            conn.show(&c, print_consent);
         }
         ConsentCommand::List { conn, citizen } => {
-            let mut client = ConsentServiceClient::new(conn.channel(REGISTRAR).await?);
-            let list = client
-                .list(ListConsentsRequest { citizen_id: citizen })
+            let list = client(&conn)
+                .await?
+                .list(ListConsentsRequest {
+                    citizen_id: read_citizen(citizen)?,
+                })
                 .await
                 .map_err(rpc_error)?
                 .into_inner();
-            for c in &list.consents {
-                print_consent(c);
-                println!();
-            }
+            conn.show(&list, |list| {
+                for c in &list.consents {
+                    print_consent(c);
+                    println!();
+                }
+                println!("{} consents", list.consents.len());
+            });
         }
     }
     Ok(())
 }
 
 pub(super) async fn catalogue(a: CatalogueArgs) -> anyhow::Result<()> {
-    let mut client = ExchangeServiceClient::new(a.conn.channel("qujing-psb").await?);
-    let c = client
+    let mut client = ExchangeServiceClient::new(a.conn.channel(Role::Requester).await?);
+    let catalogue = client
         .list_attributes(ListAttributesRequest {})
         .await
         .map_err(rpc_error)?
         .into_inner();
-    for a in c.attributes {
+    a.conn.show(&catalogue, print_catalogue);
+    Ok(())
+}
+
+fn print_catalogue(c: &civex_proto::v1::Catalogue) {
+    for a in &c.attributes {
         let flag = if a.abolished { "  ABOLISHED" } else { "" };
         println!(
             "{:<36} {:<5} {:<13} {}{flag}",
@@ -350,12 +298,11 @@ pub(super) async fn catalogue(a: CatalogueArgs) -> anyhow::Result<()> {
     }
     println!();
     println!();
-    for p in c.predicates {
+    for p in &c.predicates {
         println!("{:<26} ({}) {}  {}", p.name, p.params.join(","), p.basis, p.description);
     }
     println!();
-    for p in c.purposes {
+    for p in &c.purposes {
         println!("{:<26} {}  {}", p.code, p.basis, p.description);
     }
-    Ok(())
 }

@@ -598,7 +598,7 @@ fn the_demo_trips_its_alert_rules_from_the_command_line_and_a_case_closes_them()
     let ask = |citizen: &str, operator: Option<&str>, attribute: &str| {
         let mut args = vec![
             "query",
-            "--agency",
+            "--as",
             "qujing-psb",
             "--purpose",
             "hukou.settlement",
@@ -623,7 +623,7 @@ fn the_demo_trips_its_alert_rules_from_the_command_line_and_a_case_closes_them()
     }
     assert!(ask(ids[2], None, "ps.hukou.nature").contains("ATTRIBUTE_ABOLISHED"));
     for id in &ids {
-        run(&["audit", "history", "--agency", "qujing-portal", "--citizen", id]);
+        run(&["audit", "history", "--as", "qujing-portal", "--citizen", id]);
         let granted = run(&[
             "consent",
             "grant",
@@ -681,7 +681,7 @@ fn the_demo_trips_its_alert_rules_from_the_command_line_and_a_case_closes_them()
         "officer-1",
         "--alert",
         &volume,
-        "--operator",
+        "--auditor",
         "auditor-1",
     ]);
     let case = opened
@@ -697,7 +697,7 @@ fn the_demo_trips_its_alert_rules_from_the_command_line_and_a_case_closes_them()
         &case,
         "--text",
         "asked the bureau",
-        "--operator",
+        "--auditor",
         "auditor-1",
     ]);
     let closed = run(&[
@@ -707,11 +707,11 @@ fn the_demo_trips_its_alert_rules_from_the_command_line_and_a_case_closes_them()
         &case,
         "--disposition",
         "misuse",
-        "--operator",
+        "--auditor",
         "auditor-1",
     ]);
     assert!(
-        closed.contains("CASE_CLOSED") && closed.contains("as MISUSE"),
+        closed.contains("state      closed") && closed.contains("as misuse"),
         "{closed}"
     );
     let logged = run(&["audit", "search", "--operator", "auditor-1"]);
@@ -743,7 +743,7 @@ fn read_until(stream: impl std::io::Read, until: impl Fn(&str) -> bool) -> Vec<S
 }
 
 #[test]
-fn keys_never_makes_a_key_and_civex_witness_cosigns_a_served_gateways_checkpoints() {
+fn keys_never_makes_a_key_civex_witness_cosigns_and_a_stale_civex_toml_is_named() {
     let dir = tempfile::tempdir().unwrap();
     // No gateway has run here: nothing to print, and nothing is created.
     let none = civex(dir.path(), &["keys", "--data", "civex-data"]);
@@ -793,6 +793,10 @@ fn keys_never_makes_a_key_and_civex_witness_cosigns_a_served_gateways_checkpoint
     let config = dir.path().join("civex-data/civex.toml");
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str(&format!("\n[[audit.witnesses]]\nurl = \"{url}\"\nkey = \"{key}\"\n"));
+    // An edit to an agency after the first start: the store stays in force, and the log says so.
+    let tax = text.find("code = \"qujing-tax\"").unwrap();
+    let name = tax + text[tax..].find("name = \"").unwrap() + "name = \"".len();
+    text.insert_str(name, "edited ");
     std::fs::write(&config, text).unwrap();
     let mut served = Demo(
         Command::new(CIVEX)
@@ -806,6 +810,13 @@ fn keys_never_makes_a_key_and_civex_witness_cosigns_a_served_gateways_checkpoint
     let logged = read_until(served.0.stderr.take().unwrap(), |l| {
         l.contains(r#""message":"serving""#)
     });
+    let warned: Vec<serde_json::Value> = logged
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["level"] == "WARN" && l["fields"]["agency"] == "qujing-tax")
+        .collect();
+    assert_eq!(warned.len(), 1, "{logged:?}");
+    assert_eq!(warned[0]["fields"]["difference"], "name differ");
     let line: serde_json::Value = serde_json::from_str(logged.last().unwrap()).unwrap();
     let endpoint = format!("https://{}", line["fields"]["addr"].as_str().unwrap());
     let checkpoint = civex(dir.path(), &["audit", "checkpoint", "--endpoint", &endpoint]);
@@ -821,4 +832,497 @@ fn keys_never_makes_a_key_and_civex_witness_cosigns_a_served_gateways_checkpoint
         .filter_map(|l| l.split(' ').next())
         .collect();
     assert_eq!(signers, ["civex/qujing-demo", "witness.localhost/civex"], "{note}");
+}
+
+/// Runs `civex` in `dir` with `stdin` on its standard input: success, stdout, stderr.
+fn civex_with_input(dir: &Path, args: &[&str], stdin: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(CIVEX)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The banner's sample citizen labelled `label…`, with its `--param`s.
+fn sample<'a>(banner: &'a [String], label: &str) -> (&'a str, Vec<&'a str>) {
+    for (at, line) in banner.iter().enumerate() {
+        // A sample citizen: `<id>  <label>`.
+        if let Some((id, rest)) = line.split_once("  ")
+            && id.len() == 18
+            && rest.starts_with(label)
+        {
+            return (id, Vec::new());
+        }
+        // An eligibility sample: its label, then `--citizen <id> --param …` on the next line.
+        if line.starts_with(label) {
+            let next: Vec<&str> = banner[at + 1].split_whitespace().collect();
+            return (next[1], next[2..].iter().copied().filter(|p| *p != "--param").collect());
+        }
+    }
+    panic!("no sample {label:?} in {banner:?}");
+}
+
+#[test]
+fn every_client_command_answers_in_proto_json_through_the_demos_profiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let (demo, endpoint, banner) = start_demo(dir.path(), &["--citizens", "300"]);
+    // No --endpoint and no certificate flags: civex-profiles.toml, written by the demo, says both.
+    let json_in = |args: &[&str], stdin: &str| -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["--output", "json"]);
+        let (ok, out, err) = civex_with_input(dir.path(), &all, stdin);
+        assert!(ok, "{args:?}: {err}");
+        assert_eq!(out.lines().count(), 1, "{args:?}: one JSON document: {out}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    };
+    let json = |args: &[&str]| json_in(args, "");
+    let (owner, _) = sample(&banner, "owns a home");
+
+    let catalogue = json(&["catalogue"]);
+    assert!(catalogue["attributes"][0]["valueType"].is_string(), "{catalogue}");
+    assert!(catalogue["purposes"].as_array().unwrap().len() > 3);
+
+    // The citizen's ID from standard input, never on the command line.
+    let granted = json_in(
+        &[
+            "consent",
+            "grant",
+            "--citizen",
+            "-",
+            "--grantee",
+            "qujing-psb",
+            "--purpose",
+            "hukou.settlement",
+            "--scope",
+            "ps.hukou.division",
+        ],
+        &format!("{owner}\n"),
+    );
+    let consent = granted["consentId"].as_str().unwrap().to_owned();
+    assert_eq!(granted["citizenId"], owner);
+    assert_eq!(
+        json(&["consent", "get", "--consent", &consent])["consentId"],
+        consent.as_str()
+    );
+    let listed = json_in(&["consent", "list", "--citizen", "-"], owner);
+    assert!(
+        listed["consents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["consentId"] == consent.as_str())
+    );
+
+    let answered = json(&[
+        "query",
+        "--profile",
+        "qujing-psb",
+        "--citizen",
+        owner,
+        "--purpose",
+        "hukou.settlement",
+        "--consent",
+        &consent,
+        "--attribute",
+        "ps.hukou.division",
+        "--request-id",
+        "req-42",
+    ]);
+    assert_eq!(answered["facts"][0]["attribute"], "ps.hukou.division");
+    assert_eq!(answered["requestId"], "req-42");
+    let index: u64 = answered["auditIndex"].as_str().unwrap().parse().unwrap();
+
+    let (urban, params) = sample(&banner, "settlement.urban: satisfied");
+    let urban_consent = json(&[
+        "consent",
+        "grant",
+        "--citizen",
+        urban,
+        "--grantee",
+        "qujing-psb",
+        "--purpose",
+        "hukou.settlement",
+        "--scope",
+        "settlement.urban",
+    ])["consentId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut check = vec![
+        "check",
+        "--citizen",
+        urban,
+        "--purpose",
+        "hukou.settlement",
+        "--consent",
+        &urban_consent,
+        "--predicate",
+        "settlement.urban",
+        "--request-id",
+        "req-43",
+    ];
+    for p in &params {
+        check.extend(["--param", p]);
+    }
+    let checked = json(&check);
+    assert_eq!(
+        (&checked["satisfied"], &checked["requestId"]),
+        (&serde_json::json!(true), &serde_json::json!("req-43"))
+    );
+    assert!(checked["auditIndex"].as_str().unwrap().parse::<u64>().unwrap() > index);
+
+    // The audit side, as the demo's default auditor profile.
+    let entry = json(&["audit", "search", "--request-id", "req-42"]);
+    assert_eq!(entry["entries"][0]["index"], index.to_string());
+    assert_eq!(entry["entries"][0]["decision"], "DECISION_ALLOW");
+    let history = json_in(&["audit", "history", "--citizen", "-"], owner);
+    assert!(
+        history["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["requestId"] == "req-42")
+    );
+    let checkpoint = json(&["audit", "checkpoint"]);
+    assert!(
+        checkpoint["note"]
+            .as_str()
+            .unwrap()
+            .contains("— witness.localhost/civex-demo "),
+        "{checkpoint}"
+    );
+    assert!(checkpoint["treeSize"].as_str().unwrap().parse::<u64>().unwrap() > index);
+    let report = json(&["audit", "report", "--allowed"]);
+    assert!(
+        report["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["action"] == "ExchangeService/Query")
+    );
+    let verified = json(&["audit", "verify", "--endpoint", &endpoint, "--vkey", "civex-data"]);
+    assert_eq!(verified["ok"], true);
+
+    let watched = json_in(&["audit", "watch", "--citizen", "-", "--note", "press"], owner);
+    let pseudonym = watched["citizenRef"].as_str().unwrap().to_owned();
+    assert_eq!(pseudonym.len(), 64);
+    assert_eq!(
+        json(&["audit", "watched"])["entries"][0]["citizenRef"],
+        pseudonym.as_str()
+    );
+    json(&[
+        "query",
+        "--profile",
+        "qujing-psb",
+        "--citizen",
+        owner,
+        "--purpose",
+        "hukou.settlement",
+        "--consent",
+        &consent,
+        "--attribute",
+        "ps.hukou.division",
+    ]);
+    let mut alerts = serde_json::Value::Null;
+    for _ in 0..50 {
+        alerts = json(&["audit", "alerts", "--rule", "WATCHED_CITIZEN"]);
+        if alerts["alerts"].as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let alert = alerts["alerts"][0]["alertId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{alerts}"))
+        .to_owned();
+    assert_eq!(json(&["audit", "alert", "show", &alert])["rule"], "watched_citizen");
+    let case = json(&["audit", "case", "open", "--title", "press", "--alert", &alert, "--only"]);
+    let case_id = case["caseId"].as_str().unwrap().to_owned();
+    json(&["audit", "case", "note", &case_id, "--text", "asked"]);
+    json(&["audit", "case", "assign", &case_id, "--to", "auditor-2"]);
+    json(&["audit", "case", "investigate", &case_id]);
+    let closed = json(&["audit", "case", "close", &case_id, "--disposition", "justified"]);
+    assert_eq!(
+        (&closed["state"], &closed["disposition"]),
+        (&serde_json::json!("CASE_CLOSED"), &serde_json::json!("JUSTIFIED"))
+    );
+    assert_eq!(json(&["audit", "case", "show", &case_id])["assignee"], "auditor-2");
+    assert!(
+        json(&["audit", "case", "list"])["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["caseId"] == case_id.as_str())
+    );
+    assert_eq!(
+        json_in(&["audit", "unwatch", "--citizen", "-"], owner)["citizenRef"],
+        pseudonym.as_str()
+    );
+
+    // The administrator's commands.
+    let added = json(&[
+        "agency",
+        "add",
+        "--code",
+        "qujing-json",
+        "--name",
+        "JSON",
+        "--department",
+        "tax",
+        "--role",
+        "requester",
+    ]);
+    assert_eq!(added["code"], "qujing-json");
+    assert_eq!(added["effectiveRate"]["perSecond"], 1000, "{added}");
+    json(&[
+        "agency",
+        "update",
+        "--code",
+        "qujing-json",
+        "--name",
+        "JSON 2",
+        "--department",
+        "tax",
+        "--role",
+        "requester",
+    ]);
+    json(&["agency", "rights", "qujing-json", "--add", "tax.*=tax.admin"]);
+    assert_eq!(json(&["agency", "show", "qujing-json"])["rights"][0]["scope"], "tax.*");
+    assert_eq!(
+        json(&["agency", "suspend", "qujing-json"])["status"],
+        "AGENCY_STATUS_SUSPENDED"
+    );
+    assert_eq!(
+        json(&["agency", "reinstate", "qujing-json"])["status"],
+        "AGENCY_STATUS_ACTIVE"
+    );
+    assert!(json(&["agency", "list"])["agencies"].as_array().unwrap().len() > 9);
+    assert!(
+        civex(dir.path(), &["certs", "csr", "--agency", "qujing-json", "--dir", "new"])
+            .status
+            .success()
+    );
+    let issued = json(&[
+        "agency",
+        "issue-cert",
+        "qujing-json",
+        "--csr",
+        "new/qujing-json.csr",
+        "--out",
+        "new/qujing-json.pem",
+    ]);
+    let serial = issued["serial"].as_str().unwrap().to_owned();
+    assert_eq!(json(&["agency", "revoke-cert", &serial])["serial"], serial.as_str());
+    let certs = json(&["agency", "certs", "qujing-json"]);
+    assert_eq!(certs["certificates"][0]["serial"], serial.as_str());
+    assert!(certs["certificates"][0]["revokedAt"].is_string() && certs["certificates"][0]["notAfter"].is_string());
+    drop(demo);
+}
+
+#[test]
+fn the_command_line_refuses_to_guess_and_says_what_to_give() {
+    let dir = tempfile::tempdir().unwrap();
+    // Without a profile file or certificate flags there is no identity to call as.
+    let (ok, _, err) = civex_with_input(dir.path(), &["catalogue"], "");
+    assert!(
+        !ok && err.contains("no identity to call the gateway as: give --profile NAME"),
+        "{err}"
+    );
+
+    let (demo, _, banner) = start_demo(dir.path(), &["--citizens", "300"]);
+    let run = |args: &[&str]| civex_with_input(dir.path(), args, "");
+    let ok = |args: &[&str]| {
+        let (ok, out, err) = run(args);
+        assert!(ok, "{args:?}: {err}");
+        out
+    };
+    let refused = |args: &[&str], says: &str| {
+        let (ok, _, err) = run(args);
+        assert!(!ok && err.contains(says), "{args:?} should say {says:?}: {err}");
+    };
+    refused(
+        &["catalogue", "--profile", "nobody"],
+        "no profile \"nobody\" in civex-profiles.toml",
+    );
+
+    // An agency registered twice; an update on purpose.
+    let agency = [
+        "--code",
+        "qujing-twice",
+        "--name",
+        "Twice",
+        "--department",
+        "tax",
+        "--role",
+        "requester",
+    ];
+    ok(&[&["agency", "add"][..], &agency].concat());
+    refused(
+        &[&["agency", "add"][..], &agency].concat(),
+        "AlreadyExists ALREADY_EXISTS",
+    );
+    let updated = ok(&[
+        &["agency", "update"][..],
+        &agency[..6],
+        &["--rate", "5/10", "--role", "requester"],
+    ]
+    .concat());
+    assert!(
+        updated.contains("rate 5/s burst 10") && !updated.contains("default"),
+        "{updated}"
+    );
+    assert!(ok(&["agency", "show", "qujing-psb"]).contains("rate 1000/s burst 2000 (the gateway's default)"));
+
+    // Rights change one by one, or are replaced whole only when asked to.
+    refused(&["agency", "rights", "qujing-twice"], "say what changes: --add RIGHT");
+    let added = ok(&[
+        "agency",
+        "rights",
+        "qujing-twice",
+        "--add",
+        "tax.*=tax.admin",
+        "--add",
+        "ps.hukou.division=tax.admin",
+    ]);
+    assert!(
+        added.contains("right tax.* for tax.admin") && added.contains("right ps.hukou.division"),
+        "{added}"
+    );
+    let removed = ok(&["agency", "rights", "qujing-twice", "--remove", "tax.*"]);
+    assert!(
+        !removed.contains("right tax.*") && removed.contains("right ps.hukou.division"),
+        "{removed}"
+    );
+    refused(
+        &["agency", "rights", "qujing-twice", "--remove", "tax.*"],
+        "holds no right to \"tax.*\"",
+    );
+    let rated = ok(&["agency", "rights", "qujing-twice", "--rate", "7/9"]);
+    assert!(
+        rated.contains("rate 7/s burst 9") && rated.contains("right ps.hukou.division"),
+        "{rated}"
+    );
+    let replaced = ok(&[
+        "agency",
+        "rights",
+        "qujing-twice",
+        "--replace",
+        "--right",
+        "tax.*=tax.admin",
+    ]);
+    assert!(
+        replaced.contains("right tax.*") && !replaced.contains("ps.hukou"),
+        "{replaced}"
+    );
+    let emptied = ok(&["agency", "rights", "qujing-twice", "--replace"]);
+    assert!(!emptied.contains("right "), "{emptied}");
+
+    // An agency's certificates: the dev PKI's for a demo agency.
+    let certs = ok(&["agency", "certs", "qujing-psb"]);
+    assert_eq!(
+        certs.lines().count(),
+        2,
+        "a header and the dev PKI's certificate: {certs}"
+    );
+
+    // Paging says when there is more, and where to go on from.
+    let (owner, _) = sample(&banner, "owns a home");
+    for _ in 0..3 {
+        ok(&["audit", "history", "--citizen", owner]);
+    }
+    let first = ok(&[
+        "audit",
+        "search",
+        "--action",
+        "AuditService/AccessHistory",
+        "--limit",
+        "2",
+    ]);
+    let token = first
+        .lines()
+        .last()
+        .and_then(|l| l.split("--page-token ").nth(1))
+        .unwrap_or_else(|| panic!("no continuation in {first}"))
+        .to_owned();
+    let rest = ok(&[
+        "audit",
+        "search",
+        "--action",
+        "AuditService/AccessHistory",
+        "--limit",
+        "2",
+        "--page-token",
+        &token,
+    ]);
+    let indices = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.contains("AuditService/AccessHistory"))
+            .map(|l| l.split_whitespace().next().unwrap().to_owned())
+            .collect()
+    };
+    let (a, b) = (indices(&first), indices(&rest));
+    assert_eq!((a.len(), b.len()), (2, 1), "{first}\n{rest}");
+    assert!(!a.contains(&b[0]));
+    assert!(rest.lines().last().unwrap() == "(1 entries)", "{rest}");
+    // A pseudonym as the entries print it finds the same citizen.
+    let pseudonym = first
+        .lines()
+        .find(|l| l.contains("AuditService/AccessHistory"))
+        .unwrap()
+        .split("citizen ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    assert_eq!(pseudonym.len(), 64);
+    let by_ref = ok(&[
+        "audit",
+        "search",
+        "--citizen-ref",
+        &pseudonym,
+        "--action",
+        "AuditService/AccessHistory",
+    ]);
+    assert_eq!(indices(&by_ref).len(), 3, "{by_ref}");
+    refused(
+        &[
+            "audit",
+            "report",
+            "--since",
+            "2026-12-02T00:00:00Z",
+            "--until",
+            "2026-12-01T00:00:00Z",
+        ],
+        "--until 2026-12-01T00:00:00Z is before --since",
+    );
+
+    // Verify names a wrong key as a key mismatch, not as tampering.
+    let stranger = tempfile::tempdir().unwrap();
+    let other = Command::new(CIVEX)
+        .args(["demo", "--listen", "127.0.0.1:0", "--citizens", "10"])
+        .current_dir(stranger.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut other = Demo(other);
+    read_until(other.0.stdout.take().unwrap(), |l| l.starts_with("Stop with"));
+    drop(other);
+    let foreign = std::fs::read_to_string(stranger.path().join("civex-data/gateway.vkey")).unwrap();
+    refused(
+        &["audit", "verify", "--profile", "qujing-audit", "--vkey", foreign.trim()],
+        "key hash mismatch: the checkpoint is signed by civex/qujing-demo+",
+    );
+    drop(demo);
 }

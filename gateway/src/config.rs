@@ -108,6 +108,9 @@ pub struct Limits {
     pub adapter_deadline_ms: u64,
     /// Quota of agencies without a rate of their own (default 1,000/s, burst 2,000; 0 = unlimited).
     pub default_rate: RateLimit,
+    /// On SIGTERM, how long calls in flight may take to finish before they
+    /// are cut off, in milliseconds (default 30,000).
+    pub shutdown_grace_ms: u64,
 }
 
 /// Where one department's facts come from.
@@ -336,6 +339,7 @@ impl Default for Limits {
                 per_second: 1_000,
                 burst: 2_000,
             },
+            shutdown_grace_ms: 30_000,
         }
     }
 }
@@ -445,6 +449,7 @@ impl Config {
             || l.max_concurrent_streams == 0
             || l.max_message_bytes < 1024
             || l.max_attributes == 0
+            || l.shutdown_grace_ms == 0
         {
             return invalid("limits must be positive (max_message_bytes at least 1024)".into());
         }

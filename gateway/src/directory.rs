@@ -26,12 +26,42 @@ fn stored(e: impl fmt::Display) -> Error {
     Error::internal(format!("agency store: {e}"))
 }
 
+/// Each configured agency that the store does not hold as configured, and
+/// how it differs (its status aside, which only Suspend and Reinstate set).
+pub fn drift(configured: &[Agency], stored: &[Agency]) -> Vec<(String, String)> {
+    configured
+        .iter()
+        .filter_map(|want| {
+            let Some(have) = stored.iter().find(|a| a.code == want.code) else {
+                return Some((want.code.clone(), "not in the store".to_owned()));
+            };
+            let fields = [
+                ("name", want.name != have.name),
+                ("department", want.department != have.department),
+                ("roles", want.roles != have.roles),
+                ("rights", want.rights != have.rights),
+                ("rate", want.rate != have.rate),
+            ];
+            let differ: Vec<&str> = fields.iter().filter(|(_, d)| *d).map(|(f, _)| *f).collect();
+            (!differ.is_empty()).then(|| (want.code.clone(), format!("{} differ", differ.join(", "))))
+        })
+        .collect()
+}
+
 impl Directory {
     /// Loads the agencies of `store`; at first start (an empty store) it is
     /// seeded with `seed`, and from then on the store is the source of truth.
     pub async fn open(store: Arc<dyn AgencyStore>, seed: impl IntoIterator<Item = Agency>) -> Result<Directory, Error> {
         let seed: Vec<Agency> = seed.into_iter().collect();
         let known = store.seed(&seed).await.map_err(stored)?;
+        for (agency, difference) in drift(&seed, &known) {
+            tracing::warn!(
+                agency,
+                difference,
+                "an agency in the configuration differs from the store, which is in force \
+                 (civex agency add or update changes the store; the file's agencies only seed an empty one)"
+            );
+        }
         let agencies = known.into_iter().map(|a| (a.code.clone(), Arc::new(a))).collect();
         Ok(Directory {
             store,

@@ -322,8 +322,8 @@ impl Gateway {
     }
 
     /// Serves until `shutdown` resolves, then: health NOT_SERVING → stop
-    /// accepting → drain in-flight calls → flush the audit log and write a
-    /// final checkpoint → flush the stores.
+    /// accepting → drain in-flight calls for at most `limits.shutdown_grace_ms`
+    /// → flush the audit log and write a final checkpoint → flush the stores.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
         let limits = &self.config.limits;
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -406,9 +406,14 @@ impl Gateway {
             connections,
         );
         tracing::info!(addr = %self.local_addr, "serving");
+        let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
         let signal = async {
             shutdown.await;
-            tracing::info!("shutting down: draining in-flight calls");
+            let _ = stopping.send(());
+            tracing::info!(
+                grace_ms = limits.shutdown_grace_ms,
+                "shutting down: draining in-flight calls"
+            );
             mirror.abort();
             crl_refresh.abort();
             for service in SERVICES {
@@ -429,7 +434,7 @@ impl Gateway {
             );
         // The log's tiles beside the services, on the same port (DESIGN §12).
         let routes = Routes::from(grpc.into_axum_router().merge(service::tlog::router(state.clone())));
-        Server::builder()
+        let served = Server::builder()
             .accept_http1(true)
             .max_concurrent_streams(limits.max_concurrent_streams)
             .http2_max_header_list_size(16 * 1024)
@@ -438,8 +443,23 @@ impl Gateway {
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .layer(service::guard::GuardLayer::new(state.clone()))
             .add_routes(routes)
-            .serve_with_incoming_shutdown(incoming, signal)
-            .await?;
+            .serve_with_incoming_shutdown(incoming, signal);
+        // Calls still in flight when the grace period ends are cut off: their
+        // answers never leave, and the log is closed all the same.
+        let grace = async {
+            if stopped.await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(limits.shutdown_grace_ms)).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            served = served => served?,
+            () = grace => tracing::warn!(
+                grace_ms = limits.shutdown_grace_ms,
+                "the grace period ended with calls in flight: they were cut off"
+            ),
+        }
         self.state.audit.close().await;
         // Calls still draining were checked against changes followed until now.
         for task in follow

@@ -275,7 +275,7 @@ impl TestGateway {
     pub fn tls_for(&self, spec: &ClientSpec) -> ClientTls {
         let issued = self.ca.issue_client(spec).expect("client cert");
         // As `civex certs` does: the CA's index, so the gateway can revoke it.
-        civex_gateway::authority::note_issued(&self.dir.path().join("certs"), &issued.serial, &spec.common_name)
+        civex_gateway::authority::note_issued(&self.dir.path().join("certs"), &issued, &spec.common_name)
             .expect("CA index");
         ClientTls {
             ca_pem: self.ca.cert_pem().to_owned(),

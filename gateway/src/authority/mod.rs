@@ -24,35 +24,40 @@ use crate::{
     error::{Error, Reason},
     net::tls::ClientVerifier,
     policy::labels,
-    store::{CertificateStore, Revocation},
+    store::{Certificate, CertificateStore, Revocation},
 };
 
 /// File the current CRL (DER) is published to, in the data directory.
 pub const CRL_FILE: &str = "crl.der";
 /// File beside the CA certificate listing certificates issued outside the
-/// gateway: one `<serial> <name>` line each (serial in lower-case hex).
+/// gateway: one `<serial> <name> [<not_after>]` line each (serial in
+/// lower-case hex, not_after in Unix seconds).
 pub const ISSUED_FILE: &str = "issued.txt";
 
 /// Adds a certificate issued outside the gateway to the [`ISSUED_FILE`] of
-/// the CA directory `ca_dir`, so that the gateway can revoke it.
-pub fn note_issued(ca_dir: &Path, serial: &str, name: &str) -> std::io::Result<()> {
+/// the CA directory `ca_dir`, so that the gateway can list and revoke it.
+pub fn note_issued(ca_dir: &Path, issued: &Issued, name: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(ca_dir.join(ISSUED_FILE))?;
-    writeln!(file, "{serial} {name}")
+    writeln!(file, "{} {name} {}", issued.serial, issued.not_after.unix_timestamp())
 }
 
-/// The serials an [`ISSUED_FILE`] lists with their names; none if it is absent.
-fn read_issued(path: &Path) -> Vec<(String, String)> {
+/// The certificates an [`ISSUED_FILE`] lists; none if it is absent.
+fn read_issued(path: &Path) -> Vec<Certificate> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Vec::new();
     };
     text.lines()
         .filter_map(|line| {
-            let (serial, name) = line.split_once(' ')?;
-            Some((labels::serial(serial)?, name.trim().to_owned()))
+            let mut fields = line.split_whitespace();
+            Some(Certificate {
+                serial: labels::serial(fields.next()?)?,
+                agency: fields.next()?.to_owned(),
+                not_after: fields.next().and_then(|t| t.parse().ok()),
+            })
         })
         .collect()
 }
@@ -172,7 +177,32 @@ impl Authority {
 
     /// Registers a certificate signed for agency `code`, so it can be revoked.
     pub async fn register(&self, code: &str, issued: &Issued) -> Result<(), Error> {
-        self.certificates.issued(&issued.serial, code).await.map_err(stored)
+        let certificate = Certificate {
+            serial: issued.serial.clone(),
+            agency: code.to_owned(),
+            not_after: Some(issued.not_after.unix_timestamp()),
+        };
+        self.certificates.issued(&certificate).await.map_err(stored)
+    }
+
+    /// Every certificate issued to agency `code` (by the gateway or, per
+    /// [`ISSUED_FILE`], outside it), by serial, each with its revocation if revoked.
+    pub async fn certificates(&self, code: &str) -> Result<Vec<(Certificate, Option<Revocation>)>, Error> {
+        let mut found = self.certificates.issued_to(code).await.map_err(stored)?;
+        for outside in read_issued(&self.issued_file) {
+            if outside.agency == code && !found.iter().any(|c| c.serial == outside.serial) {
+                found.push(outside);
+            }
+        }
+        found.sort_by(|a, b| a.serial.cmp(&b.serial));
+        let revocations = self.certificates.list().await.map_err(stored)?;
+        Ok(found
+            .into_iter()
+            .map(|c| {
+                let revoked = revocations.iter().find(|r| r.serial == c.serial).cloned();
+                (c, revoked)
+            })
+            .collect())
     }
 
     /// `serial` (hex in either case) in the form the gateway writes it, if
@@ -189,8 +219,8 @@ impl Authority {
             return Ok(normal);
         }
         // Issued outside the gateway since it last looked?
-        if let Some((_, name)) = read_issued(&self.issued_file).into_iter().find(|(s, _)| *s == normal) {
-            self.certificates.issued(&normal, &name).await.map_err(stored)?;
+        if let Some(outside) = read_issued(&self.issued_file).into_iter().find(|c| c.serial == normal) {
+            self.certificates.issued(&outside).await.map_err(stored)?;
             return Ok(normal);
         }
         Err(Error::new(

@@ -107,14 +107,19 @@ impl RateLimiters {
         }
     }
 
-    /// Takes one call from `agency`'s quota, or refuses with `RATE_LIMITED`
-    /// and how long to wait.
-    pub fn check(&self, agency: &Agency) -> Result<(), Error> {
-        let rate = if agency.rate.per_second == 0 {
+    /// The rate in force for `agency`: its own, or the default (0 = unlimited).
+    pub fn rate_of(&self, agency: &Agency) -> RateLimit {
+        if agency.rate.per_second == 0 {
             self.default
         } else {
             agency.rate
-        };
+        }
+    }
+
+    /// Takes one call from `agency`'s quota, or refuses with `RATE_LIMITED`
+    /// and how long to wait.
+    pub fn check(&self, agency: &Agency) -> Result<(), Error> {
+        let rate = self.rate_of(agency);
         let Some(per_second) = NonZeroU32::new(rate.per_second) else {
             return Ok(());
         };

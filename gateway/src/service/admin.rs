@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use civex_proto::v1::{
-    self as pb, AgencyRef, IssueCertificateRequest, IssuedCertificate, ListAgenciesRequest, ListAgenciesResponse,
-    RevokeCertificateRequest, RevokeCertificateResponse, SetAccessRightsRequest, admin_service_server::AdminService,
+    self as pb, AgencyRef, CertificateInfo, IssueCertificateRequest, IssuedCertificate, ListAgenciesRequest,
+    ListAgenciesResponse, ListCertificatesRequest, ListCertificatesResponse, RevokeCertificateRequest,
+    RevokeCertificateResponse, SetAccessRightsRequest, admin_service_server::AdminService,
 };
 use tonic::{Request, Response, Status};
 
@@ -64,8 +65,15 @@ fn rate_from(rate: Option<pb::RateLimit>) -> Option<RateLimit> {
     })
 }
 
-/// The wire form of an agency.
-pub fn agency_message(a: &Agency) -> pb::Agency {
+fn rate_message(rate: RateLimit) -> pb::RateLimit {
+    pb::RateLimit {
+        per_second: rate.per_second,
+        burst: rate.burst,
+    }
+}
+
+/// The wire form of an agency, with the rate in force for it.
+pub fn agency_message(a: &Agency, effective_rate: RateLimit) -> pb::Agency {
     pb::Agency {
         code: a.code.clone(),
         name: a.name.clone(),
@@ -79,15 +87,51 @@ pub fn agency_message(a: &Agency) -> pb::Agency {
                 purposes: r.purposes.clone(),
             })
             .collect(),
-        rate: Some(pb::RateLimit {
-            per_second: a.rate.per_second,
-            burst: a.rate.burst,
-        }),
+        rate: Some(rate_message(a.rate)),
         status: (match a.status {
             AgencyStatus::Active => pb::AgencyStatus::Active,
             AgencyStatus::Suspended => pb::AgencyStatus::Suspended,
         }) as i32,
+        effective_rate: Some(rate_message(effective_rate)),
     }
+}
+
+/// Takes the rights to `remove` away (each must be held), then adds `add`,
+/// merging purposes into a scope already held.
+fn edit_rights(rights: &mut Vec<AccessRight>, add: Vec<AccessRight>, remove: &[String]) -> Result<(), Error> {
+    for scope in remove {
+        let before = rights.len();
+        rights.retain(|r| &r.scope != scope);
+        if rights.len() == before {
+            return Err(Error::new(
+                Reason::InvalidRequest,
+                format!(
+                    "the agency holds no right to {:?} to remove",
+                    labels::logged_label(scope)
+                ),
+            ));
+        }
+    }
+    for right in add {
+        match rights.iter_mut().find(|r| r.scope == right.scope) {
+            Some(held) => {
+                for purpose in right.purposes {
+                    if !held.purposes.contains(&purpose) {
+                        held.purposes.push(purpose);
+                    }
+                }
+            }
+            None => rights.push(right),
+        }
+    }
+    Ok(())
+}
+
+/// Whether `register` registers a new agency or updates one on purpose.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Registration {
+    New,
+    Update,
 }
 
 impl Admin {
@@ -95,7 +139,16 @@ impl Admin {
         Admin { state }
     }
 
-    async fn register(&self, request: Request<pb::Agency>, draft: &mut Draft) -> Result<pb::Agency, Error> {
+    fn message(&self, a: &Agency) -> pb::Agency {
+        agency_message(a, self.state.limiters.rate_of(a))
+    }
+
+    async fn register(
+        &self,
+        request: Request<pb::Agency>,
+        draft: &mut Draft,
+        registration: Registration,
+    ) -> Result<pb::Agency, Error> {
         draft.subject_agency(&request.get_ref().code);
         self.state.caller(&request, &[Role::Admin])?;
         let req = request.into_inner();
@@ -110,15 +163,25 @@ impl Admin {
             status: AgencyStatus::Active,
         };
         draft.scopes(&fresh.rights.iter().map(|r| r.scope.clone()).collect::<Vec<_>>());
+        let created = std::sync::atomic::AtomicBool::new(false);
         let template = fresh.clone();
         let change = self
             .state
             .directory
             .prepare(
                 &req.code,
-                || Some(template),
+                || {
+                    created.store(true, std::sync::atomic::Ordering::Relaxed);
+                    (registration == Registration::New).then_some(template)
+                },
                 |existing| {
-                    // Registering again updates everything but the status.
+                    if registration == Registration::New && !created.load(std::sync::atomic::Ordering::Relaxed) {
+                        return Err(Error::new(
+                            Reason::AlreadyExists,
+                            format!("agency {} is registered already: UpdateAgency changes it", fresh.code),
+                        ));
+                    }
+                    // An update changes everything but the status.
                     *existing = Agency {
                         status: existing.status,
                         ..fresh
@@ -129,7 +192,53 @@ impl Admin {
             .await?;
         self.state.record(draft).await?;
         let agency = change.apply().await?;
-        Ok(agency_message(&agency))
+        Ok(self.message(&agency))
+    }
+
+    fn get(&self, request: &Request<AgencyRef>) -> Result<pb::Agency, Error> {
+        self.state.caller(request, &[Role::Admin])?;
+        let code = &request.get_ref().code;
+        let agency = self.state.directory.agency(code).ok_or_else(|| {
+            Error::new(
+                Reason::InvalidRequest,
+                format!("no agency {:?}", labels::logged_agency_code(code)),
+            )
+        })?;
+        Ok(self.message(&agency))
+    }
+
+    async fn list_certificates(
+        &self,
+        request: &Request<ListCertificatesRequest>,
+    ) -> Result<ListCertificatesResponse, Error> {
+        self.state.caller(request, &[Role::Admin])?;
+        let code = &request.get_ref().agency_code;
+        if self.state.directory.agency(code).is_none() {
+            return Err(Error::new(
+                Reason::InvalidRequest,
+                format!("no agency {:?}", labels::logged_agency_code(code)),
+            ));
+        }
+        let time = |t: i64| {
+            time::OffsetDateTime::from_unix_timestamp(t)
+                .ok()
+                .map(|t| timestamp(t.into()))
+        };
+        let certificates = self
+            .state
+            .authority
+            .certificates(code)
+            .await?
+            .into_iter()
+            .map(|(c, revoked)| CertificateInfo {
+                serial: c.serial,
+                agency_code: c.agency,
+                not_after: c.not_after.and_then(time),
+                revoked_at: revoked.as_ref().and_then(|r| time(r.revoked_at)),
+                revocation_reason: revoked.map(|r| r.reason).unwrap_or_default(),
+            })
+            .collect();
+        Ok(ListCertificatesResponse { certificates })
     }
 
     async fn set_status(
@@ -158,7 +267,7 @@ impl Admin {
         self.state.record(draft).await?;
         let agency = change.apply().await?;
         tracing::info!(agency = %agency.code, ?status, "agency status changed");
-        Ok(agency_message(&agency))
+        Ok(self.message(&agency))
     }
 
     async fn set_rights(
@@ -169,8 +278,21 @@ impl Admin {
         draft.subject_agency(&request.get_ref().agency_code);
         self.state.caller(&request, &[Role::Admin])?;
         let req = request.into_inner();
-        let rights = rights_from(req.rights);
-        draft.scopes(&rights.iter().map(|r| r.scope.clone()).collect::<Vec<_>>());
+        let (rights, add) = (rights_from(req.rights), rights_from(req.add));
+        let remove = req.remove;
+        let scopes = rights
+            .iter()
+            .chain(&add)
+            .map(|r| r.scope.clone())
+            .chain(remove.iter().cloned());
+        draft.scopes(&scopes.collect::<Vec<_>>());
+        let edits = !add.is_empty() || !remove.is_empty();
+        if edits && !rights.is_empty() {
+            return Err(Error::new(
+                Reason::InvalidRequest,
+                "give rights to replace them all, or add and remove to change them, not both",
+            ));
+        }
         let rate = rate_from(req.rate);
         let change = self
             .state
@@ -179,7 +301,11 @@ impl Admin {
                 &req.agency_code,
                 || None,
                 |a| {
-                    a.rights = rights;
+                    if edits {
+                        edit_rights(&mut a.rights, add, &remove)?;
+                    } else {
+                        a.rights = rights;
+                    }
                     if let Some(rate) = rate {
                         a.rate = rate;
                     }
@@ -189,7 +315,7 @@ impl Admin {
             .await?;
         self.state.record(draft).await?;
         let agency = change.apply().await?;
-        Ok(agency_message(&agency))
+        Ok(self.message(&agency))
     }
 
     async fn issue(
@@ -256,11 +382,44 @@ impl AdminService for Admin {
         uncancelled(async move {
             this.state
                 .answer(request, "AdminService/RegisterAgency", async |request, draft| {
-                    this.register(request, draft).await
+                    this.register(request, draft, Registration::New).await
                 })
                 .await
         })
         .await
+    }
+
+    async fn update_agency(&self, request: Request<pb::Agency>) -> Result<Response<pb::Agency>, Status> {
+        let this = self.clone();
+        uncancelled(async move {
+            this.state
+                .answer(request, "AdminService/UpdateAgency", async |request, draft| {
+                    this.register(request, draft, Registration::Update).await
+                })
+                .await
+        })
+        .await
+    }
+
+    async fn get_agency(&self, request: Request<AgencyRef>) -> Result<Response<pb::Agency>, Status> {
+        self.state
+            .answer(request, "AdminService/GetAgency", async |request, draft| {
+                draft.subject_agency(&request.get_ref().code);
+                self.get(&request)
+            })
+            .await
+    }
+
+    async fn list_certificates(
+        &self,
+        request: Request<ListCertificatesRequest>,
+    ) -> Result<Response<ListCertificatesResponse>, Status> {
+        self.state
+            .answer(request, "AdminService/ListCertificates", async |request, draft| {
+                draft.subject_agency(&request.get_ref().agency_code);
+                self.list_certificates(&request).await
+            })
+            .await
     }
 
     async fn list_agencies(
@@ -272,7 +431,7 @@ impl AdminService for Admin {
                 self.state
                     .caller(&request, &[Role::Admin])
                     .map(|_| ListAgenciesResponse {
-                        agencies: self.state.directory.list().iter().map(|a| agency_message(a)).collect(),
+                        agencies: self.state.directory.list().iter().map(|a| self.message(a)).collect(),
                     })
             })
             .await

@@ -63,6 +63,19 @@ pub(crate) fn time(t: Option<prost_types::Timestamp>, field: &str) -> Result<Opt
     }
 }
 
+/// A `since`–`until` window; one that ends before it starts is refused, not answered empty.
+type Window = (Option<std::time::SystemTime>, Option<std::time::SystemTime>);
+
+fn window(since: Option<prost_types::Timestamp>, until: Option<prost_types::Timestamp>) -> Result<Window, Error> {
+    let (since, until) = (time(since, "since")?, time(until, "until")?);
+    if let (Some(since), Some(until)) = (since, until)
+        && until < since
+    {
+        return Err(Error::new(Reason::InvalidRequest, "until is before since"));
+    }
+    Ok((since, until))
+}
+
 fn page_size(size: u32) -> usize {
     if size == 0 { DEFAULT_PAGE } else { size as usize }
 }
@@ -131,8 +144,7 @@ impl Audit {
             Ok(d) => Some(d),
             Err(_) => return Err(Error::new(Reason::InvalidRequest, "unknown decision")),
         };
-        filter.since = time(req.since, "since")?;
-        filter.until = time(req.until, "until")?;
+        (filter.since, filter.until) = window(req.since, req.until)?;
         let found = self.respond(&filter, req.page_size, &req.page_token)?;
         // A pseudonym given is recorded only once the log shows it is one:
         // 64 hex characters could also spell out an ID number.
@@ -249,9 +261,10 @@ impl AuditService for Audit {
         let handle = async |request: Request<ReportRequest>, _: &mut Draft| {
             self.state.caller(&request, &[Role::Auditor])?;
             let req = request.into_inner();
+            let (since, until) = window(req.since, req.until)?;
             let options = TallyOptions {
-                since: time(req.since, "since")?,
-                until: time(req.until, "until")?,
+                since,
+                until,
                 allowed: req.allowed,
                 per_operator: req.per_operator,
                 bucket: (req.bucket_seconds > 0).then(|| Duration::from_secs(req.bucket_seconds.into())),

@@ -118,6 +118,7 @@ impl Exchange {
             basis: outcome.basis,
             sources: outcome.sources,
             audit_index: 0,
+            request_id: req.request_id,
         })
     }
 

@@ -32,6 +32,7 @@ use async_trait::async_trait;
 use civex_adapters::{CitizenId, RegistryStore};
 use civex_audit::{IndexStore, LogEngine, LogStore};
 use civex_proto::v1::{Alert, Case, Consent, WatchEntry};
+use serde::{Deserialize, Serialize};
 
 use crate::{
     config::{Engine, StorageConfig},
@@ -159,15 +160,27 @@ pub struct Revocation {
     pub reason: String,
 }
 
+/// A certificate the CA issued to an agency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Certificate {
+    /// Lower-case hex.
+    pub serial: String,
+    pub agency: String,
+    /// End of validity, Unix seconds; `None` for one registered before it was kept.
+    pub not_after: Option<i64>,
+}
+
 /// The certificates the gateway issued, and those revoked.
 #[async_trait]
 pub trait CertificateStore: Send + Sync {
-    /// Registers an issued certificate's serial (lower-case hex) and its
-    /// agency; durable on return.
-    async fn issued(&self, serial: &str, agency: &str) -> Result<(), StoreError>;
+    /// Registers an issued certificate; durable on return.
+    async fn issued(&self, certificate: &Certificate) -> Result<(), StoreError>;
 
     /// The agency whose certificate has `serial`, if the gateway issued it.
     async fn agency_of(&self, serial: &str) -> Result<Option<String>, StoreError>;
+
+    /// Every certificate registered for `agency`, by serial.
+    async fn issued_to(&self, agency: &str) -> Result<Vec<Certificate>, StoreError>;
 
     /// Every revocation.
     async fn list(&self) -> Result<Vec<Revocation>, StoreError>;

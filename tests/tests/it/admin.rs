@@ -9,8 +9,9 @@ use civex_cli::{
     pki::{self, DevCa},
 };
 use civex_proto::v1::{
-    AccessRight, Agency, AgencyRef, IssueCertificateRequest, ListAgenciesRequest, ListAttributesRequest, QueryRequest,
-    RateLimit, RevokeCertificateRequest, Role, SetAccessRightsRequest, exchange_service_client::ExchangeServiceClient,
+    AccessRight, Agency, AgencyRef, IssueCertificateRequest, ListAgenciesRequest, ListAttributesRequest,
+    ListCertificatesRequest, QueryRequest, RateLimit, RevokeCertificateRequest, Role, SetAccessRightsRequest,
+    exchange_service_client::ExchangeServiceClient,
 };
 use civex_tests::{TestGateway, reason};
 use tonic::Code;
@@ -26,8 +27,7 @@ fn new_agency() -> Agency {
             scope: "housing.*".into(),
             purposes: vec!["housing.guarantee".into()],
         }],
-        rate: None,
-        status: 0,
+        ..Default::default()
     }
 }
 
@@ -186,6 +186,7 @@ async fn a_flooded_agency_uses_up_only_its_own_quota() {
                 per_second: 2,
                 burst: 3,
             }),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -368,4 +369,219 @@ async fn the_server_certificate_is_replaced_without_a_restart() {
         .list_attributes(ListAttributesRequest {})
         .await
         .expect("served with the new certificate");
+}
+
+fn right(scope: &str, purposes: &[&str]) -> AccessRight {
+    AccessRight {
+        scope: scope.into(),
+        purposes: purposes.iter().map(|p| (*p).into()).collect(),
+    }
+}
+
+#[tokio::test]
+async fn registering_twice_is_refused_and_an_update_is_made_on_purpose() {
+    let gw = TestGateway::start().await;
+    let mut admin = gw.admin("qujing-admin").await;
+    admin.register_agency(new_agency()).await.unwrap();
+    let again = admin
+        .register_agency(Agency {
+            name: "a typo".into(),
+            ..new_agency()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (again.code(), reason(&again).as_str()),
+        (Code::AlreadyExists, "ALREADY_EXISTS")
+    );
+    let get = |code: &str| AgencyRef {
+        code: code.into(),
+        reason: String::new(),
+    };
+    let kept = admin.get_agency(get("qujing-newagency")).await.unwrap().into_inner();
+    assert_eq!(kept.name, new_agency().name, "the refused registration changed nothing");
+
+    // An update changes it, and keeps a suspension.
+    admin
+        .suspend_agency(AgencyRef {
+            code: "qujing-newagency".into(),
+            reason: "review".into(),
+        })
+        .await
+        .unwrap();
+    let updated = admin
+        .update_agency(Agency {
+            name: "曲靖市住房保障中心".into(),
+            ..new_agency()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(updated.name, "曲靖市住房保障中心");
+    assert_eq!(updated.status, civex_proto::v1::AgencyStatus::Suspended as i32);
+    // Only a registered agency is updated or shown.
+    for status in [
+        admin
+            .update_agency(Agency {
+                code: "qujing-nobody".into(),
+                ..new_agency()
+            })
+            .await
+            .unwrap_err(),
+        admin.get_agency(get("qujing-nobody")).await.unwrap_err(),
+    ] {
+        assert_eq!(reason(&status), "INVALID_REQUEST", "{}", status.message());
+    }
+    // The rate in force is shown as its value: the default, or the agency's own.
+    let default = gw.config.limits.default_rate;
+    let shown = admin.get_agency(get("qujing-newagency")).await.unwrap().into_inner();
+    assert_eq!(shown.rate.unwrap().per_second, 0);
+    let effective = shown.effective_rate.unwrap();
+    assert_eq!(
+        (effective.per_second, effective.burst),
+        (default.per_second, default.burst)
+    );
+    assert!(effective.per_second > 0);
+    let own = admin
+        .set_access_rights(SetAccessRightsRequest {
+            agency_code: "qujing-newagency".into(),
+            rate: Some(RateLimit {
+                per_second: 7,
+                burst: 9,
+            }),
+            add: vec![right("housing.*", &["housing.guarantee"])],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        own.effective_rate,
+        Some(RateLimit {
+            per_second: 7,
+            burst: 9
+        })
+    );
+}
+
+#[tokio::test]
+async fn rights_are_added_and_removed_one_by_one_or_replaced_whole() {
+    let gw = TestGateway::start().await;
+    let mut admin = gw.admin("qujing-admin").await;
+    admin.register_agency(new_agency()).await.unwrap();
+    let set = |add: Vec<AccessRight>, remove: &[&str]| SetAccessRightsRequest {
+        agency_code: "qujing-newagency".into(),
+        add,
+        remove: remove.iter().map(|s| (*s).into()).collect(),
+        ..Default::default()
+    };
+    let added = admin
+        .set_access_rights(set(
+            vec![
+                right("housing.*", &["social_assistance.review"]),
+                right("ps.hukou.division", &["housing.guarantee"]),
+            ],
+            &[],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        added.rights,
+        [
+            right("housing.*", &["housing.guarantee", "social_assistance.review"]),
+            right("ps.hukou.division", &["housing.guarantee"]),
+        ]
+    );
+    let removed = admin
+        .set_access_rights(set(vec![], &["housing.*"]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(removed.rights, [right("ps.hukou.division", &["housing.guarantee"])]);
+    // Removing what is not held, or mixing a replacement with edits, is refused and changes nothing.
+    let not_held = admin.set_access_rights(set(vec![], &["tax.*"])).await.unwrap_err();
+    assert_eq!(reason(&not_held), "INVALID_REQUEST", "{}", not_held.message());
+    let mixed = admin
+        .set_access_rights(SetAccessRightsRequest {
+            rights: vec![right("housing.*", &["housing.guarantee"])],
+            ..set(vec![], &["ps.hukou.division"])
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&mixed), "INVALID_REQUEST");
+    let get = AgencyRef {
+        code: "qujing-newagency".into(),
+        reason: String::new(),
+    };
+    assert_eq!(
+        admin.get_agency(get).await.unwrap().into_inner().rights,
+        [right("ps.hukou.division", &["housing.guarantee"])]
+    );
+}
+
+#[tokio::test]
+async fn an_agencys_certificates_are_listed_with_their_expiry_and_revocation() {
+    let gw = TestGateway::start().await;
+    let mut admin = gw.admin("qujing-admin").await;
+    admin.register_agency(new_agency()).await.unwrap();
+    let (csr_pem, _) = pki::make_csr("qujing-newagency").unwrap();
+    let issue = IssueCertificateRequest {
+        agency_code: "qujing-newagency".into(),
+        csr_pem,
+    };
+    let first = admin.issue_certificate(issue.clone()).await.unwrap().into_inner();
+    let second = admin.issue_certificate(issue).await.unwrap().into_inner();
+    // One issued outside the gateway, by the dev PKI's CA, is listed too.
+    let outside = gw.tls_for(&pki::ClientSpec::agency("qujing-newagency"));
+    let outside_serial = {
+        let (_, pem) = x509_parser::pem::parse_x509_pem(outside.cert_pem.as_bytes()).unwrap();
+        hex::encode(pem.parse_x509().unwrap().raw_serial())
+    };
+    admin
+        .revoke_certificate(RevokeCertificateRequest {
+            serial: first.serial.to_uppercase(),
+            reason: "key lost".into(),
+        })
+        .await
+        .unwrap();
+    let listed = admin
+        .list_certificates(ListCertificatesRequest {
+            agency_code: "qujing-newagency".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .certificates;
+    let mut serials: Vec<&str> = listed.iter().map(|c| c.serial.as_str()).collect();
+    let mut want = vec![first.serial.as_str(), second.serial.as_str(), outside_serial.as_str()];
+    want.sort();
+    serials.sort();
+    assert_eq!(serials, want);
+    for c in &listed {
+        assert!(c.not_after.is_some(), "{c:?}");
+        assert_eq!(c.agency_code, "qujing-newagency");
+        let revoked = c.serial == first.serial;
+        assert_eq!(c.revoked_at.is_some(), revoked, "{c:?}");
+        assert_eq!(c.revocation_reason, if revoked { "key lost" } else { "" });
+    }
+    let issued = listed.iter().find(|c| c.serial == second.serial).unwrap();
+    assert_eq!(issued.not_after, second.not_after);
+    // Another agency's list does not hold them; an unknown agency is refused.
+    let other = admin
+        .list_certificates(ListCertificatesRequest {
+            agency_code: "qujing-tax".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(other.certificates.iter().all(|c| c.agency_code == "qujing-tax"));
+    assert!(!other.certificates.iter().any(|c| want.contains(&c.serial.as_str())));
+    let unknown = admin
+        .list_certificates(ListCertificatesRequest {
+            agency_code: "qujing-nobody".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&unknown), "INVALID_REQUEST");
 }

@@ -777,6 +777,26 @@ async fn a_report_over_a_window_counts_allowed_calls_per_operator() {
         .map(|r| (r.operator.as_str(), r.count))
         .collect();
     assert_eq!(queries, vec![("officer-1", 2), ("officer-2", 1)], "{report:#?}");
+    // A window that ends before it starts is refused, not answered empty.
+    let mut audit = gw.audit(AUDITOR).await;
+    let reversed = audit
+        .report(civex_proto::v1::ReportRequest {
+            since: Some(until),
+            until: Some(since),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&reversed), "INVALID_REQUEST", "{}", reversed.message());
+    let reversed = audit
+        .search(civex_proto::v1::AuditSearchRequest {
+            since: Some(until),
+            until: Some(since),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&reversed), "INVALID_REQUEST");
 }
 
 #[tokio::test]

@@ -329,6 +329,7 @@ async fn two_gateways_divide_an_agencys_quota_by_its_calls_on_each() {
                 purposes: vec!["tax.admin".into()],
             }],
             rate: Some(RateLimit { per_second, burst }),
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -243,8 +243,7 @@ async fn a_change_refused_for_want_of_its_record_changes_nothing() {
         admin
             .set_access_rights(SetAccessRightsRequest {
                 agency_code: "qujing-tax".into(),
-                rights: vec![],
-                rate: None,
+                ..Default::default()
             })
             .await
             .unwrap_err(),
@@ -410,7 +409,7 @@ async fn requesters_and_registrars_never_meet() {
         })
         .await
         .unwrap();
-    let status = admin.register_agency(both).await.unwrap_err();
+    let status = admin.update_agency(both).await.unwrap_err();
     assert_eq!(reason(&status), "INVALID_REQUEST");
     // A registrar never grants to itself.
     let id = citizen(&gw, 3);
@@ -503,7 +502,7 @@ async fn departments_answer_only_the_gateway_and_the_gateway_only_the_department
                 &civex_gateway::net::identity::gateway_uri(civex_cli::pki::DEV_GATEWAY_NAME),
             )
             .unwrap();
-        civex_gateway::authority::note_issued(&gw.dir.path().join("certs"), &issued.serial, "gateway").unwrap();
+        civex_gateway::authority::note_issued(&gw.dir.path().join("certs"), &issued, "gateway").unwrap();
         (
             civex_cli::client::ClientTls {
                 ca_pem: gw.ca.cert_pem().to_owned(),

@@ -44,7 +44,7 @@ use civex_proto::v1::Consent;
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
-use super::{AgencyStore, CertificateStore, ConsentStore, Revocation, StoreError, Stores};
+use super::{AgencyStore, Certificate, CertificateStore, ConsentStore, Revocation, StoreError, Stores};
 use crate::{
     consent::{ConsentError, shorten, storage},
     policy::access::Agency,
@@ -128,8 +128,18 @@ impl AgencyStore for SledAgencies {
     }
 }
 
+/// An issued certificate as stored: JSON, or the agency code alone as
+/// gateways wrote it before they kept `not_after`.
+fn stored_certificate(serial: &[u8], value: &[u8]) -> Certificate {
+    serde_json::from_slice(value).unwrap_or_else(|_| Certificate {
+        serial: String::from_utf8_lossy(serial).into_owned(),
+        agency: String::from_utf8_lossy(value).into_owned(),
+        not_after: None,
+    })
+}
+
 struct SledCertificates {
-    /// serial → agency code.
+    /// serial → [`Certificate`] as JSON (before `not_after` was kept: the agency code alone).
     issued: sled::Tree,
     /// serial → [`Stored`].
     revoked: sled::Tree,
@@ -145,15 +155,30 @@ struct Stored {
 
 #[async_trait]
 impl CertificateStore for SledCertificates {
-    async fn issued(&self, serial: &str, agency: &str) -> Result<(), StoreError> {
-        self.issued.insert(serial, agency).map_err(StoreError::new)?;
+    async fn issued(&self, certificate: &Certificate) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(certificate).map_err(StoreError::new)?;
+        self.issued
+            .insert(certificate.serial.as_bytes(), value)
+            .map_err(StoreError::new)?;
         self.issued.flush().map_err(StoreError::new)?;
         Ok(())
     }
 
     async fn agency_of(&self, serial: &str) -> Result<Option<String>, StoreError> {
-        let agency = self.issued.get(serial).map_err(StoreError::new)?;
-        Ok(agency.map(|a| String::from_utf8_lossy(&a).into_owned()))
+        let stored = self.issued.get(serial).map_err(StoreError::new)?;
+        Ok(stored.map(|v| stored_certificate(serial.as_bytes(), &v).agency))
+    }
+
+    async fn issued_to(&self, agency: &str) -> Result<Vec<Certificate>, StoreError> {
+        let mut found = Vec::new();
+        for item in self.issued.iter() {
+            let (serial, value) = item.map_err(StoreError::new)?;
+            let certificate = stored_certificate(&serial, &value);
+            if certificate.agency == agency {
+                found.push(certificate);
+            }
+        }
+        Ok(found)
     }
 
     async fn list(&self) -> Result<Vec<Revocation>, StoreError> {

@@ -6,7 +6,7 @@
 //! | `civex_schema` | the schema version |
 //! | `civex_changes` | a counter every change of agencies or revocations moves, which gateways poll |
 //! | `civex_agencies` | code → the `Agency`, JSON |
-//! | `civex_certificates` | issued serial → agency |
+//! | `civex_certificates` | issued serial → agency, end of validity |
 //! | `civex_revocations` | revoked serial, time, reason (the first revocation is kept) |
 //! | `civex_consents` | the encoded `Consent`, its citizen, `max_uses`, `uses` and `withdrawn_at` (counted by the log's transactions) |
 //! | `civex_log_head` | the coordination row: the next index and the last record's time |
@@ -77,6 +77,10 @@ const MIGRATIONS: &[&[&str]] = &[
         "CREATE INDEX civex_alerts_opened ON civex_alerts (opened_at)",
         "CREATE TABLE civex_watched (citizen_ref TEXT PRIMARY KEY, body BYTEA NOT NULL)",
         "CREATE TABLE civex_cases (id TEXT PRIMARY KEY, events BIGINT NOT NULL, body BYTEA NOT NULL)",
+    ],
+    &[
+        "ALTER TABLE civex_certificates ADD COLUMN not_after BIGINT",
+        "CREATE INDEX civex_certificates_agency ON civex_certificates (agency)",
     ],
 ];
 

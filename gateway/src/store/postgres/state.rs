@@ -21,7 +21,9 @@ use super::{Db, failed, put_row};
 use crate::{
     consent::{ConsentError, shorten, storage},
     policy::access::Agency,
-    store::{AgencyStore, CertificateStore, ChangeFeed, ConsentStore, Load, LoadStore, Revocation, StoreError},
+    store::{
+        AgencyStore, Certificate, CertificateStore, ChangeFeed, ConsentStore, Load, LoadStore, Revocation, StoreError,
+    },
 };
 
 /// Moves the change counter gateways poll, in `tx`.
@@ -190,17 +192,17 @@ pub struct PgCertificates(pub(crate) Db);
 
 #[async_trait]
 impl CertificateStore for PgCertificates {
-    async fn issued(&self, serial: &str, agency: &str) -> Result<(), StoreError> {
-        let (serial, agency) = (serial.to_owned(), agency.to_owned());
+    async fn issued(&self, certificate: &Certificate) -> Result<(), StoreError> {
+        let c = certificate.clone();
         self.0
             .run(|pool| async move {
                 let mut client = pool.get().await.map_err(failed)?;
                 let tx = client.transaction().await.map_err(failed)?;
                 put_row(
                     &tx,
-                    "UPDATE civex_certificates SET agency = $2 WHERE serial = $1",
-                    "INSERT INTO civex_certificates (serial, agency) VALUES ($1, $2)",
-                    &[&serial, &agency],
+                    "UPDATE civex_certificates SET agency = $2, not_after = $3 WHERE serial = $1",
+                    "INSERT INTO civex_certificates (serial, agency, not_after) VALUES ($1, $2, $3)",
+                    &[&c.serial, &c.agency, &c.not_after],
                 )
                 .await?;
                 tx.commit().await.map_err(failed)
@@ -219,6 +221,25 @@ impl CertificateStore for PgCertificates {
             .await
             .map_err(StoreError)?;
         Ok(rows.first().map(|r| r.get(0)))
+    }
+
+    async fn issued_to(&self, agency: &str) -> Result<Vec<Certificate>, StoreError> {
+        let rows = self
+            .0
+            .query(
+                "SELECT serial, not_after FROM civex_certificates WHERE agency = $1 ORDER BY serial",
+                vec![Box::new(agency.to_owned())],
+            )
+            .await
+            .map_err(StoreError)?;
+        Ok(rows
+            .iter()
+            .map(|r| Certificate {
+                serial: r.get(0),
+                agency: agency.to_owned(),
+                not_after: r.get(1),
+            })
+            .collect())
     }
 
     async fn list(&self) -> Result<Vec<Revocation>, StoreError> {
