@@ -69,7 +69,10 @@ fn value(samples: &Samples, name: &str, labels: &[(&str, &str)]) -> f64 {
 
 #[tokio::test]
 async fn a_scrape_parses_as_openmetrics_and_its_counters_move_with_the_calls() {
-    let gw = TestGateway::start_with(|c| c.metrics.listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let (gw, _witness) = TestGateway::start_with(|c| c.metrics.listen = Some("127.0.0.1:0".parse().unwrap()))
+        .await
+        .witnessed()
+        .await;
     let mut tax = gw.exchange("qujing-tax").await;
     tax.list_attributes(ListAttributesRequest {}).await.unwrap();
     let (_, before) = scrape(&gw).await;
@@ -127,6 +130,17 @@ async fn a_scrape_parses_as_openmetrics_and_its_counters_move_with_the_calls() {
             ]
         ),
         1.0
+    );
+    // The Checkpoint call's checkpoint went to the witness, which cosigned it.
+    let cosigned = [("witness", "witness.test/w1"), ("outcome", "cosigned")];
+    assert!(moved("civex_witness_submissions_total", &cosigned) >= 1.0);
+    assert_eq!(
+        value(
+            &after,
+            "civex_witness_submissions_total",
+            &[("witness", "witness.test/w1"), ("outcome", "failed")]
+        ),
+        0.0
     );
     assert!(value(&after, "civex_connections", &[("agency", "qujing-tax")]) >= 1.0);
     let now = SystemTime::now()
