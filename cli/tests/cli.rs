@@ -1069,6 +1069,39 @@ fn every_client_command_answers_in_proto_json_through_the_demos_profiles() {
         json_in(&["audit", "unwatch", "--citizen", "-"], owner)["citizenRef"],
         pseudonym.as_str()
     );
+    // An abolished attribute asked for raises an alert, which needs no case.
+    let (asked, _, _) = civex_with_input(
+        dir.path(),
+        &[
+            "query",
+            "--citizen",
+            owner,
+            "--purpose",
+            "hukou.settlement",
+            "--consent",
+            &consent,
+            "--attribute",
+            "ps.hukou.nature",
+        ],
+        "",
+    );
+    assert!(!asked, "the abolished attribute was answered");
+    let mut abolished = serde_json::Value::Null;
+    for _ in 0..50 {
+        abolished = json(&["audit", "alerts", "--rule", "abolished_request", "--state", "open"]);
+        if abolished["alerts"].as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let abolished = abolished["alerts"][0]["alertId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{abolished}"))
+        .to_owned();
+    let dismissed = json(&["audit", "alert", "dismiss", &abolished, "--note", "a test"]);
+    assert_eq!(dismissed["state"], "ALERT_DISMISSED");
+    let revoked = json(&["consent", "revoke", "--consent", &consent, "--reason", "done"]);
+    assert!(revoked["revokedAt"].is_string(), "{revoked}");
 
     // The administrator's commands.
     let added = json(&[
