@@ -95,6 +95,17 @@ fn signatures_by<'a>(signatures: &'a str, key: &'a Verifier) -> impl Iterator<It
     })
 }
 
+/// The key hashes of the signature lines under `name` (whatever their key):
+/// to tell a note signed by another key of that name from one not signed.
+pub fn key_hashes(signatures: &str, name: &str) -> Vec<u32> {
+    let prefix = format!("\u{2014} {name} ");
+    signatures
+        .lines()
+        .filter_map(|line| B64.decode(line.strip_prefix(&prefix)?).ok())
+        .filter_map(|sig| Some(u32::from_be_bytes(sig.get(..4)?.try_into().ok()?)))
+        .collect()
+}
+
 /// Parses a signed note and verifies the signature of `verifier`'s key.
 pub fn verify(note: &str, verifier: &Verifier) -> Result<Checkpoint, CheckpointError> {
     let (body, signatures) = split(note)?;

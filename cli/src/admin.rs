@@ -13,11 +13,13 @@ use tonic::transport::Channel;
 
 use crate::conn::{Conn, Role as ConnRole, rpc_error};
 
-/// An agency's fields, as `agency add` and `agency update` give them.
+/// A new agency's fields.
 #[derive(Debug, Args)]
 pub(super) struct AgencyFields {
+    /// The code its certificates name (`spiffe://civex/agency/<code>`), e.g. `qujing-newagency`.
     #[arg(long)]
     code: String,
+    /// Its full name, e.g. `曲靖市住房保障中心`.
     #[arg(long)]
     name: String,
     /// ps, edu, hrss, ca, housing, land, tax or other.
@@ -56,6 +58,49 @@ impl AgencyFields {
     }
 }
 
+/// What `agency update` changes; what is not given stays as it is.
+#[derive(Debug, Args)]
+pub(super) struct AgencyChanges {
+    #[arg(long)]
+    code: String,
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    department: Option<String>,
+    /// Replaces the roles: requester, consent_registrar, auditor or admin; repeat for several.
+    #[arg(long = "role")]
+    roles: Vec<String>,
+    /// Replaces every right (`agency rights` changes them one by one); repeat for several.
+    #[arg(long = "right")]
+    rights: Vec<String>,
+    /// `per_second/burst`.
+    #[arg(long)]
+    rate: Option<String>,
+}
+
+impl AgencyChanges {
+    fn apply(self, mut agency: Agency) -> anyhow::Result<Agency> {
+        agency.name = self.name.unwrap_or(agency.name);
+        agency.department = self.department.unwrap_or(agency.department);
+        if !self.roles.is_empty() {
+            agency.roles = self
+                .roles
+                .iter()
+                .map(|r| parse_role(r))
+                .collect::<anyhow::Result<_>>()?;
+        }
+        if !self.rights.is_empty() {
+            agency.rights = self
+                .rights
+                .iter()
+                .map(|r| parse_right(r))
+                .collect::<anyhow::Result<_>>()?;
+        }
+        agency.rate = parse_rate(&self.rate)?.or(agency.rate);
+        Ok(agency)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub(super) enum AgencyCommand {
     /// Register a new agency: `--role requester --right 'tax.*=tax.admin' --rate 10/20`.
@@ -66,12 +111,12 @@ pub(super) enum AgencyCommand {
         #[command(flatten)]
         fields: AgencyFields,
     },
-    /// Change an existing agency's name, department, roles, rights and rate (all as given).
+    /// Change an existing agency: the name, department, roles, rights or rate given; the rest stays.
     Update {
         #[command(flatten)]
         conn: Conn,
         #[command(flatten)]
-        fields: AgencyFields,
+        changes: AgencyChanges,
     },
     /// List every agency.
     List {
@@ -241,8 +286,14 @@ pub(super) async fn run(command: AgencyCommand) -> anyhow::Result<()> {
             let agency = client(&conn).await?.register_agency(fields.agency()?).await;
             (conn, agency)
         }
-        AgencyCommand::Update { conn, fields } => {
-            let agency = client(&conn).await?.update_agency(fields.agency()?).await;
+        AgencyCommand::Update { conn, changes } => {
+            let mut client = client(&conn).await?;
+            let current = client
+                .get_agency(agency_ref(changes.code.clone()))
+                .await
+                .map_err(rpc_error)?
+                .into_inner();
+            let agency = client.update_agency(changes.apply(current)?).await;
             (conn, agency)
         }
         AgencyCommand::Show { conn, code } => {
@@ -276,24 +327,24 @@ pub(super) async fn run(command: AgencyCommand) -> anyhow::Result<()> {
                     .map(|r| parse_right(r))
                     .collect::<anyhow::Result<Vec<_>>>()
             };
-            let mut request = SetAccessRightsRequest {
-                agency_code: code.clone(),
+            anyhow::ensure!(
+                !(replace && rights.is_empty() && rate.is_some()),
+                "taking every right away and changing the rate are two commands: --replace alone, then --rate"
+            );
+            if let Some(right) = remove.iter().find(|r| r.contains('=')) {
+                anyhow::bail!(
+                    "--remove takes a scope ({}): to keep some of its purposes, remove it and --add scope=purposes",
+                    right.split('=').next().unwrap_or_default()
+                );
+            }
+            let request = SetAccessRightsRequest {
+                agency_code: code,
                 rights: parse(&rights)?,
                 rate: parse_rate(&rate)?,
                 add: parse(&add)?,
                 remove,
             };
-            let mut client = client(&conn).await?;
-            if !replace && request.add.is_empty() && request.remove.is_empty() {
-                // Only the rate: adding back the rights held changes none of them.
-                request.add = client
-                    .get_agency(agency_ref(code))
-                    .await
-                    .map_err(rpc_error)?
-                    .into_inner()
-                    .rights;
-            }
-            let agency = client.set_access_rights(request).await;
+            let agency = client(&conn).await?.set_access_rights(request).await;
             (conn, agency)
         }
         AgencyCommand::List { conn } => {

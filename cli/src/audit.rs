@@ -117,6 +117,13 @@ pub(super) struct VerifyArgs {
     /// Online: how many random entries to check inclusion of.
     #[arg(long, default_value_t = 16)]
     sample: u64,
+    /// Online: a witness's cosignature verifier key (as `civex witness`
+    /// prints it) whose cosignature the checkpoint must carry; repeat for several.
+    #[arg(long = "witness")]
+    witnesses: Vec<String>,
+    /// Online: how many of the --witness keys must have cosigned (default: all).
+    #[arg(long, requires = "witnesses")]
+    quorum: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -141,6 +148,7 @@ pub(super) struct SearchArgs {
     /// Only calls by this official (the agency's operator label).
     #[arg(long, default_value = "")]
     operator: String,
+    /// Only the call with this request id.
     #[arg(long, default_value = "")]
     request_id: String,
     /// Only calls under, or using, this consent.
@@ -149,6 +157,7 @@ pub(super) struct SearchArgs {
     /// The citizen by pseudonym (64 hex digits), as entries and alerts show it.
     #[arg(long, default_value = "", conflicts_with = "citizen")]
     citizen_ref: String,
+    /// Only allowed, or only refused, calls.
     #[arg(long, value_enum)]
     decision: Option<DecisionArg>,
     /// Only records at or after this time (RFC 3339).
@@ -170,10 +179,7 @@ pub(super) async fn run(command: AuditCommand) -> anyhow::Result<()> {
         AuditCommand::Verify(args) => match &args.data {
             _ if args.storage.is_some() => verify_shared(&args),
             Some(data) => verify_offline(data, args.vkey.as_deref()),
-            None if args.conn.names_gateway() => verify_online(&args).await,
-            None => {
-                anyhow::bail!("give --data DIR (offline), --storage URL, or --endpoint URL or --profile NAME (online)")
-            }
+            None => verify_online(&args).await,
         },
         AuditCommand::Search(args) => search(args).await,
         AuditCommand::Alerts(args) => super::oversight::alerts(args).await,
@@ -336,6 +342,7 @@ async fn verify_online(args: &VerifyArgs) -> anyhow::Result<()> {
         .map_err(rpc_error)?
         .into_inner();
     let cp = checkpoint::verify(&signed.note, &verifier).map_err(|e| signature_failure(e, &signed.note, &verifier))?;
+    let cosigned = check_cosignatures(&signed.note, &args.witnesses, args.quorum)?;
     anyhow::ensure!(
         cp.size == signed.tree_size && cp.root.as_slice() == signed.root_hash,
         "checkpoint fields disagree with its note"
@@ -393,37 +400,64 @@ async fn verify_online(args: &VerifyArgs) -> anyhow::Result<()> {
         .with_context(|| format!("inclusion of entry {index} FAILED"))?;
     }
     std::fs::write(&args.state, &signed.note).with_context(|| format!("cannot save {}", args.state.display()))?;
+    // As the proto3 JSON of a checkpoint would have it: 64-bit numbers as strings, bytes in base64.
     let verified = serde_json::json!({
         "ok": true,
         "treeSize": cp.size.to_string(),
-        "rootHash": hex::encode(cp.root),
-        "includedChecked": picks.len(),
+        "rootHash": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, cp.root),
+        "includedChecked": picks.len().to_string(),
+        "cosignedBy": cosigned,
         "checkpoint": signed.note,
     });
     match args.conn.output {
         crate::conn::Format::Json => println!("{verified}"),
-        crate::conn::Format::Text => println!(
-            "audit log OK: checkpoint of {} entries verified, {} entries proven included",
-            cp.size,
-            picks.len()
-        ),
+        crate::conn::Format::Text => {
+            if !cosigned.is_empty() {
+                println!("cosigned by {}", cosigned.join(", "));
+            }
+            println!(
+                "audit log OK: checkpoint of {} entries verified, {} entries proven included",
+                cp.size,
+                picks.len()
+            );
+        }
     }
     Ok(())
+}
+
+/// The names of the `witnesses` (cosignature verifier keys) whose valid
+/// cosignature `note` carries; an error unless at least `quorum` (default: all) do.
+fn check_cosignatures(note: &str, witnesses: &[String], quorum: Option<usize>) -> anyhow::Result<Vec<String>> {
+    use civex_audit::keys::KeyKind;
+    let (body, signatures) = checkpoint::split(note)?;
+    let mut cosigned = Vec::new();
+    let mut missing = Vec::new();
+    for key in witnesses {
+        let key = Verifier::parse_kind(key, KeyKind::Cosignature)
+            .with_context(|| format!("--witness {key:?} is not a witness's cosignature key"))?;
+        match checkpoint::cosigned_at(body, signatures, &key) {
+            Some(_) => cosigned.push(key.name),
+            None => missing.push(key.name),
+        }
+    }
+    let quorum = quorum.unwrap_or(witnesses.len());
+    anyhow::ensure!(
+        cosigned.len() >= quorum,
+        "witness cosignatures FAILED: {} of the {quorum} required; none valid from {}",
+        cosigned.len(),
+        missing.join(", ")
+    );
+    Ok(cosigned)
 }
 
 /// Why a checkpoint's signature failed, naming a key mismatch as such:
 /// signed by a key of the same name but another key hash means the key
 /// given is not the gateway's (or the gateway's key changed), not tampering.
 fn signature_failure(e: checkpoint::CheckpointError, note: &str, verifier: &Verifier) -> anyhow::Error {
-    let prefix = format!("\u{2014} {} ", verifier.name);
-    let signed_by: Vec<String> = checkpoint::split(note)
-        .map(|(_, signatures)| signatures)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| line.strip_prefix(&prefix))
-        .filter_map(|sig| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, sig).ok())
-        .filter(|sig| sig.len() == 68)
-        .map(|sig| hex::encode(&sig[..4]))
+    let signatures = checkpoint::split(note).map(|(_, s)| s).unwrap_or_default();
+    let signed_by: Vec<String> = checkpoint::key_hashes(signatures, &verifier.name)
+        .iter()
+        .map(|hash| format!("{hash:08x}"))
         .collect();
     match e {
         checkpoint::CheckpointError::NoSignature(_) if !signed_by.is_empty() => anyhow::anyhow!(
@@ -464,7 +498,7 @@ fn parse_time(s: &Option<String>) -> anyhow::Result<Option<prost_types::Timestam
     s.as_deref()
         .map(|s| {
             let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-                .with_context(|| format!("{s:?} is not an RFC 3339 time"))?;
+                .map_err(|_| anyhow::anyhow!("{s:?} is not an RFC 3339 time such as 2026-12-01T08:00:00+08:00"))?;
             Ok(timestamp(t.into()))
         })
         .transpose()
@@ -513,7 +547,7 @@ async fn search(a: SearchArgs) -> anyhow::Result<()> {
         match found.next_page_token.as_str() {
             "" => println!("({} entries)", found.entries.len()),
             token => println!(
-                "({} entries) more: continue with --page-token {token}",
+                "({} entries)\nmore: continue with --page-token {token}",
                 found.entries.len()
             ),
         }
@@ -525,7 +559,7 @@ async fn search(a: SearchArgs) -> anyhow::Result<()> {
 fn print_entries(entries: &[AuditEntry]) {
     println!(
         "{:>7} {:<30} {:<16} {:<32} {:<5} {:<22} then citizen (pseudonym), purpose, operator, scopes, request id",
-        "index", "time", "agency", "action", "", "reason"
+        "index", "time", "agency", "action", "decision", "reason"
     );
     entries.iter().for_each(print_entry);
 }

@@ -77,7 +77,7 @@ pub(crate) enum Format {
 #[derive(Debug, Args, Default)]
 pub(crate) struct Conn {
     /// The gateway, e.g. `https://127.0.0.1:50051` (default: the profile's).
-    #[arg(long, env = "CIVEX_ENDPOINT")]
+    #[arg(long)]
     endpoint: Option<String>,
     /// The profile to call with (default: the one `[defaults]` names for the command's role).
     #[arg(long, env = "CIVEX_PROFILE")]
@@ -86,12 +86,13 @@ pub(crate) struct Conn {
     #[arg(long, env = "CIVEX_PROFILES", default_value = PROFILES_FILE)]
     profiles: PathBuf,
     /// Call as this agency with the dev PKI's files `<certs>/agencies/<agency>.pem|key`.
-    #[arg(long = "as", value_name = "AGENCY")]
+    #[arg(long = "as", value_name = "AGENCY", conflicts_with = "cert")]
     act_as: Option<String>,
     /// The dev PKI's directory, for `--as`.
     #[arg(long, default_value = "certs")]
     certs: PathBuf,
-    /// CA certificate (PEM) the gateway's certificate must chain to.
+    /// CA certificate (PEM) the gateway's certificate must chain to
+    /// (default: the profile's, else `<certs>/ca.pem`).
     #[arg(long)]
     ca: Option<PathBuf>,
     /// Client certificate (PEM); with `--key`.
@@ -149,16 +150,15 @@ impl Profiles {
 }
 
 impl Conn {
-    /// Whether a gateway was named by flag or profile.
-    pub(crate) fn names_gateway(&self) -> bool {
-        self.endpoint.is_some() || self.profile.is_some()
-    }
-
     pub(crate) async fn channel(&self, role: Role) -> anyhow::Result<Channel> {
         let (endpoint, tls) = self.resolve(role)?;
-        client::connect(&endpoint, &tls)
-            .await
-            .with_context(|| format!("cannot connect to {endpoint}"))
+        client::connect(&endpoint, &tls).await.map_err(|e| {
+            let cause = std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string);
+            anyhow::anyhow!(
+                "cannot connect to {endpoint} (give --endpoint, or a --profile of {}): {cause}",
+                self.profiles.display()
+            )
+        })
     }
 
     /// A channel that connects on first use (and again after a failure).
@@ -175,41 +175,40 @@ impl Conn {
         let profiles = Profiles::load(&self.profiles)?;
         let base = self.profiles.parent().unwrap_or(Path::new("."));
         let named = match &self.profile {
-            Some(name) => Some((
-                name.as_str(),
-                profiles
-                    .profiles
-                    .get(name)
-                    .with_context(|| format!("no profile {name:?} in {}", self.profiles.display()))?,
-            )),
+            Some(name) => Some(profiles.profiles.get(name).with_context(|| {
+                let known: Vec<&str> = profiles.profiles.keys().map(String::as_str).collect();
+                format!(
+                    "no profile {name:?} in {} (it has: {})",
+                    self.profiles.display(),
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                )
+            })?),
             None => None,
         };
         let fallback = profiles
             .defaults
             .get(role.key())
-            .and_then(|name| profiles.profiles.get(name).map(|p| (name.as_str(), p)));
-        let profile = named.or(if self.cert.is_none() && self.act_as.is_none() {
-            fallback
-        } else {
-            None
-        });
+            .and_then(|name| profiles.profiles.get(name));
+        // Who: the profile named, else the role's default unless flags say who.
+        let profile = named.or(fallback.filter(|_| self.cert.is_none() && self.act_as.is_none()));
+        // Where: the flag, else the profile named, else the role's default.
         let endpoint = self
             .endpoint
             .clone()
-            .or_else(|| profile.map(|(_, p)| p.endpoint.clone()))
+            .or_else(|| named.or(fallback).map(|p| p.endpoint.clone()))
             .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
         let in_profile = |path: &Path| base.join(path);
         let (ca, cert, key) = match (&self.cert, &self.key, &self.act_as, profile) {
             (Some(cert), Some(key), _, _) => {
-                let ca = self
-                    .ca
-                    .clone()
-                    .or_else(|| profile.map(|(_, p)| in_profile(&p.ca)))
-                    .unwrap_or_else(|| self.certs.join("ca.pem"));
+                let ca = named.map_or_else(|| self.certs.join("ca.pem"), |p| in_profile(&p.ca));
                 (ca, cert.clone(), key.clone())
             }
             (_, _, Some(agency), _) => ClientTls::demo_paths(&self.certs, agency),
-            (_, _, None, Some((_, p))) => (in_profile(&p.ca), in_profile(&p.cert), in_profile(&p.key)),
+            (_, _, None, Some(p)) => (in_profile(&p.ca), in_profile(&p.cert), in_profile(&p.key)),
             _ => anyhow::bail!(
                 "no identity to call the gateway as: give --profile NAME (civex demo writes {}), \
                  --as AGENCY (a dev PKI agency under --certs), or --cert FILE --key FILE",

@@ -101,9 +101,23 @@ enum Command {
     Console(console::ConsoleArgs),
 }
 
+impl Command {
+    /// Whether the command runs a server (which outlives its first reader).
+    fn serves(&self) -> bool {
+        matches!(
+            self,
+            Command::Demo(_) | Command::Serve { .. } | Command::Source(_) | Command::Console(_) | Command::Witness(_)
+        )
+    }
+}
+
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A server keeps serving when whoever read its banner goes away.
+    if !cli.command.serves() {
+        quiet_on_closed_pipe();
+    }
     init_tracing(cli.log_json);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -146,11 +160,31 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
     }
 }
 
+/// Output piped into a reader that stops early (`| head`) ends the command
+/// quietly, as the shell's own tools do, instead of as a panic.
+fn quiet_on_closed_pipe() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            // 128 + SIGPIPE, what a shell reports for a writer its reader left.
+            std::process::exit(141);
+        }
+        report(info);
+    }));
+}
+
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CIVEX_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();

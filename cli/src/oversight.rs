@@ -52,6 +52,7 @@ pub(super) enum DispositionArg {
 pub(super) struct AlertsArgs {
     #[command(flatten)]
     who: Auditor,
+    /// Only alerts in this state.
     #[arg(long, value_enum)]
     state: Option<AlertStateArg>,
     /// Only this rule's alerts, e.g. `operator_volume` (in any case).
@@ -182,12 +183,20 @@ fn state_name(state: i32) -> &'static str {
     }
 }
 
+/// `agency/operator`, or the agency alone when no official was named.
+fn official(agency: &str, operator: &str) -> String {
+    match operator {
+        "" => agency.to_owned(),
+        operator => format!("{agency}/{operator}"),
+    }
+}
+
 fn print_alert_row(a: &Alert) {
     println!(
         "{:<26} {:<18} {:<28} {:>6} {:<10} {}",
         a.alert_id,
         a.rule,
-        format!("{}/{}", a.agency, a.operator),
+        official(&a.agency, &a.operator),
         a.count,
         state_name(a.state),
         a.summary
@@ -210,7 +219,7 @@ fn print_alert(a: &Alert) {
         a.rule,
         short_name(a.severity().as_str_name(), "SEVERITY_")
     );
-    println!("official   {}/{}", a.agency, a.operator);
+    println!("official   {}", official(&a.agency, &a.operator));
     if !a.citizen_ref.is_empty() {
         println!("citizen    {} (pseudonym)", a.citizen_ref);
     }

@@ -21,15 +21,27 @@ pub(super) struct Asking {
     /// The citizen's ID number; `-` reads it from standard input.
     #[arg(long)]
     citizen: String,
+    /// Why: a purpose code from the catalogue, e.g. `hukou.settlement`.
     #[arg(long)]
     purpose: String,
+    /// The consent_id of the citizen's consent that covers the request.
     #[arg(long)]
     consent: String,
     /// Staff number of the official at the counter.
     #[arg(long, default_value = "")]
     operator: String,
-    #[arg(long, default_value = "")]
-    request_id: String,
+    /// Your own id for this request, recorded with it (default: a new random one, printed).
+    #[arg(long)]
+    request_id: Option<String>,
+}
+
+impl Asking {
+    /// The request id to send: the one given, or a fresh one to find the record by later.
+    fn request_id(&self) -> String {
+        self.request_id
+            .clone()
+            .unwrap_or_else(|| format!("cli-{:016x}", rand::random::<u64>()))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -119,11 +131,11 @@ pub(super) async fn query(q: QueryArgs) -> anyhow::Result<()> {
     let mut client = ExchangeServiceClient::new(a.conn.channel(Role::Requester).await?);
     let response = client
         .query(QueryRequest {
+            request_id: a.request_id(),
             citizen_id: read_citizen(a.citizen)?,
             attributes: q.attributes,
             purpose: a.purpose,
             consent_id: a.consent,
-            request_id: a.request_id,
             operator: a.operator,
         })
         .await
@@ -158,12 +170,12 @@ pub(super) async fn check(c: CheckArgs) -> anyhow::Result<()> {
     let mut client = ExchangeServiceClient::new(a.conn.channel(Role::Requester).await?);
     let response = client
         .check(CheckRequest {
+            request_id: a.request_id(),
             citizen_id: read_citizen(a.citizen)?,
             predicate: c.predicate,
             params,
             purpose: a.purpose,
             consent_id: a.consent,
-            request_id: a.request_id,
             operator: a.operator,
             related_consent_ids: c.related_consents,
         })

@@ -152,6 +152,11 @@ pub(super) fn import_file(
 /// never creates a key (a new one would make every earlier checkpoint look forged).
 pub(super) fn keys(data: &Path) -> anyhow::Result<()> {
     let file = data.join(civex_audit::keys::VERIFIER_KEY_FILE);
+    anyhow::ensure!(
+        file.exists(),
+        "no gateway verifier key at {} (a gateway writes it there on first start; give --data of that gateway)",
+        file.display()
+    );
     println!("{}", verifier_key(&file.display().to_string())?.verifier_key());
     Ok(())
 }

@@ -34,11 +34,12 @@ pub(super) async fn run(args: WitnessArgs) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let origins: Vec<String> = logs.iter().map(|l| l.name.clone()).collect();
     let (addr, key, serve) = start(&args.data, &args.name, args.listen, logs).await?;
-    println!(
-        "witness: http://{addr} cosigning as {} for {}",
-        args.name,
-        origins.join(", ")
-    );
+    // A witness keeps the name its key was made with.
+    let name = key.split('+').next().unwrap_or_default();
+    if name != args.name {
+        tracing::warn!(key = name, given = %args.name, "the witness's key was made under another name; it keeps that one");
+    }
+    println!("witness: http://{addr} cosigning as {name} for {}", origins.join(", "));
     println!("key: {key}");
     println!(
         "A gateway's civex.toml names it so:\n  [[audit.witnesses]]\n  url = \"http://{addr}\"\n  key = \"{key}\""

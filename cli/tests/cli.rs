@@ -1011,8 +1011,46 @@ fn every_client_command_answers_in_proto_json_through_the_demos_profiles() {
             .iter()
             .any(|r| r["action"] == "ExchangeService/Query")
     );
-    let verified = json(&["audit", "verify", "--endpoint", &endpoint, "--vkey", "civex-data"]);
+    // The checkpoint verifies under the gateway's key and carries the demo witness's cosignature.
+    let witness = banner
+        .iter()
+        .find_map(|l| l.split("(key ").nth(1))
+        .and_then(|k| k.strip_suffix(')'))
+        .expect("the banner's witness key");
+    let verified = json(&[
+        "audit",
+        "verify",
+        "--endpoint",
+        &endpoint,
+        "--vkey",
+        "civex-data",
+        "--witness",
+        witness,
+    ]);
     assert_eq!(verified["ok"], true);
+    assert_eq!(
+        verified["cosignedBy"],
+        serde_json::json!(["witness.localhost/civex-demo"])
+    );
+    // A witness that never saw this log: its cosignature is missing, and verify says so.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let stranger = civex_audit::witness::Witness::open(elsewhere.path(), "witness.elsewhere/w9", vec![]).unwrap();
+    let (ok, _, err) = civex_with_input(
+        dir.path(),
+        &[
+            "audit",
+            "verify",
+            "--vkey",
+            "civex-data",
+            "--witness",
+            &stranger.verifier_key(),
+        ],
+        "",
+    );
+    assert!(
+        !ok && err.contains("witness cosignatures FAILED: 0 of the 1 required; none valid from witness.elsewhere/w9"),
+        "{err}"
+    );
 
     let watched = json_in(&["audit", "watch", "--citizen", "-", "--note", "press"], owner);
     let pseudonym = watched["citizenRef"].as_str().unwrap().to_owned();
@@ -1021,7 +1059,7 @@ fn every_client_command_answers_in_proto_json_through_the_demos_profiles() {
         json(&["audit", "watched"])["entries"][0]["citizenRef"],
         pseudonym.as_str()
     );
-    json(&[
+    let unnamed = json(&[
         "query",
         "--profile",
         "qujing-psb",
@@ -1034,6 +1072,13 @@ fn every_client_command_answers_in_proto_json_through_the_demos_profiles() {
         "--attribute",
         "ps.hukou.division",
     ]);
+    // A request id the caller did not give is made up, so the record can be found by it.
+    let made_up = unnamed["requestId"].as_str().unwrap();
+    assert!(made_up.starts_with("cli-") && made_up.len() == 20, "{unnamed}");
+    assert_eq!(
+        json(&["audit", "search", "--request-id", made_up])["entries"][0]["requestId"],
+        made_up
+    );
     let mut alerts = serde_json::Value::Null;
     for _ in 0..50 {
         alerts = json(&["audit", "alerts", "--rule", "WATCHED_CITIZEN"]);
@@ -1240,6 +1285,22 @@ fn the_command_line_refuses_to_guess_and_says_what_to_give() {
     refused(
         &["agency", "rights", "qujing-twice", "--remove", "tax.*"],
         "holds no right to \"tax.*\"",
+    );
+    refused(
+        &[
+            "agency",
+            "rights",
+            "qujing-twice",
+            "--remove",
+            "ps.hukou.division=tax.admin",
+        ],
+        "--remove takes a scope (ps.hukou.division)",
+    );
+    // An update changes what it names and keeps the rest.
+    let renamed = ok(&["agency", "update", "--code", "qujing-twice", "--name", "Renamed"]);
+    assert!(
+        renamed.contains("Renamed") && renamed.contains("right ps.hukou.division") && renamed.contains("rate 5/s"),
+        "{renamed}"
     );
     let rated = ok(&["agency", "rights", "qujing-twice", "--rate", "7/9"]);
     assert!(

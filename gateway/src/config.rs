@@ -108,8 +108,8 @@ pub struct Limits {
     pub adapter_deadline_ms: u64,
     /// Quota of agencies without a rate of their own (default 1,000/s, burst 2,000; 0 = unlimited).
     pub default_rate: RateLimit,
-    /// On SIGTERM, how long calls in flight may take to finish before they
-    /// are cut off, in milliseconds (default 30,000).
+    /// On SIGTERM, how long calls in flight may take to finish before the
+    /// log closes under them (they are then refused), in milliseconds (default 30,000).
     pub shutdown_grace_ms: u64,
 }
 

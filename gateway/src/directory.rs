@@ -26,6 +26,17 @@ fn stored(e: impl fmt::Display) -> Error {
     Error::internal(format!("agency store: {e}"))
 }
 
+/// The refusal for an agency code nobody registered.
+pub fn no_agency(code: &str) -> Error {
+    Error::new(
+        Reason::InvalidRequest,
+        format!(
+            "no agency {:?} is registered",
+            crate::policy::labels::logged_agency_code(code)
+        ),
+    )
+}
+
 /// Each configured agency that the store does not hold as configured, and
 /// how it differs (its status aside, which only Suspend and Reinstate set).
 pub fn drift(configured: &[Agency], stored: &[Agency]) -> Vec<(String, String)> {
@@ -35,11 +46,25 @@ pub fn drift(configured: &[Agency], stored: &[Agency]) -> Vec<(String, String)> 
             let Some(have) = stored.iter().find(|a| a.code == want.code) else {
                 return Some((want.code.clone(), "not in the store".to_owned()));
             };
+            let differ_as_sets = |a: Vec<String>, b: Vec<String>| {
+                let sorted = |mut v: Vec<String>| {
+                    v.sort();
+                    v
+                };
+                sorted(a) != sorted(b)
+            };
+            let roles = |a: &Agency| a.roles.iter().map(|r| r.to_string()).collect();
+            let rights = |a: &Agency| {
+                a.rights
+                    .iter()
+                    .flat_map(|r| r.purposes.iter().map(move |p| format!("{}={p}", r.scope)))
+                    .collect()
+            };
             let fields = [
                 ("name", want.name != have.name),
                 ("department", want.department != have.department),
-                ("roles", want.roles != have.roles),
-                ("rights", want.rights != have.rights),
+                ("roles", differ_as_sets(roles(want), roles(have))),
+                ("rights", differ_as_sets(rights(want), rights(have))),
                 ("rate", want.rate != have.rate),
             ];
             let differ: Vec<&str> = fields.iter().filter(|(_, d)| *d).map(|(f, _)| *f).collect();
@@ -115,12 +140,7 @@ impl Directory {
         let one_at_a_time = self.changes.lock().await;
         let mut agency = match self.agency(code) {
             Some(a) => Agency::clone(&a),
-            None => create().ok_or_else(|| {
-                Error::new(
-                    Reason::InvalidRequest,
-                    format!("no agency {:?}", crate::policy::labels::logged_agency_code(code)),
-                )
-            })?,
+            None => create().ok_or_else(|| no_agency(code))?,
         };
         change(&mut agency)?;
         agency.validate()?;

@@ -444,8 +444,9 @@ impl Gateway {
             .layer(service::guard::GuardLayer::new(state.clone()))
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, signal);
-        // Calls still in flight when the grace period ends are cut off: their
-        // answers never leave, and the log is closed all the same.
+        // When the grace period ends the log is closed all the same: a call
+        // still running then is refused AUDIT_UNAVAILABLE at its append, so
+        // nothing it would release leaves without its record.
         let grace = async {
             if stopped.await.is_ok() {
                 tokio::time::sleep(Duration::from_millis(limits.shutdown_grace_ms)).await;

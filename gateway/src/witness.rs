@@ -14,7 +14,7 @@
 //!
 //! Witnessing carries only public data (signed checkpoints, proofs and
 //! cosignatures, each verified by who receives it), so it is plain HTTP,
-//! as the spec allows; put TLS in front of a witness if its operator wants it.
+//! as the spec allows; `https://` witness URLs are not supported yet.
 
 use std::{sync::Arc, time::Duration};
 
@@ -46,7 +46,8 @@ const ROUNDS: usize = 3;
 pub struct Witnesses {
     remotes: Vec<Remote>,
     quorum: usize,
-    /// Per witness, held while submitting: submissions from one gateway never race each other.
+    /// What is known of each witness, held while submitting (to all at once):
+    /// submissions from one gateway never race each other.
     sessions: tokio::sync::Mutex<Vec<Session>>,
     /// The newest checkpoint the quorum cosigned, with those cosignatures.
     latest: std::sync::Mutex<Option<Checkpoint>>,
@@ -288,7 +289,7 @@ async fn submit(state: &Arc<State>, remote: &Remote, session: &mut Session, cp: 
             status => return Outcome::Failed(format!("{status}: {}", text.trim())),
         }
     }
-    Outcome::Failed("its size kept changing".into())
+    Outcome::Failed("it answered 409 again from the size it named".into())
 }
 
 /// POSTs `body` on the session's kept-alive connection (a new one if it
@@ -301,7 +302,9 @@ async fn post(remote: &Remote, session: &mut Session, body: String) -> Result<(S
             Some(sender) => sender,
             None => connect(&remote.authority).await?,
         };
-        let request = Request::post(remote.uri.clone())
+        // The origin form: the path alone, as servers must accept.
+        let path = remote.uri.path_and_query().map_or("/add-checkpoint", |p| p.as_str());
+        let request = Request::post(path)
             .header(header::HOST, &remote.authority)
             .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
             .body(Full::new(body.clone()))
@@ -347,7 +350,8 @@ async fn exchange(
     let size_type = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|t| t.as_bytes() == SIZE_TYPE.as_bytes());
+        .and_then(|t| t.to_str().ok())
+        .is_some_and(|t| t.split(';').next().is_some_and(|essence| essence.trim() == SIZE_TYPE));
     let body = response
         .into_body()
         .collect()

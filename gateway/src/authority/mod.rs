@@ -52,11 +52,16 @@ fn read_issued(path: &Path) -> Vec<Certificate> {
     };
     text.lines()
         .filter_map(|line| {
-            let mut fields = line.split_whitespace();
+            let (serial, rest) = line.trim().split_once(' ')?;
+            // The name may hold spaces; the end of validity, when written, is the last field.
+            let (name, not_after) = match rest.rsplit_once(' ') {
+                Some((name, t)) if t.parse::<i64>().is_ok() => (name, t.parse().ok()),
+                _ => (rest, None),
+            };
             Some(Certificate {
-                serial: labels::serial(fields.next()?)?,
-                agency: fields.next()?.to_owned(),
-                not_after: fields.next().and_then(|t| t.parse().ok()),
+                serial: labels::serial(serial)?,
+                agency: name.trim().to_owned(),
+                not_after,
             })
         })
         .collect()
@@ -299,5 +304,35 @@ impl Authority {
     /// The CA certificate, for `IssuedCertificate.chain_pem`.
     pub fn ca_pem(&self) -> Result<String, Error> {
         Ok(self.ca()?.cert_pem().to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_issued_file_is_read_in_either_layout_and_names_may_hold_spaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(ISSUED_FILE);
+        std::fs::write(
+            &path,
+            "0A1b qujing-psb\n0c2d qujing-tax 1798761600\n0e3f civex test agency 1798761601\n",
+        )
+        .unwrap();
+        let read = read_issued(&path);
+        let row = |serial: &str, agency: &str, not_after| Certificate {
+            serial: serial.into(),
+            agency: agency.into(),
+            not_after,
+        };
+        assert_eq!(
+            read,
+            [
+                row("0a1b", "qujing-psb", None),
+                row("0c2d", "qujing-tax", Some(1_798_761_600)),
+                row("0e3f", "civex test agency", Some(1_798_761_601)),
+            ]
+        );
     }
 }

@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 use super::{Draft, State, uncancelled};
 use crate::{
     clock::timestamp,
+    directory::no_agency,
     error::{Error, Reason},
     policy::{
         access::{AccessRight, Agency, RateLimit, Role, Status as AgencyStatus},
@@ -178,7 +179,10 @@ impl Admin {
                     if registration == Registration::New && !created.load(std::sync::atomic::Ordering::Relaxed) {
                         return Err(Error::new(
                             Reason::AlreadyExists,
-                            format!("agency {} is registered already: UpdateAgency changes it", fresh.code),
+                            format!(
+                                "agency {} is registered already: change it on purpose with UpdateAgency (civex agency update)",
+                                fresh.code
+                            ),
                         ));
                     }
                     // An update changes everything but the status.
@@ -198,12 +202,7 @@ impl Admin {
     fn get(&self, request: &Request<AgencyRef>) -> Result<pb::Agency, Error> {
         self.state.caller(request, &[Role::Admin])?;
         let code = &request.get_ref().code;
-        let agency = self.state.directory.agency(code).ok_or_else(|| {
-            Error::new(
-                Reason::InvalidRequest,
-                format!("no agency {:?}", labels::logged_agency_code(code)),
-            )
-        })?;
+        let agency = self.state.directory.agency(code).ok_or_else(|| no_agency(code))?;
         Ok(self.message(&agency))
     }
 
@@ -214,10 +213,7 @@ impl Admin {
         self.state.caller(request, &[Role::Admin])?;
         let code = &request.get_ref().agency_code;
         if self.state.directory.agency(code).is_none() {
-            return Err(Error::new(
-                Reason::InvalidRequest,
-                format!("no agency {:?}", labels::logged_agency_code(code)),
-            ));
+            return Err(no_agency(code));
         }
         let time = |t: i64| {
             time::OffsetDateTime::from_unix_timestamp(t)
@@ -287,13 +283,15 @@ impl Admin {
             .chain(remove.iter().cloned());
         draft.scopes(&scopes.collect::<Vec<_>>());
         let edits = !add.is_empty() || !remove.is_empty();
+        let rate = rate_from(req.rate);
+        // Only a rate: the rights stay as they are.
+        let keep = !edits && rights.is_empty() && rate.is_some();
         if edits && !rights.is_empty() {
             return Err(Error::new(
                 Reason::InvalidRequest,
                 "give rights to replace them all, or add and remove to change them, not both",
             ));
         }
-        let rate = rate_from(req.rate);
         let change = self
             .state
             .directory
@@ -303,7 +301,7 @@ impl Admin {
                 |a| {
                     if edits {
                         edit_rights(&mut a.rights, add, &remove)?;
-                    } else {
+                    } else if !keep {
                         a.rights = rights;
                     }
                     if let Some(rate) = rate {

@@ -3,8 +3,9 @@
 //! agencies holding the `auditor` role. `GET /checkpoint` is the newest
 //! signed checkpoint (`no-store`) — with witnesses configured, the newest
 //! that a quorum cosigned, with their cosignatures; `GET /tile/<L>/<N>[.p/<W>]` and `GET
-//! /tile/entries/<N>[.p/<W>]` are its hash tiles and entry bundles
-//! (immutable), served only as far as that checkpoint's tree.
+//! /tile/entries/<N>[.p/<W>]` are hash tiles and entry bundles
+//! (immutable), served as far as the newest stored checkpoint's tree, which
+//! holds every tile of the tree of the checkpoint `/checkpoint` gives.
 //!
 //! Reading tiles is not itself a log entry: a mirror would never catch up
 //! with a log that grows by one record per tile it reads.
