@@ -433,7 +433,11 @@ impl Gateway {
                     .max_decoding_message_size(max),
             );
         // The log's tiles beside the services, on the same port (DESIGN §12).
-        let routes = Routes::from(grpc.into_axum_router().merge(service::tlog::router(state.clone())));
+        let routes = Routes::from(
+            grpc.into_axum_router()
+                .merge(service::tlog::router(state.clone()))
+                .fallback(service::tlog::fallback),
+        );
         let served = Server::builder()
             .accept_http1(true)
             .max_concurrent_streams(limits.max_concurrent_streams)

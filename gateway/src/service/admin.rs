@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use civex_proto::v1::{
-    self as pb, AgencyRef, CertificateInfo, IssueCertificateRequest, IssuedCertificate, ListAgenciesRequest,
+    self as pb, AgencyCertificate, AgencyRef, IssueCertificateRequest, IssuedCertificate, ListAgenciesRequest,
     ListAgenciesResponse, ListCertificatesRequest, ListCertificatesResponse, RevokeCertificateRequest,
     RevokeCertificateResponse, SetAccessRightsRequest, admin_service_server::AdminService,
 };
@@ -226,7 +226,7 @@ impl Admin {
             .certificates(code)
             .await?
             .into_iter()
-            .map(|(c, revoked)| CertificateInfo {
+            .map(|(c, revoked)| AgencyCertificate {
                 serial: c.serial,
                 agency_code: c.agency,
                 not_after: c.not_after.and_then(time),

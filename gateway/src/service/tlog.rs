@@ -87,6 +87,19 @@ async fn tile(
     counted(&state, resource, answer.await)
 }
 
+/// Any other path: a gRPC call to a method nobody serves is UNIMPLEMENTED,
+/// as gRPC clients expect; anything else is HTTP's 404.
+pub async fn fallback(request: axum::extract::Request) -> Response {
+    let grpc = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"));
+    if grpc {
+        return tonic::Status::unimplemented("no such method").into_http::<axum::body::Body>();
+    }
+    Refused::Missing("no such resource: the tiles are under /checkpoint and /tile/".into()).into_response()
+}
+
 /// The answer, counted in metrics by resource and status (not logged: DESIGN §12).
 fn counted(state: &State, resource: &'static str, answer: Result<Response, Refused>) -> Response {
     let response = answer.unwrap_or_else(IntoResponse::into_response);

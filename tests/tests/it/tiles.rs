@@ -354,6 +354,8 @@ async fn tiles_are_for_auditors_in_the_spec_spelling_and_only_as_far_as_the_chec
         ("/tile/0/x000/000".into(), 400),
         ("/tile/64/000".into(), 400),
         ("/tile/entries".into(), 400),
+        ("/nosuch".into(), 404),
+        ("/".into(), 404),
     ] {
         let (status, headers, body) = get(&gw, AUDITOR, &path).await;
         assert_eq!(status, want, "{path}: {}", String::from_utf8_lossy(&body));
