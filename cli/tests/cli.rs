@@ -924,21 +924,25 @@ fn every_client_command_answers_in_proto_json_through_the_demos_profiles() {
             .any(|c| c["consentId"] == consent.as_str())
     );
 
-    let answered = json(&[
-        "query",
-        "--profile",
-        "qujing-psb",
-        "--citizen",
-        owner,
-        "--purpose",
-        "hukou.settlement",
-        "--consent",
-        &consent,
-        "--attribute",
-        "ps.hukou.division",
-        "--request-id",
-        "req-42",
-    ]);
+    // The settlement authority's look-up of the owner's division, with more flags as given.
+    let look_up = |more: &[&str]| {
+        let mut args = vec![
+            "query",
+            "--profile",
+            "qujing-psb",
+            "--citizen",
+            owner,
+            "--purpose",
+            "hukou.settlement",
+            "--consent",
+            &consent,
+            "--attribute",
+            "ps.hukou.division",
+        ];
+        args.extend_from_slice(more);
+        json(&args)
+    };
+    let answered = look_up(&["--request-id", "req-42"]);
     assert_eq!(answered["facts"][0]["attribute"], "ps.hukou.division");
     assert_eq!(answered["requestId"], "req-42");
     let index: u64 = answered["auditIndex"].as_str().unwrap().parse().unwrap();
@@ -1059,19 +1063,7 @@ fn every_client_command_answers_in_proto_json_through_the_demos_profiles() {
         json(&["audit", "watched"])["entries"][0]["citizenRef"],
         pseudonym.as_str()
     );
-    let unnamed = json(&[
-        "query",
-        "--profile",
-        "qujing-psb",
-        "--citizen",
-        owner,
-        "--purpose",
-        "hukou.settlement",
-        "--consent",
-        &consent,
-        "--attribute",
-        "ps.hukou.division",
-    ]);
+    let unnamed = look_up(&[]);
     // A request id the caller did not give is made up, so the record can be found by it.
     let made_up = unnamed["requestId"].as_str().unwrap();
     assert!(made_up.starts_with("cli-") && made_up.len() == 20, "{unnamed}");
