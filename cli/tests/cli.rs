@@ -1071,18 +1071,22 @@ fn every_client_command_answers_in_proto_json_through_the_demos_profiles() {
         json(&["audit", "search", "--request-id", made_up])["entries"][0]["requestId"],
         made_up
     );
-    let mut alerts = serde_json::Value::Null;
-    for _ in 0..50 {
-        alerts = json(&["audit", "alerts", "--rule", "WATCHED_CITIZEN"]);
-        if alerts["alerts"].as_array().is_some_and(|a| !a.is_empty()) {
-            break;
+    // The first alert a listing shows, once the rules have raised one (within 10 s).
+    let first_alert = |listing: &[&str]| {
+        let mut listed = serde_json::Value::Null;
+        for _ in 0..50 {
+            listed = json(listing);
+            if listed["alerts"].as_array().is_some_and(|a| !a.is_empty()) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let alert = alerts["alerts"][0]["alertId"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{alerts}"))
-        .to_owned();
+        listed["alerts"][0]["alertId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{listed}"))
+            .to_owned()
+    };
+    let alert = first_alert(&["audit", "alerts", "--rule", "WATCHED_CITIZEN"]);
     assert_eq!(json(&["audit", "alert", "show", &alert])["rule"], "watched_citizen");
     let case = json(&["audit", "case", "open", "--title", "press", "--alert", &alert, "--only"]);
     let case_id = case["caseId"].as_str().unwrap().to_owned();
@@ -1123,18 +1127,7 @@ fn every_client_command_answers_in_proto_json_through_the_demos_profiles() {
         "",
     );
     assert!(!asked, "the abolished attribute was answered");
-    let mut abolished = serde_json::Value::Null;
-    for _ in 0..50 {
-        abolished = json(&["audit", "alerts", "--rule", "abolished_request", "--state", "open"]);
-        if abolished["alerts"].as_array().is_some_and(|a| !a.is_empty()) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let abolished = abolished["alerts"][0]["alertId"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{abolished}"))
-        .to_owned();
+    let abolished = first_alert(&["audit", "alerts", "--rule", "abolished_request", "--state", "open"]);
     let dismissed = json(&["audit", "alert", "dismiss", &abolished, "--note", "a test"]);
     assert_eq!(dismissed["state"], "ALERT_DISMISSED");
     let revoked = json(&["consent", "revoke", "--consent", &consent, "--reason", "done"]);
