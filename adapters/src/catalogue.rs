@@ -99,6 +99,17 @@ use ValueType::*;
 /// The name of the abolished household-type attribute (户口性质).
 pub const HOUSEHOLD_NATURE: &str = "ps.hukou.nature";
 
+/// The criminal-record flag (犯罪记录): read by a predicate, never served.
+pub const CRIMINAL_RECORD: &str = "ps.criminal_record.convicted";
+
+impl Attribute {
+    /// Whether the attribute may be served by `Query` or named as a consent
+    /// scope: not the abolished household type, not one that is never shared.
+    pub const fn served(&self) -> bool {
+        !self.abolished && !matches!(self.sharing, Sharing::NotShared)
+    }
+}
+
 /// Every attribute, grouped by department.
 pub static ATTRIBUTES: &[Attribute] = &[
     attr(
@@ -116,6 +127,14 @@ pub static ATTRIBUTES: &[Attribute] = &[
         Unconditional,
         false,
         "Gender as registered: male or female",
+    ),
+    attr(
+        "ps.identity.deceased",
+        PublicSecurity,
+        Bool,
+        Conditional,
+        false,
+        "Registered as deceased: the registration was cancelled for death (死亡注销); false for the living",
     ),
     attr(
         "ps.hukou.division",
@@ -140,6 +159,38 @@ pub static ATTRIBUTES: &[Attribute] = &[
         Conditional,
         false,
         "Registered in a collective household (集体户) rather than a family household",
+    ),
+    attr(
+        "ps.hukou.moved_in_on",
+        PublicSecurity,
+        Date,
+        Conditional,
+        false,
+        "Date the registration moved to its current place (迁入日期); absent if registered there since birth",
+    ),
+    attr(
+        "ps.hukou.moved_from",
+        PublicSecurity,
+        Text,
+        Conditional,
+        false,
+        "Six-digit division code the registration moved from (迁出地); absent if registered there since birth",
+    ),
+    attr(
+        "ps.hukou.cancelled",
+        PublicSecurity,
+        Bool,
+        Conditional,
+        false,
+        "The registration is cancelled (户口注销: death, settling abroad, military service)",
+    ),
+    attr(
+        "ps.hukou.cancelled_on",
+        PublicSecurity,
+        Date,
+        Conditional,
+        false,
+        "Date the registration was cancelled; absent unless cancelled",
     ),
     Attribute {
         name: HOUSEHOLD_NATURE,
@@ -232,6 +283,16 @@ pub static ATTRIBUTES: &[Attribute] = &[
         true,
         "Citizen IDs of the children (子女) as recorded in household registration, comma-separated",
     ),
+    Attribute {
+        name: CRIMINAL_RECORD,
+        department: PublicSecurity,
+        value_type: Bool,
+        description: "Has a criminal conviction on record (犯罪记录). Never served on its own: only the \
+                      predicate ps.no_criminal_record reads it (公通字〔2021〕19号)",
+        sharing: NotShared,
+        sensitive: true,
+        abolished: false,
+    },
     attr(
         "edu.enrolled",
         Education,
@@ -289,6 +350,14 @@ pub static ATTRIBUTES: &[Attribute] = &[
         "Years of basic pension insurance contributions (养老保险缴费年限)",
     ),
     attr(
+        "hrss.pension.continuous_months",
+        HumanResources,
+        Int,
+        Conditional,
+        true,
+        "Months of basic pension insurance paid without a gap up to the last month (连续缴费月数)",
+    ),
+    attr(
         "hrss.medical.contribution_years",
         HumanResources,
         Int,
@@ -329,12 +398,37 @@ pub static ATTRIBUTES: &[Attribute] = &[
         "Receives other social assistance (特困供养、临时救助)",
     ),
     attr(
+        "ca.means_test.income_per_person",
+        CivilAffairs,
+        Int,
+        Conditional,
+        true,
+        "Monthly household income per person in yuan, as the means-test centre assessed it \
+         (居民家庭经济状况核对, 家庭人均月收入)",
+    ),
+    attr(
+        "ca.means_test.assets_per_person",
+        CivilAffairs,
+        Int,
+        Conditional,
+        true,
+        "Household financial assets per person in yuan, as the means-test centre assessed it (家庭人均金融资产)",
+    ),
+    attr(
         "housing.owned_residence.division",
         Housing,
         Text,
         Conditional,
         true,
         "Division code of a legally owned residence (合法稳定住所, 自有)",
+    ),
+    attr(
+        "housing.owned_residence.count",
+        Housing,
+        Int,
+        Conditional,
+        true,
+        "Number of dwellings the real-estate register records in the citizen's name (名下住房套数), 0 for none",
     ),
     attr(
         "housing.registered_lease.division",

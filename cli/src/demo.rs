@@ -334,7 +334,8 @@ fn print_banner(gateway: &Gateway, args: &DemoArgs, config_path: &Path, samples:
     let _ = writeln!(out, "  verifier key {}", gateway.verifier_key());
     let _ = writeln!(out);
     let _ = writeln!(out, "Sample citizens:");
-    for s in samples.iter().filter(|s| s.params.is_empty()) {
+    let is_branch = |s: &&DemoSample| demo_data::BRANCHES.iter().any(|b| b.label == s.label);
+    for s in samples.iter().filter(|s| !is_branch(s)) {
         let _ = writeln!(out, "  {}  {}", s.citizen_id, s.label);
     }
     let _ = writeln!(out);
@@ -342,7 +343,7 @@ fn print_banner(gateway: &Gateway, args: &DemoArgs, config_path: &Path, samples:
         out,
         "Eligibility checks (civex check), a citizen for every branch of every predicate:"
     );
-    for s in samples.iter().filter(|s| !s.params.is_empty()) {
+    for s in samples.iter().filter(is_branch) {
         let params: Vec<String> = s.params.iter().map(|p| format!("--param {p}")).collect();
         let _ = writeln!(
             out,

@@ -19,7 +19,7 @@
 //!
 //! The first households are fixed scenarios: every branch of every eligibility
 //! predicate (`civex_gateway::policy::predicates`) has a sample citizen, listed in
-//! [`BRANCHES`], so that `civex demo` can show each one. The scenarios take 32
+//! [`BRANCHES`], so that `civex demo` can show each one. The scenarios take 33
 //! citizens; a smaller data set holds those that fit, a larger one all of them.
 //!
 //! The same `citizens`, `seed` and day always give byte-identical files. Only
@@ -102,11 +102,35 @@ impl Sample {
     }
 
     fn kin(label: &'static str, who: &Person, relative: &CitizenId) -> Sample {
+        Sample::with(label, who, &[("relative_citizen_id", relative.as_str())])
+    }
+
+    fn with(label: &'static str, who: &Person, params: &[(&'static str, &str)]) -> Sample {
         Sample {
             label,
             citizen_id: who.id.as_str().to_owned(),
-            params: vec![("relative_citizen_id", relative.as_str().to_owned())],
+            params: params.iter().map(|&(k, v)| (k, v.to_owned())).collect(),
         }
+    }
+
+    /// A sample of a predicate that takes no parameters.
+    fn of(label: &'static str, who: &Person) -> Sample {
+        Sample::with(label, who, &[])
+    }
+
+    /// A sample of `residence.months_at_least` in Qilin for a year.
+    fn year_in_qilin(label: &'static str, who: &Person) -> Sample {
+        Sample::with(label, who, &[("division", QILIN), ("months", "12")])
+    }
+
+    /// A sample of `hrss.contributing` for a year.
+    fn year_paid(label: &'static str, who: &Person) -> Sample {
+        Sample::with(label, who, &[("months", "12")])
+    }
+
+    /// A sample of `ca.means_test` for the minimum living allowance (低保).
+    fn dibao(label: &'static str, who: &Person) -> Sample {
+        Sample::with(label, who, &[("program", "dibao")])
     }
 }
 
@@ -177,9 +201,54 @@ mod label {
     pub(super) const EXAM_PERMIT_RECENT: &str = "exam.accompanying_child: parent's residence permit too recent";
     pub(super) const EXAM_INSURANCE: &str = "exam.accompanying_child: parent's social insurance too short";
     pub(super) const EXAM_MISSING: &str = "exam.accompanying_child: no schooling or parents recorded";
+    pub(super) const REGISTERED_HERE: &str = "hukou.registered_in: registered in 530302";
+    pub(super) const REGISTERED_ELSEWHERE: &str = "hukou.registered_in: registered in another division";
+    pub(super) const REGISTERED_CANCELLED: &str = "hukou.registered_in: registration cancelled on death";
+    pub(super) const REGISTERED_MISSING: &str = "hukou.registered_in: registration status not recorded";
+    pub(super) const RELATED_SPOUSE: &str = "kin.related: spouse";
+    pub(super) const RELATED_PARENT: &str = "kin.related: parent";
+    pub(super) const RELATED_SIBLING: &str = "kin.related: sibling";
+    pub(super) const RELATED_GRANDCHILD: &str = "kin.related: grandchild";
+    pub(super) const RELATED_IN_LAW: &str = "kin.related: parent-in-law, not a close relative";
+    pub(super) const RELATED_NONE: &str = "kin.related: not related";
+    pub(super) const RELATED_MISSING: &str = "kin.related: household relations not recorded";
+    pub(super) const UNMARRIED_SINGLE: &str = "ca.unmarried: single";
+    pub(super) const UNMARRIED_DIVORCED: &str = "ca.unmarried: divorced";
+    pub(super) const UNMARRIED_WIDOWED: &str = "ca.unmarried: widowed";
+    pub(super) const UNMARRIED_MARRIED: &str = "ca.unmarried: married";
+    pub(super) const UNMARRIED_MISSING: &str = "ca.unmarried: marital status not recorded";
+    pub(super) const MONTHS_OK: &str = "residence.months_at_least: a year and more in 530302";
+    pub(super) const MONTHS_SHORT: &str = "residence.months_at_least: moved to 530302 ten days ago";
+    pub(super) const MONTHS_ELSEWHERE: &str = "residence.months_at_least: lives in another division";
+    pub(super) const MONTHS_MISSING: &str = "residence.months_at_least: residence not recorded";
+    pub(super) const STABLE_OWNED: &str = "housing.stable_residence: owned home in 530302";
+    pub(super) const STABLE_LEASE: &str = "housing.stable_residence: registered lease in 530302";
+    pub(super) const STABLE_ELSEWHERE: &str = "housing.stable_residence: home in another division";
+    pub(super) const STABLE_NONE: &str = "housing.stable_residence: neither home nor lease";
+    pub(super) const STABLE_MISSING: &str = "housing.stable_residence: no housing record";
+    pub(super) const EMPLOYED_HERE: &str = "hrss.stable_employment: registered employment in 530302";
+    pub(super) const EMPLOYED_ELSEWHERE: &str = "hrss.stable_employment: employment in another division";
+    pub(super) const EMPLOYED_NOT: &str = "hrss.stable_employment: employment not registered";
+    pub(super) const EMPLOYED_MISSING: &str = "hrss.stable_employment: no employment record";
+    pub(super) const PAID_OK: &str = "hrss.contributing: paid for years without a gap";
+    pub(super) const PAID_SHORT: &str = "hrss.contributing: paid for five months";
+    pub(super) const PAID_MISSING: &str = "hrss.contributing: no social-insurance record";
+    pub(super) const OWNS_NONE: &str = "housing.owns_none: no dwelling registered";
+    pub(super) const OWNS_ONE: &str = "housing.owns_none: owns a home";
+    pub(super) const OWNS_MISSING: &str = "housing.owns_none: no real-estate record";
+    pub(super) const ALIVE: &str = "ps.alive: living";
+    pub(super) const ALIVE_DECEASED: &str = "ps.alive: deceased";
+    pub(super) const ALIVE_MISSING: &str = "ps.alive: status not recorded";
+    pub(super) const CLEAN: &str = "ps.no_criminal_record: no conviction";
+    pub(super) const CLEAN_CONVICTED: &str = "ps.no_criminal_record: convicted";
+    pub(super) const CLEAN_MISSING: &str = "ps.no_criminal_record: record not kept";
+    pub(super) const MEANS_OK: &str = "ca.means_test: within the dibao standards";
+    pub(super) const MEANS_INCOME: &str = "ca.means_test: income above the dibao standard";
+    pub(super) const MEANS_ASSETS: &str = "ca.means_test: assets above the dibao standard";
+    pub(super) const MEANS_MISSING: &str = "ca.means_test: no means-test record";
 }
 
-/// Every predicate branch a data set of 32 citizens or more has a sample for,
+/// Every predicate branch a data set of 33 citizens or more has a sample for,
 /// with the outcome expected under the default thresholds (30 days for a
 /// residence permit; 3 years of schooling, permit and social insurance for the
 /// exams; no years of residence for settling in a town). Each sample's
@@ -221,6 +290,51 @@ pub static BRANCHES: &[Branch] = &[
     fails(label::EXAM_PERMIT_RECENT),
     fails(label::EXAM_INSURANCE),
     fails(label::EXAM_MISSING),
+    holds(label::REGISTERED_HERE),
+    fails(label::REGISTERED_ELSEWHERE),
+    fails(label::REGISTERED_CANCELLED),
+    fails(label::REGISTERED_MISSING),
+    holds(label::RELATED_SPOUSE),
+    holds(label::RELATED_PARENT),
+    holds(label::RELATED_SIBLING),
+    holds(label::RELATED_GRANDCHILD),
+    fails(label::RELATED_IN_LAW),
+    fails(label::RELATED_NONE),
+    fails(label::RELATED_MISSING),
+    holds(label::UNMARRIED_SINGLE),
+    holds(label::UNMARRIED_DIVORCED),
+    holds(label::UNMARRIED_WIDOWED),
+    fails(label::UNMARRIED_MARRIED),
+    fails(label::UNMARRIED_MISSING),
+    holds(label::MONTHS_OK),
+    fails(label::MONTHS_SHORT),
+    fails(label::MONTHS_ELSEWHERE),
+    fails(label::MONTHS_MISSING),
+    holds(label::STABLE_OWNED),
+    holds(label::STABLE_LEASE),
+    fails(label::STABLE_ELSEWHERE),
+    fails(label::STABLE_NONE),
+    fails(label::STABLE_MISSING),
+    holds(label::EMPLOYED_HERE),
+    fails(label::EMPLOYED_ELSEWHERE),
+    fails(label::EMPLOYED_NOT),
+    fails(label::EMPLOYED_MISSING),
+    holds(label::PAID_OK),
+    fails(label::PAID_SHORT),
+    fails(label::PAID_MISSING),
+    holds(label::OWNS_NONE),
+    fails(label::OWNS_ONE),
+    fails(label::OWNS_MISSING),
+    holds(label::ALIVE),
+    fails(label::ALIVE_DECEASED),
+    fails(label::ALIVE_MISSING),
+    holds(label::CLEAN),
+    fails(label::CLEAN_CONVICTED),
+    fails(label::CLEAN_MISSING),
+    holds(label::MEANS_OK),
+    fails(label::MEANS_INCOME),
+    fails(label::MEANS_ASSETS),
+    fails(label::MEANS_MISSING),
 ];
 
 /// Where a household lives.
@@ -269,6 +383,17 @@ struct Person {
     lease: Option<&'static str>,
     land: Option<Land>,
     tax_registered: bool,
+    /// `ca.marital_status` when a scenario fixes it; otherwise married with a
+    /// spouse in the data, drawn without one.
+    marital: Option<&'static str>,
+    /// Died: the registration is cancelled, on this day.
+    died: Option<Date>,
+    convicted: bool,
+    /// `hrss.pension.continuous_months` when a scenario or the draw fixes it;
+    /// otherwise every year paid while employed, none without employment.
+    continuous_months: Option<i64>,
+    /// The means-test centre's monthly income and financial assets per person, in yuan.
+    means: (i64, i64),
     /// Departments other than public security that hold no record of the citizen.
     no_record: Vec<Department>,
     /// Attributes left out of the records, for missing-data samples.
@@ -299,6 +424,11 @@ impl Person {
             lease: None,
             land: None,
             tax_registered: false,
+            marital: None,
+            died: None,
+            convicted: false,
+            continuous_months: None,
+            means: (3_000, 80_000),
             no_record: Vec::new(),
             unrecorded: Vec::new(),
             id,
@@ -605,6 +735,7 @@ fn three_generations(g: &mut Gen, today: Date) -> io::Result<Scenario> {
     p[UNCLE].lease = Some(QILIN);
     p[UNCLE].employment = Some(MALONG);
     p[UNCLE].pension_years = 10;
+    p[UNCLE].marital = Some("divorced");
     let samples = vec![
         Sample::at(label::URBAN_OWNED, &p[FATHER], QILIN),
         Sample::at(label::URBAN_LEASE, &p[UNCLE], QILIN),
@@ -619,6 +750,24 @@ fn three_generations(g: &mut Gen, today: Date) -> io::Result<Scenario> {
         Sample::kin(label::KIN_SIBLING, &p[DAUGHTER], &p[SON].id),
         Sample::at(label::PERMIT_HOME, &p[FATHER], QILIN),
         Sample::at(label::EXAM_NO_PERMIT, &p[DAUGHTER], QILIN),
+        Sample::at(label::REGISTERED_HERE, &p[FATHER], QILIN),
+        Sample::kin(label::RELATED_SPOUSE, &p[MOTHER], &p[FATHER].id),
+        Sample::kin(label::RELATED_PARENT, &p[FATHER], &p[GRANDFATHER].id),
+        Sample::kin(label::RELATED_SIBLING, &p[DAUGHTER], &p[SON].id),
+        Sample::kin(label::RELATED_GRANDCHILD, &p[GRANDMOTHER], &p[SON].id),
+        Sample::kin(label::RELATED_IN_LAW, &p[MOTHER], &p[GRANDMOTHER].id),
+        Sample::of(label::UNMARRIED_DIVORCED, &p[UNCLE]),
+        Sample::of(label::UNMARRIED_MARRIED, &p[FATHER]),
+        Sample::year_in_qilin(label::MONTHS_OK, &p[FATHER]),
+        Sample::at(label::STABLE_OWNED, &p[FATHER], QILIN),
+        Sample::at(label::STABLE_LEASE, &p[UNCLE], QILIN),
+        Sample::at(label::EMPLOYED_HERE, &p[MOTHER], QILIN),
+        Sample::at(label::EMPLOYED_ELSEWHERE, &p[UNCLE], QILIN),
+        Sample::year_paid(label::PAID_OK, &p[MOTHER]),
+        Sample::of(label::OWNS_ONE, &p[FATHER]),
+        Sample::of(label::ALIVE, &p[FATHER]),
+        Sample::of(label::CLEAN, &p[FATHER]),
+        Sample::dibao(label::MEANS_INCOME, &p[FATHER]),
     ];
     Ok(Scenario { people: p, samples })
 }
@@ -657,6 +806,8 @@ fn migrant_family(g: &mut Gen, today: Date, grandfather: &CitizenId) -> io::Resu
     let samples = vec![
         Sample::at(label::PERMIT_OK, &p[FATHER], QILIN),
         Sample::kin(label::KIN_UNRELATED, &p[FATHER], grandfather),
+        Sample::at(label::REGISTERED_ELSEWHERE, &p[FATHER], QILIN),
+        Sample::kin(label::RELATED_NONE, &p[FATHER], grandfather),
         Sample::at(label::EXAM_FATHER, &p[2], QILIN),
         Sample::at(label::EXAM_SHORT, &p[3], QILIN),
         Sample::at(label::EXAM_SCHOOL_ELSEWHERE, &p[4], QILIN),
@@ -688,10 +839,16 @@ fn newcomers(g: &mut Gen, today: Date) -> io::Result<Scenario> {
     p[MOTHER].pension_years = 6;
     p[DAUGHTER].school = Some((QILIN, september_first(today.year() - 6)));
     p[COUSIN].residence_since = today - Duration::days(10);
+    p[COUSIN].marital = Some("single");
     let samples = vec![
         Sample::at(label::EXAM_MOTHER, &p[DAUGHTER], QILIN),
         Sample::at(label::PERMIT_RECENT, &p[COUSIN], QILIN),
         Sample::at(label::URBAN_NOT_EMPLOYED, &p[COUSIN], QILIN),
+        Sample::of(label::UNMARRIED_SINGLE, &p[COUSIN]),
+        Sample::year_in_qilin(label::MONTHS_SHORT, &p[COUSIN]),
+        Sample::at(label::STABLE_NONE, &p[COUSIN], QILIN),
+        Sample::at(label::EMPLOYED_NOT, &p[COUSIN], QILIN),
+        Sample::of(label::OWNS_NONE, &p[COUSIN]),
     ];
     Ok(Scenario { people: p, samples })
 }
@@ -766,18 +923,24 @@ fn rural_family(g: &mut Gen, today: Date) -> io::Result<Scenario> {
     p[EMIGRANT].owned = Some(XUANWEI);
     p[EMIGRANT].employment = Some(XUANWEI);
     p[EMIGRANT].pension_years = 14;
+    p[FARMER].means = (500, 10_000);
+    p[WIFE].means = (600, 90_000);
     let samples = vec![
         Sample::at(label::RURAL_SELF, &p[FARMER], HUIZE),
         Sample::at(label::RURAL_PARENT, &p[RETURNEE], HUIZE),
         Sample::at(label::RURAL_ELSEWHERE, &p[EMIGRANT], HUIZE),
         Sample::at(label::URBAN_ELSEWHERE, &p[EMIGRANT], QILIN),
         Sample::at(label::PERMIT_ELSEWHERE, &p[EMIGRANT], QILIN),
+        Sample::year_in_qilin(label::MONTHS_ELSEWHERE, &p[EMIGRANT]),
+        Sample::at(label::STABLE_ELSEWHERE, &p[EMIGRANT], QILIN),
+        Sample::dibao(label::MEANS_OK, &p[FARMER]),
+        Sample::dibao(label::MEANS_ASSETS, &p[WIFE]),
     ];
     Ok(Scenario { people: p, samples })
 }
 
 /// A man registered in Qilin living in Huize with his wife, who holds only
-/// homestead rights there.
+/// homestead rights there; he has a criminal conviction.
 fn rural_spouse(g: &mut Gen, today: Date) -> io::Result<Scenario> {
     let home = g.home(HUIZE, years_before(today, 3));
     let mut p = vec![
@@ -785,30 +948,44 @@ fn rural_spouse(g: &mut Gen, today: Date) -> io::Result<Scenario> {
         g.person(HUIZE, 1983, false, HUIZE, &home)?,
     ];
     marry(&mut p, 0, 1);
+    p[0].convicted = true;
     p[1].rural = true;
     p[1].land = Some(Land {
         contract: false,
         homestead: true,
         division: HUIZE,
     });
-    let samples = vec![Sample::at(label::RURAL_SPOUSE, &p[0], HUIZE)];
+    let samples = vec![
+        Sample::at(label::RURAL_SPOUSE, &p[0], HUIZE),
+        Sample::of(label::CLEAN_CONVICTED, &p[0]),
+    ];
     Ok(Scenario { people: p, samples })
 }
 
-/// A widower registered in Qilin who moved back to Huize into the home his son owns there.
+/// A widower registered in Qilin who moved back to Huize into the home his
+/// son owns there; the son's mother died in 2023.
 fn elder_with_son(g: &mut Gen, today: Date) -> io::Result<Scenario> {
     let since = g.date(date!(2010 - 01 - 01), date!(2015 - 12 - 31));
     let home = g.home(HUIZE, since);
     let mut p = vec![
         g.person(HUIZE, 1956, true, QILIN, &home)?,
         g.person(HUIZE, 1984, true, HUIZE, &home)?,
+        g.person(HUIZE, 1958, false, HUIZE, &home)?,
     ];
     set_parent(&mut p, 0, 1);
+    set_parent(&mut p, 2, 1);
     p[0].residence_since = years_before(today, 2);
+    p[0].marital = Some("widowed");
     p[1].owned = Some(HUIZE);
     p[1].employment = Some(HUIZE);
     p[1].pension_years = 15;
-    let samples = vec![Sample::at(label::RURAL_CHILD, &p[0], HUIZE)];
+    p[2].died = Some(date!(2023 - 03 - 14));
+    let samples = vec![
+        Sample::at(label::RURAL_CHILD, &p[0], HUIZE),
+        Sample::of(label::UNMARRIED_WIDOWED, &p[0]),
+        Sample::of(label::ALIVE_DECEASED, &p[2]),
+        Sample::at(label::REGISTERED_CANCELLED, &p[2], HUIZE),
+    ];
     Ok(Scenario { people: p, samples })
 }
 
@@ -831,12 +1008,17 @@ fn renter(g: &mut Gen, today: Date) -> io::Result<Scenario> {
     p[1].lease = Some(HUIZE);
     p[1].employment = Some(HUIZE);
     p[1].pension_years = 6;
-    let samples = vec![Sample::at(label::RURAL_NOTHING, &p[1], HUIZE)];
+    p[1].continuous_months = Some(5);
+    let samples = vec![
+        Sample::at(label::RURAL_NOTHING, &p[1], HUIZE),
+        Sample::year_paid(label::PAID_SHORT, &p[1]),
+    ];
     Ok(Scenario { people: p, samples })
 }
 
 /// A pensioner whose public-security record lacks the place of residence and
-/// whom no other department holds a record of.
+/// the statuses (registration, death, criminal record), and whom no other
+/// department holds a record of.
 fn sparse_records(g: &mut Gen, grandfather: &CitizenId) -> io::Result<Scenario> {
     let since = g.date(date!(1990 - 01 - 01), date!(1999 - 12 - 31));
     let home = g.home(ZHANYI, since);
@@ -844,6 +1026,7 @@ fn sparse_records(g: &mut Gen, grandfather: &CitizenId) -> io::Result<Scenario> 
     x.no_record = vec![
         Department::Education,
         Department::HumanResources,
+        Department::CivilAffairs,
         Department::Housing,
         Department::Land,
     ];
@@ -851,12 +1034,26 @@ fn sparse_records(g: &mut Gen, grandfather: &CitizenId) -> io::Result<Scenario> 
         "ps.residence.division",
         "ps.residence.since",
         "ps.residence.address_key",
+        "ps.hukou.cancelled",
+        "ps.identity.deceased",
+        "ps.criminal_record.convicted",
     ];
     let samples = vec![
         Sample::at(label::URBAN_MISSING, &x, QILIN),
         Sample::kin(label::KIN_MISSING, &x, grandfather),
         Sample::at(label::RURAL_MISSING, &x, HUIZE),
         Sample::at(label::PERMIT_MISSING, &x, QILIN),
+        Sample::at(label::REGISTERED_MISSING, &x, ZHANYI),
+        Sample::kin(label::RELATED_MISSING, &x, grandfather),
+        Sample::of(label::UNMARRIED_MISSING, &x),
+        Sample::year_in_qilin(label::MONTHS_MISSING, &x),
+        Sample::at(label::STABLE_MISSING, &x, QILIN),
+        Sample::at(label::EMPLOYED_MISSING, &x, QILIN),
+        Sample::year_paid(label::PAID_MISSING, &x),
+        Sample::of(label::OWNS_MISSING, &x),
+        Sample::of(label::ALIVE_MISSING, &x),
+        Sample::of(label::CLEAN_MISSING, &x),
+        Sample::dibao(label::MEANS_MISSING, &x),
     ];
     Ok(Scenario {
         people: vec![x],
@@ -1064,6 +1261,15 @@ fn draw_activities(g: &mut Gen, p: &mut Person, migrant: bool) {
         let place = if g.chance(0.90) { p.residence } else { g.pick(QUJING) };
         p.lease = Some(place);
     }
+    if p.employment.is_some() {
+        p.continuous_months = Some(g.rng.gen_range(0..=p.pension_years * 12));
+    }
+    p.convicted = adult && g.chance(0.01);
+    p.means = if g.chance(0.06) {
+        (g.rng.gen_range(300..=800), g.rng.gen_range(0..=30_000))
+    } else {
+        (g.rng.gen_range(900..=8_000), g.rng.gen_range(10_000..=400_000))
+    };
     let tax_odds = if p.employment.is_some() { 0.80 } else { 0.20 };
     p.tax_registered = adult && g.chance(tax_odds);
     if p.rural {
@@ -1087,9 +1293,24 @@ fn ps(rng: &mut ChaCha8Rng, p: &Person) -> Map<String, Value> {
         "ps.identity.gender",
         if p.id.is_male() { "male" } else { "female" },
     );
+    put(&mut m, "ps.identity.deceased", p.died.is_some());
     put(&mut m, "ps.hukou.division", p.hukou);
     put(&mut m, "ps.hukou.category", "resident");
     put(&mut m, "ps.hukou.collective", rng.gen_bool(0.05));
+    if p.hukou != p.id.division() {
+        let moved = if p.hukou == p.residence {
+            p.residence_since
+        } else {
+            random_date(rng, p.birth, LATEST_EVENT)
+        };
+        put(&mut m, "ps.hukou.moved_in_on", date_value(moved.max(p.birth)));
+        put(&mut m, "ps.hukou.moved_from", p.id.division());
+    }
+    put(&mut m, "ps.hukou.cancelled", p.died.is_some());
+    if let Some(died) = p.died {
+        put(&mut m, "ps.hukou.cancelled_on", date_value(died));
+    }
+    put(&mut m, catalogue::CRIMINAL_RECORD, p.convicted);
     put(&mut m, "ps.residence_permit.held", p.permit.is_some());
     if let Some((division, issued)) = p.permit {
         put(&mut m, "ps.residence_permit.division", division);
@@ -1144,6 +1365,16 @@ fn hrss(rng: &mut ChaCha8Rng, p: &Person) -> Option<Map<String, Value>> {
         put(&mut m, "hrss.employment.division", place);
     }
     put(&mut m, "hrss.pension.contribution_years", p.pension_years);
+    let employed_years = if p.employment.is_some() {
+        p.pension_years * 12
+    } else {
+        0
+    };
+    put(
+        &mut m,
+        "hrss.pension.continuous_months",
+        p.continuous_months.unwrap_or(employed_years),
+    );
     put(&mut m, "hrss.medical.contribution_years", rng.gen_range(0..=most));
     put(
         &mut m,
@@ -1165,26 +1396,28 @@ fn ca(rng: &mut ChaCha8Rng, p: &Person) -> Option<Map<String, Value>> {
         _ => &[("single", 3), ("married", 70), ("divorced", 5), ("widowed", 22)],
     };
     // A spouse in the data means married; without one, "married" is to someone not in it.
-    let status = if p.spouse.is_some() {
-        "married"
-    } else {
-        weighted(rng, table)
+    let status = match (p.marital, &p.spouse) {
+        (Some(fixed), _) => fixed,
+        (None, Some(_)) => "married",
+        (None, None) => weighted(rng, table),
     };
     let mut m = line(p);
     put(&mut m, "ca.marital_status", status);
+    put(&mut m, "ca.means_test.income_per_person", p.means.0);
+    put(&mut m, "ca.means_test.assets_per_person", p.means.1);
     put(&mut m, "ca.dibao.receiving", rng.gen_bool(0.04));
     put(&mut m, "ca.assistance.receiving", rng.gen_bool(0.02));
     Some(m)
 }
 
-/// Housing: owned homes, registered leases and housing guarantee.
+/// Housing: the real-estate register's count of dwellings (for everyone:
+/// the registry answers "none" too), owned homes, registered leases and
+/// housing guarantee.
 fn housing(rng: &mut ChaCha8Rng, p: &Person) -> Option<Map<String, Value>> {
     let owns = p.owned.is_some();
     let guarantee = p.age >= 18 && rng.gen_bool(if owns { 0.005 } else { 0.06 });
-    if !(owns || p.lease.is_some() || guarantee) {
-        return None;
-    }
     let mut m = line(p);
+    put(&mut m, "housing.owned_residence.count", i64::from(owns));
     if let Some(place) = p.owned {
         put(&mut m, "housing.owned_residence.division", place);
     }
@@ -1292,6 +1525,7 @@ mod tests {
     use std::collections::{BTreeSet, HashMap};
 
     use civex_adapters::value::check_json;
+    use civex_gateway::policy::predicates::{PREDICATES, predicate};
 
     use super::*;
 
@@ -1492,12 +1726,16 @@ mod tests {
                     assert_eq!(found.len(), 1, "{context}: {}", branch.label);
                     let sample = found[0];
                     assert!(ids.contains(&sample.citizen_id), "{context}: {}", branch.label);
-                    assert_eq!(sample.params.len(), 1, "{context}: {}", branch.label);
-                    let (name, value) = &sample.params[0];
-                    match *name {
-                        "division" => assert!(value.len() == 6 && value.bytes().all(|b| b.is_ascii_digit())),
-                        "relative_citizen_id" => assert!(ids.contains(value), "{context}: {}", branch.label),
-                        other => panic!("{context}: {}: unexpected parameter {other}", branch.label),
+                    let p = predicate(branch.predicate()).unwrap();
+                    let names: Vec<&str> = sample.params.iter().map(|(name, _)| *name).collect();
+                    assert_eq!(names, p.params, "{context}: {}", branch.label);
+                    for (name, value) in &sample.params {
+                        match *name {
+                            "division" => assert!(value.len() == 6 && value.bytes().all(|b| b.is_ascii_digit())),
+                            "relative_citizen_id" => assert!(ids.contains(value), "{context}: {}", branch.label),
+                            "months" | "program" => {}
+                            other => panic!("{context}: {}: unexpected parameter {other}", branch.label),
+                        }
                     }
                 }
                 for sample in samples.iter().filter(|s| s.label.contains(':')) {
@@ -1513,13 +1751,7 @@ mod tests {
 
     #[test]
     fn branches_are_named_after_the_predicates() {
-        let predicates = [
-            "settlement.urban",
-            "settlement.join_kin",
-            "settlement.return_rural",
-            "residence_permit.apply",
-            "exam.accompanying_child",
-        ];
+        let predicates: Vec<&str> = PREDICATES.iter().map(|p| p.name).collect();
         for (i, branch) in BRANCHES.iter().enumerate() {
             assert!(predicates.contains(&branch.predicate()), "{}", branch.label);
             assert!(

@@ -89,7 +89,7 @@ enum Command {
     /// Register, withdraw and read consents (ConsentService).
     #[command(subcommand)]
     Consent(remote::ConsentCommand),
-    /// List the attribute catalogue and purposes (ExchangeService.ListAttributes).
+    /// List the attribute catalogue, predicates, purposes and the certificates they replace (ExchangeService.ListAttributes).
     Catalogue(remote::CatalogueArgs),
     /// Onboard, restrict, throttle and cut off agencies (AdminService).
     #[command(subcommand)]

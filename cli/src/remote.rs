@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use civex_gateway::clock::timestamp;
 use civex_proto::v1::{
-    CheckRequest, Consent, GetConsentRequest, GrantConsentRequest, ListAttributesRequest, ListConsentsRequest,
-    QueryRequest, RevokeConsentRequest, consent_service_client::ConsentServiceClient,
+    Catalogue, CertificateStatus, CheckRequest, Consent, GetConsentRequest, GrantConsentRequest, ListAttributesRequest,
+    ListConsentsRequest, QueryRequest, RevokeConsentRequest, consent_service_client::ConsentServiceClient,
     exchange_service_client::ExchangeServiceClient, fact,
 };
 use clap::{Args, Subcommand};
@@ -57,8 +57,8 @@ pub(super) struct QueryArgs {
 pub(super) struct CheckArgs {
     #[command(flatten)]
     asking: Asking,
-    /// e.g. settlement.urban, settlement.join_kin, settlement.return_rural,
-    /// residence_permit.apply, exam.accompanying_child.
+    /// A predicate of `civex catalogue`, e.g. settlement.urban or, in place of
+    /// a certificate, ps.alive (`civex catalogue --certificates`).
     #[arg(long)]
     predicate: String,
     /// `name=value`, e.g. `division=530302`; repeat for several.
@@ -124,6 +124,11 @@ pub(super) enum ConsentCommand {
 pub(super) struct CatalogueArgs {
     #[command(flatten)]
     conn: Conn,
+    /// Only the certificates departments used to demand, and what answers
+    /// each now (证明事项清理); with `--output json`, the catalogue with only
+    /// its `certificates`.
+    #[arg(long)]
+    certificates: bool,
 }
 
 pub(super) async fn query(q: QueryArgs) -> anyhow::Result<()> {
@@ -296,11 +301,41 @@ pub(super) async fn catalogue(a: CatalogueArgs) -> anyhow::Result<()> {
         .await
         .map_err(rpc_error)?
         .into_inner();
-    a.conn.show(&catalogue, print_catalogue);
+    if a.certificates {
+        let certificates = Catalogue {
+            certificates: catalogue.certificates,
+            ..Catalogue::default()
+        };
+        a.conn.show(&certificates, print_certificates);
+    } else {
+        a.conn.show(&catalogue, print_catalogue);
+    }
     Ok(())
 }
 
-fn print_catalogue(c: &civex_proto::v1::Catalogue) {
+fn print_certificates(c: &Catalogue) {
+    for (i, cert) in c.certificates.iter().enumerate() {
+        let status = match CertificateStatus::try_from(cert.status) {
+            Ok(CertificateStatus::CertAbolished) => "abolished",
+            Ok(CertificateStatus::CertReplacedBySharing) => "replaced by sharing",
+            Ok(CertificateStatus::CertCommitment) => "notification and commitment",
+            Ok(CertificateStatus::CertStillIssued) => "still issued",
+            _ => "unknown",
+        };
+        println!("{:>2}. {}  {}", i + 1, cert.name_zh, cert.name_en);
+        println!("    {status}; formerly issued by {}; {}", cert.holder, cert.basis);
+        if cert.answered_by.is_empty() {
+            println!("    answered by: nothing");
+        } else {
+            println!("    answered by: {}", cert.answered_by.join(", "));
+        }
+        if !cert.note.is_empty() {
+            println!("    {}", cert.note);
+        }
+    }
+}
+
+fn print_catalogue(c: &Catalogue) {
     for a in &c.attributes {
         let flag = if a.abolished { "  ABOLISHED" } else { "" };
         println!(

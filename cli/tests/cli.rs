@@ -892,6 +892,11 @@ fn every_client_command_answers_in_proto_json_through_the_demos_profiles() {
     let catalogue = json(&["catalogue"]);
     assert!(catalogue["attributes"][0]["valueType"].is_string(), "{catalogue}");
     assert!(catalogue["purposes"].as_array().unwrap().len() > 3);
+    let certificates = json(&["catalogue", "--certificates"]);
+    assert_eq!(certificates["certificates"].as_array().unwrap().len(), 22);
+    assert_eq!(certificates["certificates"][0]["status"], "CERT_ABOLISHED");
+    assert_eq!(certificates["certificates"][0]["answeredBy"], serde_json::json!([]));
+    assert_eq!(certificates["attributes"], serde_json::json!([]));
 
     // The citizen's ID from standard input, never on the command line.
     let granted = json_in(
@@ -985,6 +990,34 @@ fn every_client_command_answers_in_proto_json_through_the_demos_profiles() {
         (&serde_json::json!(true), &serde_json::json!("req-43"))
     );
     assert!(checked["auditIndex"].as_str().unwrap().parse::<u64>().unwrap() > index);
+    // A check in place of a certificate (健在证明), with no parameters.
+    let (living, _) = sample(&banner, "ps.alive: living");
+    let grant = [
+        "consent",
+        "grant",
+        "--citizen",
+        living,
+        "--grantee",
+        "qujing-psb",
+        "--purpose",
+        "hukou.settlement",
+        "--scope",
+        "ps.alive",
+    ];
+    let alive_consent = json(&grant)["consentId"].as_str().unwrap().to_owned();
+    let alive = json(&[
+        "check",
+        "--citizen",
+        living,
+        "--purpose",
+        "hukou.settlement",
+        "--consent",
+        &alive_consent,
+        "--predicate",
+        "ps.alive",
+    ]);
+    assert_eq!(alive["satisfied"], true, "{alive}");
+    assert_eq!(alive["basis"], "民发〔2020〕20号；公通字〔2016〕21号");
 
     // The audit side, as the demo's default auditor profile.
     let entry = json(&["audit", "search", "--request-id", "req-42"]);
@@ -1217,6 +1250,11 @@ fn the_command_line_refuses_to_guess_and_says_what_to_give() {
     refused(
         &["catalogue", "--profile", "nobody"],
         "no profile \"nobody\" in civex-profiles.toml",
+    );
+    let map = ok(&["catalogue", "--certificates"]);
+    assert!(
+        map.contains(" 1. 户口性质证明") && map.contains("answered by: nothing") && map.contains("ps.alive"),
+        "{map}"
     );
 
     // An agency registered twice; an update on purpose.

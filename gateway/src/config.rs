@@ -516,6 +516,7 @@ pub fn demo_agencies() -> Vec<AgencyConfig> {
     const SETTLE: &str = "hukou.settlement";
     const PERMIT: &str = "residence_permit.issue";
     const RETURN: &str = "hukou.return_rural";
+    use crate::policy::purposes::RESTRICTED_POST;
     // The settlement authority may see every department's facts; land facts
     // never for settling in a town (clause 十五), only for permits and for
     // returning to the rural place of origin (clause 八).
@@ -529,6 +530,11 @@ pub fn demo_agencies() -> Vec<AgencyConfig> {
     psb.push(right("settlement.join_kin", &[SETTLE]));
     psb.push(right("settlement.return_rural", &[RETURN]));
     psb.push(right("residence_permit.apply", &[PERMIT]));
+    // Checks instead of the certificates the clean-up removed (DESIGN §15);
+    // `ps.*`, `ca.*`, `housing.*` and `hrss.*` above cover those named so.
+    psb.push(right("hukou.registered_in", &[SETTLE, PERMIT]));
+    psb.push(right("kin.related", &[SETTLE]));
+    psb.push(right("residence.months_at_least", &[SETTLE, PERMIT]));
     psb.push(right("ps.*", &[RETURN]));
     psb.push(right("housing.*", &[RETURN]));
     vec![
@@ -553,6 +559,11 @@ pub fn demo_agencies() -> Vec<AgencyConfig> {
                 right("ps.residence_permit.*", &["education.enrollment"]),
                 right("hrss.pension.contribution_years", &["education.enrollment"]),
                 right("hrss.medical.contribution_years", &["education.enrollment"]),
+                right("hukou.registered_in", &["education.enrollment"]),
+                right("residence.months_at_least", &["education.enrollment"]),
+                right("hrss.contributing", &["education.enrollment"]),
+                // Hiring teachers (教师法 第十四条).
+                right("ps.no_criminal_record", &[RESTRICTED_POST]),
             ],
         ),
         agency(
@@ -565,6 +576,7 @@ pub fn demo_agencies() -> Vec<AgencyConfig> {
                 right("ps.identity.*", &["social_insurance.transfer"]),
                 right("ps.hukou.division", &["social_insurance.transfer"]),
                 right("ps.residence.*", &["social_insurance.transfer"]),
+                right("ps.alive", &["social_insurance.transfer"]),
             ],
         ),
         agency(
@@ -579,6 +591,8 @@ pub fn demo_agencies() -> Vec<AgencyConfig> {
                 right("housing.*", &["social_assistance.review"]),
                 right("tax.iit.months_paid_last_12", &["social_assistance.review"]),
                 right("ps.hukou.division", &["social_assistance.review"]),
+                right("ps.alive", &["social_assistance.review"]),
+                right("kin.related", &["social_assistance.review"]),
             ],
         ),
         agency(
@@ -593,6 +607,9 @@ pub fn demo_agencies() -> Vec<AgencyConfig> {
                 right("ps.residence_permit.*", &["housing.guarantee"]),
                 right("ca.dibao.receiving", &["housing.guarantee"]),
                 right("hrss.employment.*", &["housing.guarantee"]),
+                right("ca.means_test", &["housing.guarantee"]),
+                right("hrss.contributing", &["housing.guarantee"]),
+                right("residence.months_at_least", &["housing.guarantee"]),
             ],
         ),
         agency(

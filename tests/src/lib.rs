@@ -343,6 +343,20 @@ impl TestGateway {
 
     /// Registers a consent through `qujing-portal`, valid for a day.
     pub async fn grant(&self, citizen: &str, grantee: &str, scopes: &[&str], purpose: &str, max_uses: u32) -> Consent {
+        self.try_grant(citizen, grantee, scopes, purpose, max_uses)
+            .await
+            .expect("grant")
+    }
+
+    /// As [`TestGateway::grant`], returning a refusal.
+    pub async fn try_grant(
+        &self,
+        citizen: &str,
+        grantee: &str,
+        scopes: &[&str],
+        purpose: &str,
+        max_uses: u32,
+    ) -> Result<Consent, tonic::Status> {
         self.consents("qujing-portal")
             .await
             .grant(GrantConsentRequest {
@@ -354,8 +368,7 @@ impl TestGateway {
                 max_uses,
             })
             .await
-            .expect("grant")
-            .into_inner()
+            .map(tonic::Response::into_inner)
     }
 
     fn clock_now(&self) -> SystemTime {

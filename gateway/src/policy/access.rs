@@ -6,7 +6,7 @@ use std::fmt;
 use civex_adapters::{Attribute, Department, catalogue};
 use serde::{Deserialize, Serialize};
 
-use super::{land::land_rule, predicates, purposes::purpose};
+use super::{predicates, purposes::purpose, scope_rule};
 use crate::error::{Error, Reason};
 
 /// What an agency may do; one agency may hold several.
@@ -62,7 +62,8 @@ fn scope_matches(scope: &str, name: &str) -> bool {
 }
 
 /// Resolves asked attribute names against the catalogue: unknown names get
-/// `UNKNOWN_ATTRIBUTE`, the abolished household type `ATTRIBUTE_ABOLISHED`.
+/// `UNKNOWN_ATTRIBUTE`, the abolished household type `ATTRIBUTE_ABOLISHED`,
+/// an attribute that is never shared (the criminal record) `NO_ACCESS_RIGHT`.
 pub fn attributes(names: &[String], max: usize) -> Result<Vec<&'static Attribute>, Error> {
     if names.is_empty() {
         return Err(Error::new(Reason::InvalidRequest, "no attributes asked"));
@@ -83,6 +84,9 @@ pub fn attributes(names: &[String], max: usize) -> Result<Vec<&'static Attribute
             })?;
         if attribute.abolished {
             return Err(abolished(attribute.name));
+        }
+        if !attribute.served() {
+            return Err(never_served(attribute.name));
         }
         if resolved.iter().any(|a| a.name == attribute.name) {
             return Err(Error::new(
@@ -126,6 +130,20 @@ pub fn scopes(names: &[String], max: usize) -> Result<Vec<&'static str>, Error> 
     Ok(resolved)
 }
 
+/// No agency holds a right to a fact that is never shared: only the predicate over it reads it.
+fn never_served(name: &str) -> Error {
+    let answered_by = predicates::PREDICATES
+        .iter()
+        .filter(|p| p.unserved_fact == Some(name))
+        .map(|p| p.name)
+        .collect::<Vec<_>>()
+        .join(", ");
+    Error::new(
+        Reason::NoAccessRight,
+        format!("{name} is never served on its own (不予共享): ask the predicate {answered_by}"),
+    )
+}
+
 fn abolished(name: &str) -> Error {
     Error::new(
         Reason::AttributeAbolished,
@@ -166,6 +184,9 @@ pub fn validate_right(right: &AccessRight) -> Result<(), Error> {
     if let Some(a) = catalogue::abolished_like(scope) {
         return Err(abolished(a.name));
     }
+    if let Some(a) = catalogue::attribute(scope).filter(|a| !a.served()) {
+        return Err(never_served(a.name));
+    }
     if right.purposes.is_empty() {
         return Err(Error::new(
             Reason::InvalidRequest,
@@ -174,7 +195,7 @@ pub fn validate_right(right: &AccessRight) -> Result<(), Error> {
     }
     for p in &right.purposes {
         purpose(p)?;
-        land_rule(scope, p)?;
+        scope_rule(scope, p)?;
     }
     Ok(())
 }
@@ -227,7 +248,7 @@ impl Agency {
     /// Refuses with `NO_ACCESS_RIGHT` unless a right covers every scope for `purpose`.
     pub fn check_rights<'a>(&self, scopes: impl IntoIterator<Item = &'a str>, purpose: &str) -> Result<(), Error> {
         for scope in scopes {
-            land_rule(scope, purpose)?;
+            scope_rule(scope, purpose)?;
             if !self.rights.iter().any(|r| r.covers(scope, purpose)) {
                 return Err(Error::new(
                     Reason::NoAccessRight,

@@ -15,6 +15,10 @@ pub struct Purpose {
 /// The purpose of settling in a town or city (落户城镇).
 pub const SETTLEMENT: &str = "hukou.settlement";
 
+/// The purpose of hiring for a post a law closes to people with criminal
+/// convictions: the only use of `ps.no_criminal_record`.
+pub const RESTRICTED_POST: &str = "employment.restricted_post";
+
 /// Every purpose a consent or right may name.
 pub static PURPOSES: &[Purpose] = &[
     Purpose {
@@ -56,6 +60,12 @@ pub static PURPOSES: &[Purpose] = &[
         code: "land.rights",
         description: "Administering land contract (土地承包经营权) and homestead (宅基地) rights",
         basis: "曲政发〔2015〕82号（十五）",
+    },
+    Purpose {
+        code: RESTRICTED_POST,
+        description: "Hiring for a post a law closes to people with criminal convictions (teachers, \
+                      security guards, drivers of passenger transport…)",
+        basis: "公通字〔2021〕19号；《中华人民共和国教师法》第十四条",
     },
     Purpose {
         code: "tax.admin",

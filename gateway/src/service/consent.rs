@@ -19,8 +19,8 @@ use crate::{
     policy::{
         access::{self, Role},
         labels::{self, check_label},
-        land::land_rule,
         purposes::purpose,
+        scope_rule,
     },
 };
 
@@ -55,7 +55,7 @@ impl Consents {
         let scopes = access::scopes(&req.scopes, MAX_SCOPES)?;
         let purpose = purpose(&req.purpose)?;
         for scope in &scopes {
-            land_rule(scope, purpose.code).map_err(|e| Error::new(Reason::InvalidRequest, e.message))?;
+            scope_rule(scope, purpose.code).map_err(|e| Error::new(Reason::InvalidRequest, e.message))?;
         }
         let grantee = state.directory.agency(&req.grantee).ok_or_else(|| {
             Error::new(

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use civex_adapters::{CitizenId, catalogue};
 use civex_proto::v1::{
-    AttributeInfo, Catalogue, CheckRequest, CheckResponse, ListAttributesRequest, PredicateInfo, PurposeInfo,
-    QueryRequest, QueryResponse, exchange_service_server::ExchangeService,
+    AttributeInfo, Catalogue, CertificateInfo, CertificateStatus, CheckRequest, CheckResponse, ListAttributesRequest,
+    PredicateInfo, PurposeInfo, QueryRequest, QueryResponse, exchange_service_server::ExchangeService,
 };
 use tonic::{Request, Response, Status};
 
@@ -15,6 +15,7 @@ use crate::{
     error::{Error, Reason},
     policy::{
         access::{self, Role},
+        certificates,
         labels::{self, check_label},
         predicates,
         purposes::{self, PURPOSES},
@@ -93,7 +94,13 @@ impl Exchange {
         let now = state.clock.now();
         let today = (time::OffsetDateTime::from(now) + time::Duration::hours(8)).date();
         // Parameters first: a call that cannot be answered uses no consent.
-        let params = predicates::check(predicate, &citizen, &req.params.into_iter().collect(), today)?;
+        let params = predicates::check(
+            predicate,
+            &citizen,
+            &req.params.into_iter().collect(),
+            &state.thresholds,
+            today,
+        )?;
         let named = params.named();
         draft.related(state, &named);
         let scope = [predicate.name];
@@ -202,6 +209,24 @@ pub fn catalogue_message() -> Catalogue {
                 code: p.code.into(),
                 description: p.description.into(),
                 basis: p.basis.into(),
+            })
+            .collect(),
+        certificates: certificates::CERTIFICATES
+            .iter()
+            .map(|c| CertificateInfo {
+                name_zh: c.name_zh.into(),
+                name_en: c.name_en.into(),
+                holder: c.holder.into(),
+                status: match c.status {
+                    certificates::Status::Abolished => CertificateStatus::CertAbolished,
+                    certificates::Status::ReplacedBySharing => CertificateStatus::CertReplacedBySharing,
+                    certificates::Status::Commitment => CertificateStatus::CertCommitment,
+                    certificates::Status::StillIssued => CertificateStatus::CertStillIssued,
+                }
+                .into(),
+                answered_by: c.answered_by.iter().map(|s| (*s).into()).collect(),
+                basis: c.basis.into(),
+                note: c.note.into(),
             })
             .collect(),
     }

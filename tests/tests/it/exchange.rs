@@ -33,7 +33,7 @@ async fn a_consented_query_returns_exactly_the_department_facts() {
     // Every attribute the settlement authority may see for permits, across all seven departments.
     let names: Vec<&str> = catalogue::ATTRIBUTES
         .iter()
-        .filter(|a| !a.abolished)
+        .filter(|a| a.served())
         .map(|a| a.name)
         .collect();
     let ps = gw.records(Department::PublicSecurity);

@@ -22,7 +22,7 @@ fn reference_sources(files: &std::path::Path) -> Vec<(Department, Box<SourceServ
 fn names() -> Vec<&'static str> {
     catalogue::ATTRIBUTES
         .iter()
-        .filter(|a| !a.abolished)
+        .filter(|a| a.served())
         .map(|a| a.name)
         .collect()
 }

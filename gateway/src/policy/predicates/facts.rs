@@ -35,6 +35,14 @@ pub(super) const LEASE: &str = "housing.registered_lease.division";
 pub(super) const CONTRACT: &str = "land.contract_rights.held";
 pub(super) const HOMESTEAD: &str = "land.homestead_rights.held";
 pub(super) const LAND_DIVISION: &str = "land.rights.division";
+pub(super) const HUKOU_CANCELLED: &str = "ps.hukou.cancelled";
+pub(super) const DECEASED: &str = "ps.identity.deceased";
+pub(super) const CONVICTED: &str = civex_adapters::catalogue::CRIMINAL_RECORD;
+pub(super) const MARITAL_STATUS: &str = "ca.marital_status";
+pub(super) const CONTINUOUS_MONTHS: &str = "hrss.pension.continuous_months";
+pub(super) const OWNED_COUNT: &str = "housing.owned_residence.count";
+pub(super) const INCOME_PER_PERSON: &str = "ca.means_test.income_per_person";
+pub(super) const ASSETS_PER_PERSON: &str = "ca.means_test.assets_per_person";
 
 // What each step reads in one call to the departments.
 pub(super) const URBAN_FACTS: &[&str] = &[OWNED, LEASE, EMPLOYED, EMPLOYMENT_DIVISION];
@@ -46,6 +54,11 @@ pub(super) const HOLDINGS: &[&str] = &[CONTRACT, HOMESTEAD, LAND_DIVISION, OWNED
 pub(super) const PERMIT_FACTS: &[&str] = &[RESIDENCE_DIVISION, RESIDENCE_SINCE, HUKOU_DIVISION];
 pub(super) const CHILD_FACTS: &[&str] = &[SCHOOL_DIVISION, SCHOOLING_SINCE, FATHER, MOTHER];
 pub(super) const PARENT_FACTS: &[&str] = &[PERMIT_HELD, PERMIT_DIVISION, PERMIT_ISSUED, PENSION_YEARS];
+pub(super) const RELATION_FACTS: &[&str] = &[FATHER, MOTHER, SPOUSE];
+pub(super) const REGISTRATION_FACTS: &[&str] = &[HUKOU_DIVISION, HUKOU_CANCELLED];
+pub(super) const HOUSING_FACTS: &[&str] = &[OWNED, LEASE];
+pub(super) const EMPLOYMENT_FACTS: &[&str] = &[EMPLOYED, EMPLOYMENT_DIVISION];
+pub(super) const MEANS_FACTS: &[&str] = &[INCOME_PER_PERSON, ASSETS_PER_PERSON];
 
 /// Children looked at for clause 八, at most; a longer list is cut short.
 pub(super) const MAX_CHILDREN: usize = 16;
@@ -194,6 +207,25 @@ pub(super) fn condition(holds: bool, topic: [&str; 2], zh: &str, en: &str) -> Co
 pub(super) struct Verdict {
     pub(super) satisfied: bool,
     pub(super) checks: Vec<Condition>,
+}
+
+/// Whole months from `from` to `to` (negative if `from` is later): a month
+/// is complete on the same day of the month, or on the month's last day
+/// when it has no such day.
+pub(super) fn full_months(from: Date, to: Date) -> i64 {
+    let months = (i64::from(to.year()) - i64::from(from.year())) * 12 + i64::from(u8::from(to.month()))
+        - i64::from(u8::from(from.month()));
+    let month_ended = to.day() >= from.day() || to.day() == to.month().length(to.year());
+    if month_ended { months } else { months - 1 }
+}
+
+/// A predicate over one fact: it holds when `value` says so, and a fact not
+/// recorded fails it, as every condition does.
+pub(super) fn single(check: Condition) -> Verdict {
+    Verdict {
+        satisfied: check.holds,
+        checks: vec![check],
+    }
 }
 
 /// Whole years from `from` to `to` (negative if `from` is later).

@@ -28,13 +28,7 @@ pub(super) async fn join_kin(
     today: Date,
 ) -> Result<Verdict, Error> {
     let (a, b) = try_join(r.facts(applicant, KIN_FACTS), r.facts(relative, KIN_FACTS)).await?;
-    // Grandparents and grandchildren need a parent's record, read only when nearer relations fail.
-    let related = a.names(FATHER, relative)
-        || a.names(MOTHER, relative)
-        || b.names(FATHER, applicant)
-        || b.names(MOTHER, applicant)
-        || names_as_parent(r, &parents(&a, today), relative).await?
-        || names_as_parent(r, &parents(&b, today), applicant).await?;
+    let related = lineal(r, (applicant, &a), (relative, &b), today).await?;
     // Which relation it is, and the relative's own records, are the relative's:
     // the reasons say only whether each condition of clause 五 held.
     let kin = condition(
@@ -55,8 +49,26 @@ pub(super) async fn join_kin(
     })
 }
 
+/// Whether two people, each with their recorded father and mother, are
+/// lineal relatives by blood within three generations: parent, child,
+/// grandparent or grandchild. Grandparents and grandchildren need a parent's
+/// record, read only when nearer relations fail.
+pub(super) async fn lineal(
+    r: &Reader<'_>,
+    (one, one_facts): (&CitizenId, &Facts),
+    (other, other_facts): (&CitizenId, &Facts),
+    today: Date,
+) -> Result<bool, Error> {
+    Ok(one_facts.names(FATHER, other)
+        || one_facts.names(MOTHER, other)
+        || other_facts.names(FATHER, one)
+        || other_facts.names(MOTHER, one)
+        || names_as_parent(r, &parents(one_facts, today), other).await?
+        || names_as_parent(r, &parents(other_facts, today), one).await?)
+}
+
 /// The father and mother recorded in `f`.
-fn parents(f: &Facts, today: Date) -> Vec<CitizenId> {
+pub(super) fn parents(f: &Facts, today: Date) -> Vec<CitizenId> {
     [FATHER, MOTHER]
         .into_iter()
         .filter_map(|name| f.id(name, today))

@@ -29,32 +29,52 @@
 //!   [`Departments`]; the conditions and verdicts every predicate builds.
 //! - `urban.rs` (四), `join_kin.rs` (五), `return_rural.rs` (八),
 //!   `residence_permit.rs` (十二), `exam.rs` (十二、十六): one predicate each.
+//! - The certificates the clean-up removed (证明事项清理, DESIGN §15), each
+//!   answered instead by a predicate: `registered_in.rs` (户籍证明),
+//!   `kin.rs` (亲属关系证明), `residence.rs` (居住证明), `stable.rs`
+//!   (合法稳定住所、就业证明, shared with `urban.rs`), `contributing.rs`
+//!   (社保缴费证明), `means_test.rs` (收入、财产证明), and `status.rs` for the
+//!   predicates over one registered status (健在、无犯罪记录、婚姻状况、无房).
 //! - `tests.rs`: every predicate against a table of hand-made citizens.
 
+mod contributing;
 mod exam;
 mod facts;
 mod join_kin;
+mod kin;
+mod means_test;
 mod params;
+mod registered_in;
+mod residence;
 mod residence_permit;
 mod return_rural;
+mod stable;
+mod status;
 #[cfg(test)]
 #[allow(clippy::type_complexity)] // Table rows are tuples on purpose: the expectation sits next to the input.
 mod tests;
 mod urban;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use civex_adapters::{Department, citizen_id::CitizenId};
 use serde::{Deserialize, Serialize};
 use time::Date;
 
 use self::{
+    contributing::contributing,
     exam::exam,
     facts::Reader,
     join_kin::join_kin,
+    kin::related,
+    means_test::means_test,
     params::{check_params, required},
+    registered_in::registered_in,
+    residence::months_at_least,
     residence_permit::residence_permit,
     return_rural::return_rural,
+    stable::{stable_employment, stable_residence},
+    status::{alive, no_criminal_record, owns_none, unmarried},
     urban::urban,
 };
 use crate::{
@@ -72,11 +92,37 @@ pub const SETTLEMENT_RETURN_RURAL: &str = "settlement.return_rural";
 pub const RESIDENCE_PERMIT_APPLY: &str = "residence_permit.apply";
 /// Clauses 十二 and 十六: entrance exams for children who moved with their parents.
 pub const EXAM_ACCOMPANYING_CHILD: &str = "exam.accompanying_child";
+/// 户籍证明: registered in a division.
+pub const HUKOU_REGISTERED_IN: &str = "hukou.registered_in";
+/// 亲属关系证明: two people are close relatives.
+pub const KIN_RELATED: &str = "kin.related";
+/// 婚姻状况证明: has no spouse.
+pub const CA_UNMARRIED: &str = "ca.unmarried";
+/// 居住证明: has lived in a division for some months.
+pub const RESIDENCE_MONTHS_AT_LEAST: &str = "residence.months_at_least";
+/// 合法稳定住所证明: owns a home or holds a registered lease in a division.
+pub const HOUSING_STABLE_RESIDENCE: &str = "housing.stable_residence";
+/// 合法稳定就业证明: registered employment in a division.
+pub const HRSS_STABLE_EMPLOYMENT: &str = "hrss.stable_employment";
+/// 社保缴费证明: has paid into the pension for some months without a gap.
+pub const HRSS_CONTRIBUTING: &str = "hrss.contributing";
+/// 无房证明: owns no dwelling.
+pub const HOUSING_OWNS_NONE: &str = "housing.owns_none";
+/// 健在证明: is alive.
+pub const PS_ALIVE: &str = "ps.alive";
+/// 无犯罪记录证明: has no criminal conviction.
+pub const PS_NO_CRIMINAL_RECORD: &str = "ps.no_criminal_record";
+/// 收入、财产证明: the household passes a program's means test.
+pub const CA_MEANS_TEST: &str = "ca.means_test";
 
 /// Parameter: a six-digit county-level division code (县级行政区划代码).
 pub const DIVISION: &str = "division";
 /// Parameter: the citizen ID of the relative to be joined (被投靠人).
 pub const RELATIVE_CITIZEN_ID: &str = "relative_citizen_id";
+/// Parameter: a number of whole months, 1 to 1200.
+pub const MONTHS: &str = "months";
+/// Parameter: a means-tested program configured in `[predicates.means_test]`.
+pub const PROGRAM: &str = "program";
 
 /// One eligibility rule of the reform.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +138,32 @@ pub struct Predicate {
     pub sources: &'static [Department],
     /// Reads land facts: never usable for purpose `hukou.settlement` (clause 十五).
     pub land_based: bool,
+    /// The only purposes it may be used for; empty for any.
+    pub purposes: &'static [&'static str],
+    /// A fact it reads that is never served on its own (the criminal record).
+    pub unserved_fact: Option<&'static str>,
+}
+
+/// Purpose of hiring for a post a law closes to people with convictions.
+const RESTRICTED_POST: &str = super::purposes::RESTRICTED_POST;
+
+const fn certificate_check(
+    name: &'static str,
+    description: &'static str,
+    params: &'static [&'static str],
+    basis: &'static str,
+    sources: &'static [Department],
+) -> Predicate {
+    Predicate {
+        name,
+        description,
+        params,
+        basis,
+        sources,
+        land_based: false,
+        purposes: &[],
+        unserved_fact: None,
+    }
 }
 
 /// Every predicate `ExchangeService.Check` answers.
@@ -110,6 +182,8 @@ pub static PREDICATES: &[Predicate] = &[
             Department::Housing,
         ],
         land_based: false,
+        purposes: &[],
+        unserved_fact: None,
     },
     Predicate {
         name: SETTLEMENT_JOIN_KIN,
@@ -120,6 +194,8 @@ pub static PREDICATES: &[Predicate] = &[
         basis: "曲政发〔2015〕82号（五）",
         sources: &[Department::PublicSecurity],
         land_based: false,
+        purposes: &[],
+        unserved_fact: None,
     },
     Predicate {
         name: SETTLEMENT_RETURN_RURAL,
@@ -130,6 +206,8 @@ pub static PREDICATES: &[Predicate] = &[
         basis: "曲政发〔2015〕82号（八）",
         sources: &[Department::PublicSecurity, Department::Housing, Department::Land],
         land_based: true,
+        purposes: &[],
+        unserved_fact: None,
     },
     Predicate {
         name: RESIDENCE_PERMIT_APPLY,
@@ -139,6 +217,8 @@ pub static PREDICATES: &[Predicate] = &[
         basis: "曲政发〔2015〕82号（十二）",
         sources: &[Department::PublicSecurity],
         land_based: false,
+        purposes: &[],
+        unserved_fact: None,
     },
     Predicate {
         name: EXAM_ACCOMPANYING_CHILD,
@@ -153,7 +233,103 @@ pub static PREDICATES: &[Predicate] = &[
             Department::HumanResources,
         ],
         land_based: false,
+        purposes: &[],
+        unserved_fact: None,
     },
+    certificate_check(
+        HUKOU_REGISTERED_IN,
+        "The household registration is in the county-level division and has not been cancelled \
+         (户籍登记在该地且未注销), in place of a household-registration certificate (户籍证明)",
+        &[DIVISION],
+        "公通字〔2016〕21号；民发〔2020〕20号",
+        &[Department::PublicSecurity],
+    ),
+    certificate_check(
+        KIN_RELATED,
+        "The applicant and the relative are close relatives (近亲属: spouses, parent and child, siblings, \
+         grandparent and grandchild) as household registration records them, in place of a kinship \
+         certificate (亲属关系证明); the relative consents too",
+        &[RELATIVE_CITIZEN_ID],
+        "公通字〔2016〕21号；民发〔2020〕20号；《民法典》第一千零四十五条",
+        &[Department::PublicSecurity],
+    ),
+    certificate_check(
+        CA_UNMARRIED,
+        "Registered as having no spouse: single, divorced or widowed (无配偶), in place of a \
+         marital-status certificate (婚姻状况证明)",
+        &[],
+        "公通字〔2016〕21号；民发〔2020〕20号",
+        &[Department::CivilAffairs],
+    ),
+    certificate_check(
+        RESIDENCE_MONTHS_AT_LEAST,
+        "Has actually lived in the county-level division for at least the given number of whole months, \
+         in place of a residence certificate (居住证明)",
+        &[DIVISION, MONTHS],
+        "公通字〔2016〕21号；民发〔2020〕20号",
+        &[Department::PublicSecurity],
+    ),
+    certificate_check(
+        HOUSING_STABLE_RESIDENCE,
+        "Owns a home or holds a registered lease in the county-level division, in place of a certificate \
+         of legal stable residence (合法稳定住所证明)",
+        &[DIVISION],
+        "曲政发〔2015〕82号（四）；国办发〔2018〕47号",
+        &[Department::Housing],
+    ),
+    certificate_check(
+        HRSS_STABLE_EMPLOYMENT,
+        "Has registered employment in the county-level division, in place of a certificate of legal \
+         stable employment (合法稳定就业证明)",
+        &[DIVISION],
+        "曲政发〔2015〕82号（四）；国办发〔2018〕47号",
+        &[Department::HumanResources],
+    ),
+    certificate_check(
+        HRSS_CONTRIBUTING,
+        "Has paid basic pension insurance for at least the given number of months without a gap, in \
+         place of a social-insurance record (社保缴费证明)",
+        &[MONTHS],
+        "国办发〔2018〕47号",
+        &[Department::HumanResources],
+    ),
+    certificate_check(
+        HOUSING_OWNS_NONE,
+        "The real-estate register records no dwelling in the applicant's name, in place of a no-property \
+         certificate (无房证明); never where a dwelling lies",
+        &[],
+        "国办发〔2018〕47号",
+        &[Department::Housing],
+    ),
+    certificate_check(
+        PS_ALIVE,
+        "Registered as living: the registration was not cancelled for death, in place of a certificate of \
+         being alive (健在证明)",
+        &[],
+        "民发〔2020〕20号；公通字〔2016〕21号",
+        &[Department::PublicSecurity],
+    ),
+    Predicate {
+        name: PS_NO_CRIMINAL_RECORD,
+        description: "No criminal conviction on record, in place of a no-criminal-record certificate \
+                      (无犯罪记录证明); only for posts a law closes to people with convictions, and never \
+                      the record itself",
+        params: &[],
+        basis: "公通字〔2021〕19号；民发〔2020〕20号",
+        sources: &[Department::PublicSecurity],
+        land_based: false,
+        purposes: &[RESTRICTED_POST],
+        unserved_fact: Some(civex_adapters::catalogue::CRIMINAL_RECORD),
+    },
+    certificate_check(
+        CA_MEANS_TEST,
+        "The household's income and financial assets per person, as the means-test centre assessed them, \
+         are within the program's standards (set in [predicates.means_test]), in place of income and \
+         asset certificates (收入、财产证明)",
+        &[PROGRAM],
+        "《社会救助暂行办法》（国务院令第649号）第十一条；民发〔2020〕20号",
+        &[Department::CivilAffairs],
+    ),
 ];
 
 /// Looks a predicate up, refusing unknown names with `UNKNOWN_PREDICATE`.
@@ -184,6 +360,29 @@ pub struct Thresholds {
     /// Years of actual residence in the division needed to settle there
     /// (default 0: clause 四 sets none; a positive value adds the condition).
     pub settlement_residence_years: u32,
+    /// The standards of each means-tested program `ca.means_test` answers
+    /// for, by the program's name (`[predicates.means_test.<program>]`).
+    /// Each city sets its own; the defaults are the demo's.
+    pub means_test: BTreeMap<String, MeansTest>,
+}
+
+/// A means-tested program's standards (低保标准 and the like), in yuan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeansTest {
+    /// Highest monthly household income per person.
+    pub income_per_person: i64,
+    /// Highest household financial assets per person.
+    pub assets_per_person: i64,
+}
+
+impl MeansTest {
+    const fn new(income_per_person: i64, assets_per_person: i64) -> MeansTest {
+        MeansTest {
+            income_per_person,
+            assets_per_person,
+        }
+    }
 }
 
 impl Default for Thresholds {
@@ -194,6 +393,11 @@ impl Default for Thresholds {
             exam_permit_years: 3,
             exam_social_insurance_years: 3,
             settlement_residence_years: 0,
+            means_test: BTreeMap::from([
+                // 低保 (minimum living allowance) and 住房保障 (housing guarantee).
+                ("dibao".to_owned(), MeansTest::new(800, 40_000)),
+                ("housing_guarantee".to_owned(), MeansTest::new(2_600, 150_000)),
+            ]),
         }
     }
 }
@@ -233,15 +437,17 @@ impl Params<'_> {
 /// Checks `params` for `p`: exactly the predicate's parameters
 /// (`INVALID_REQUEST` otherwise); a `division` must be a six-digit
 /// county-level division code, a `relative_citizen_id` a valid citizen ID
-/// (`INVALID_CITIZEN_ID`) other than the applicant's.
+/// (`INVALID_CITIZEN_ID`) other than the applicant's, `months` a whole number
+/// from 1 to 1200, a `program` one of [`Thresholds::means_test`].
 pub fn check<'a>(
     p: &Predicate,
     citizen: &'a CitizenId,
     params: &HashMap<String, String>,
+    thresholds: &Thresholds,
     today: Date,
 ) -> Result<Params<'a>, Error> {
     let predicate = predicate(p.name)?;
-    let given = check_params(predicate, params, citizen, today)?;
+    let given = check_params(predicate, params, citizen, thresholds, today)?;
     Ok(Params {
         predicate,
         citizen,
@@ -261,7 +467,7 @@ pub async fn evaluate(
     thresholds: &Thresholds,
     today: Date,
 ) -> Result<Outcome, Error> {
-    evaluate_checked(check(p, citizen, params, today)?, departments, thresholds).await
+    evaluate_checked(check(p, citizen, params, thresholds, today)?, departments, thresholds).await
 }
 
 /// Evaluates a call whose parameters [`check`] accepted.
@@ -284,6 +490,26 @@ pub async fn evaluate_checked(
         SETTLEMENT_RETURN_RURAL => return_rural(&reader, citizen, required(division)?, today).await?,
         RESIDENCE_PERMIT_APPLY => residence_permit(&reader, citizen, required(division)?, thresholds, today).await?,
         EXAM_ACCOMPANYING_CHILD => exam(&reader, citizen, required(division)?, thresholds, today).await?,
+        HUKOU_REGISTERED_IN => registered_in(&reader, citizen, required(division)?).await?,
+        KIN_RELATED => related(&reader, citizen, required(given.relative.as_ref())?, today).await?,
+        CA_UNMARRIED => unmarried(&reader, citizen).await?,
+        RESIDENCE_MONTHS_AT_LEAST => {
+            months_at_least(&reader, citizen, required(division)?, required(given.months)?, today).await?
+        }
+        HOUSING_STABLE_RESIDENCE => stable_residence(&reader, citizen, required(division)?).await?,
+        HRSS_STABLE_EMPLOYMENT => stable_employment(&reader, citizen, required(division)?).await?,
+        HRSS_CONTRIBUTING => contributing(&reader, citizen, required(given.months)?).await?,
+        HOUSING_OWNS_NONE => owns_none(&reader, citizen).await?,
+        PS_ALIVE => alive(&reader, citizen).await?,
+        PS_NO_CRIMINAL_RECORD => no_criminal_record(&reader, citizen).await?,
+        CA_MEANS_TEST => {
+            let program = required(given.program.as_deref())?;
+            let standard = thresholds
+                .means_test
+                .get(program)
+                .ok_or_else(|| Error::internal("a checked program has no standards"))?;
+            means_test(&reader, citizen, program, standard).await?
+        }
         other => {
             return Err(Error::new(
                 Reason::UnknownPredicate,

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use civex_adapters::citizen_id::{CitizenId, is_province};
 use time::Date;
 
-use super::{DIVISION, Predicate, RELATIVE_CITIZEN_ID};
+use super::{DIVISION, MONTHS, PROGRAM, Predicate, RELATIVE_CITIZEN_ID, Thresholds};
 use crate::error::{Error, Reason};
 
 /// The parameters of a call, checked.
@@ -13,12 +13,18 @@ use crate::error::{Error, Reason};
 pub(super) struct Given {
     pub(super) division: Option<String>,
     pub(super) relative: Option<CitizenId>,
+    pub(super) months: Option<u32>,
+    pub(super) program: Option<String>,
 }
+
+/// The most months a `months` parameter may name: a hundred years.
+const MAX_MONTHS: u32 = 1200;
 
 pub(super) fn check_params(
     p: &Predicate,
     params: &HashMap<String, String>,
     citizen: &CitizenId,
+    thresholds: &Thresholds,
     today: Date,
 ) -> Result<Given, Error> {
     let mut unknown: Vec<&str> = params
@@ -32,11 +38,15 @@ pub(super) fn check_params(
         let shown: String = key.chars().take(40).collect();
         return Err(Error::new(
             Reason::InvalidRequest,
-            format!(
-                "{} takes no parameter {shown:?}; it takes {}",
-                p.name,
-                p.params.join(", ")
-            ),
+            if p.params.is_empty() {
+                format!("{} takes no parameters; {shown:?} was given", p.name)
+            } else {
+                format!(
+                    "{} takes no parameter {shown:?}; it takes {}",
+                    p.name,
+                    p.params.join(", ")
+                )
+            },
         ));
     }
     let mut given = Given::default();
@@ -56,6 +66,29 @@ pub(super) fn check_params(
                     ));
                 }
                 given.relative = Some(relative);
+            }
+            MONTHS => {
+                let months = value.parse::<u32>().ok().filter(|m| (1..=MAX_MONTHS).contains(m));
+                given.months = Some(months.ok_or_else(|| {
+                    Error::new(
+                        Reason::InvalidRequest,
+                        format!("parameter {MONTHS} must be a whole number of months from 1 to {MAX_MONTHS}"),
+                    )
+                })?);
+            }
+            PROGRAM => {
+                if !thresholds.means_test.contains_key(value) {
+                    let known: Vec<&str> = thresholds.means_test.keys().map(String::as_str).collect();
+                    let shown: String = value.chars().take(40).collect();
+                    return Err(Error::new(
+                        Reason::InvalidRequest,
+                        format!(
+                            "parameter {PROGRAM} {shown:?} names no means-tested program; this gateway knows {}",
+                            known.join(", ")
+                        ),
+                    ));
+                }
+                given.program = Some(value.clone());
             }
             other => {
                 return Err(Error::internal(format!(

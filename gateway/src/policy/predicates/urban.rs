@@ -6,15 +6,12 @@ use time::Date;
 use super::{
     Thresholds,
     facts::{
-        EMPLOYED, EMPLOYMENT_DIVISION, LEASE, OWNED, RESIDENCE_DIVISION, RESIDENCE_FACTS, RESIDENCE_SINCE, Reader,
-        URBAN_FACTS, Verdict, condition, full_years,
+        RESIDENCE_DIVISION, RESIDENCE_FACTS, RESIDENCE_SINCE, Reader, URBAN_FACTS, Verdict, condition, full_years,
     },
+    stable::{employment_condition, residence_conditions},
 };
 use crate::error::Error;
 
-const OWNED_HOME: [&str; 2] = ["合法稳定住所（自有住房）", "legal stable residence (owned home)"];
-const REGISTERED_LEASE: [&str; 2] = ["合法稳定住所（租赁）", "legal stable residence (registered lease)"];
-const EMPLOYMENT: [&str; 2] = ["合法稳定就业", "legal stable employment"];
 const YEARS_OF_RESIDENCE: [&str; 2] = ["居住年限", "years of residence"];
 
 /// Clause 四: "在各县（市、区）城区、产业园区、建制镇（含乡）有合法稳定住所（含租赁）或有合法
@@ -36,24 +33,8 @@ pub(super) async fn urban(
     today: Date,
 ) -> Result<Verdict, Error> {
     let f = r.facts(citizen, URBAN_FACTS).await?;
-    let owned = condition(
-        f.text(OWNED) == Some(division),
-        OWNED_HOME,
-        &format!("在{division}有自有住房"),
-        &format!("owns a home in {division}"),
-    );
-    let lease = condition(
-        f.text(LEASE) == Some(division),
-        REGISTERED_LEASE,
-        &format!("在{division}有登记备案的住房租赁"),
-        &format!("holds a registered lease in {division}"),
-    );
-    let job = condition(
-        f.flag(EMPLOYED) == Some(true) && f.text(EMPLOYMENT_DIVISION) == Some(division),
-        EMPLOYMENT,
-        &format!("在{division}有就业登记"),
-        &format!("registered employment in {division}"),
-    );
+    let [owned, lease] = residence_conditions(&f, division);
+    let job = employment_condition(&f, division);
     let mut satisfied = owned.holds || lease.holds || job.holds;
     let mut checks = vec![owned, lease, job];
     let years = thresholds.settlement_residence_years;
