@@ -13,6 +13,7 @@ const PROTOS: &[&str] = &[
     "civex/v1/audit.proto",
     "civex/v1/admin.proto",
     "civex/v1/oversight.proto",
+    "civex/v1/commitment.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -494,7 +494,8 @@ fn parse_window(
     Ok((from, to))
 }
 
-fn parse_time(s: &Option<String>) -> anyhow::Result<Option<prost_types::Timestamp>> {
+/// An RFC 3339 time, if given.
+pub(crate) fn parse_time(s: &Option<String>) -> anyhow::Result<Option<prost_types::Timestamp>> {
     s.as_deref()
         .map(|s| {
             let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)

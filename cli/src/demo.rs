@@ -61,14 +61,18 @@ pub(super) struct DemoArgs {
     witness_listen: SocketAddr,
 }
 
+/// The synthetic registries' files, under the data directory.
+const DEMO_DATA: &str = "demo-data";
 const SAMPLES_FILE: &str = "samples.tsv";
+/// A citizen's signed statement for the printed commitment example.
+const STATEMENT_FILE: &str = "statement.txt";
 
 pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if !args.certs.join("ca.pem").exists() {
         init_certs(&args.certs)?;
         println!("wrote the development PKI to {}", args.certs.display());
     }
-    let demo_dir = args.data.join("demo-data");
+    let demo_dir = args.data.join(DEMO_DATA);
     let samples = prepare_data(&args, &demo_dir)?;
 
     let config = Config {
@@ -289,6 +293,12 @@ fn prepare_data(args: &DemoArgs, demo_dir: &Path) -> anyhow::Result<Vec<DemoSamp
             .collect();
         std::fs::write(demo_dir.join(SAMPLES_FILE), tsv)?;
     }
+    // Written on every start, so that a data directory older than the example has it too.
+    std::fs::write(
+        demo_dir.join(STATEMENT_FILE),
+        "本人承诺：在530302实际居住已满12个月。如有不实，愿承担相应责任。\n\
+         I declare that I have lived in 530302 for 12 months or more.\n",
+    )?;
     let tsv = std::fs::read_to_string(demo_dir.join(SAMPLES_FILE)).unwrap_or_default();
     Ok(tsv
         .lines()
@@ -390,6 +400,29 @@ fn print_banner(gateway: &Gateway, args: &DemoArgs, config_path: &Path, samples:
              --citizen {id} --purpose hukou.settlement --consent <consent_id printed above> \\\n    \
              --predicate settlement.urban {}",
             params.join(" ")
+        );
+    }
+    if let Some(resident) = samples
+        .iter()
+        .find(|s| s.label.starts_with("residence.months_at_least: a year"))
+    {
+        let id = &resident.citizen_id;
+        let _ = writeln!(
+            out,
+            "Notification and commitment (告知承诺), checked by the gateway once due (matter demo.residence samples all):"
+        );
+        let _ = writeln!(
+            out,
+            "  cargo run --release --bin civex -- consent grant --profile qujing-portal \\\n    \
+             --citizen {id} --grantee qujing-psb --purpose residence_permit.issue --scope residence.months_at_least"
+        );
+        let _ = writeln!(
+            out,
+            "  cargo run --release --bin civex -- commitment record --profile qujing-psb \\\n    \
+             --citizen {id} --purpose residence_permit.issue --consent <consent_id printed above> \\\n    \
+             --matter demo.residence --statement {} --verify-in-days 1 \\\n    \
+             --predicate residence.months_at_least --param division=530302 --param months=12",
+            args.data.join(DEMO_DATA).join(STATEMENT_FILE).display()
         );
     }
     let _ = writeln!(

@@ -1,7 +1,7 @@
 //! civex-cli: the `civex` command line. The gateway itself (`demo`,
 //! `serve`), local tools (`certs`, `id`, `demo-data`, `import`, `keys`),
-//! gRPC clients (`query`, `check`, `consent`, `catalogue`, `agency`,
-//! `audit`, the web `console`) and the reference department server (`source`); and, as a
+//! gRPC clients (`query`, `check`, `consent`, `catalogue`, `commitment`,
+//! `agency`, `audit`, the web `console`) and the reference department server (`source`); and, as a
 //! library for tests and benchmarks, what those are built from: mTLS
 //! client channels, the development PKI, the demo data and the department server.
 //! Only this crate installs a tracing subscriber.
@@ -13,6 +13,7 @@
 //! - `audit`: `civex audit verify|search|history|checkpoint|report|reindex`.
 //! - `oversight`: `civex audit alerts|alert|watch|unwatch|watched|case`.
 //! - `admin`: `civex agency …` and `civex certs csr`.
+//! - `commitment`: `civex commitment record|list|show` (告知承诺).
 //! - `console`: `civex console`, the oversight console's web pages.
 //! - `source`: `civex source`, serving one department's file.
 //! - [`client`]: mTLS channels to a gateway or a department.
@@ -23,6 +24,7 @@
 mod admin;
 mod audit;
 pub mod client;
+mod commitment;
 mod conn;
 mod console;
 mod demo;
@@ -94,6 +96,9 @@ enum Command {
     /// Onboard, restrict, throttle and cut off agencies (AdminService).
     #[command(subcommand)]
     Agency(admin::AgencyCommand),
+    /// Record citizens' commitments (告知承诺) and read how their later checks came out (CommitmentService).
+    #[command(subcommand)]
+    Commitment(commitment::CommitmentCommand),
     /// Verify, search and report on the audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -154,6 +159,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Consent(c) => remote::consent(c).await,
         Command::Catalogue(a) => remote::catalogue(a).await,
         Command::Audit(c) => audit::run(c).await,
+        Command::Commitment(c) => commitment::run(c).await,
         Command::Source(a) => source::run(a).await,
         Command::Agency(c) => admin::run(c).await,
         Command::Console(a) => console::run(a).await,

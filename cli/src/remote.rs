@@ -15,29 +15,41 @@ use crate::conn::{Conn, Role, read_citizen, rpc_error};
 
 /// What every ExchangeService call names: whose data, why, under which consent, by whom.
 #[derive(Debug, Args)]
-pub(super) struct Asking {
+pub(crate) struct Asking {
     #[command(flatten)]
-    conn: Conn,
+    pub(crate) conn: Conn,
     /// The citizen's ID number; `-` reads it from standard input.
     #[arg(long)]
-    citizen: String,
+    pub(crate) citizen: String,
     /// Why: a purpose code from the catalogue, e.g. `hukou.settlement`.
     #[arg(long)]
-    purpose: String,
+    pub(crate) purpose: String,
     /// The consent_id of the citizen's consent that covers the request.
     #[arg(long)]
-    consent: String,
+    pub(crate) consent: String,
     /// Staff number of the official at the counter.
     #[arg(long, default_value = "")]
-    operator: String,
+    pub(crate) operator: String,
     /// Your own id for this request, recorded with it (default: a new random one, printed).
     #[arg(long)]
     request_id: Option<String>,
 }
 
+/// `name=value` parameters of a predicate.
+pub(crate) fn parse_params(given: &[String]) -> anyhow::Result<std::collections::HashMap<String, String>> {
+    given
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .with_context(|| format!("param {p:?} is not name=value"))
+        })
+        .collect()
+}
+
 impl Asking {
     /// The request id to send: the one given, or a fresh one to find the record by later.
-    fn request_id(&self) -> String {
+    pub(crate) fn request_id(&self) -> String {
         self.request_id
             .clone()
             .unwrap_or_else(|| format!("cli-{:016x}", rand::random::<u64>()))
@@ -163,15 +175,7 @@ pub(super) async fn query(q: QueryArgs) -> anyhow::Result<()> {
 
 pub(super) async fn check(c: CheckArgs) -> anyhow::Result<()> {
     let a = c.asking;
-    let params = c
-        .params
-        .iter()
-        .map(|p| {
-            p.split_once('=')
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .with_context(|| format!("param {p:?} is not name=value"))
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let params = parse_params(&c.params)?;
     let mut client = ExchangeServiceClient::new(a.conn.channel(Role::Requester).await?);
     let response = client
         .check(CheckRequest {

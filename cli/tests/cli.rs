@@ -153,7 +153,7 @@ fn demo_serves_and_its_printed_example_returns_facts() {
         .collect();
     assert_eq!(
         examples.iter().map(|e| e[0].as_str()).collect::<Vec<_>>(),
-        ["consent", "query", "consent", "check", "audit"]
+        ["consent", "query", "consent", "check", "consent", "commitment", "audit"]
     );
     let mut consent = String::new();
     let mut outputs = Vec::new();
@@ -195,6 +195,7 @@ fn demo_serves_and_its_printed_example_returns_facts() {
         "{}",
         outputs[3]
     );
+    assert!(outputs[5].contains("state: pending"), "{}", outputs[5]);
     let consent = first_consent;
     drop(demo);
 
@@ -1019,6 +1020,59 @@ fn every_client_command_answers_in_proto_json_through_the_demos_profiles() {
     assert_eq!(alive["satisfied"], true, "{alive}");
     assert_eq!(alive["basis"], "民发〔2020〕20号；公通字〔2016〕21号");
 
+    // A commitment (告知承诺) to the demo's matter, checked by the gateway once due.
+    let (resident, params) = sample(&banner, "residence.months_at_least: a year and more");
+    let commit_consent = json(&[
+        "consent",
+        "grant",
+        "--citizen",
+        resident,
+        "--grantee",
+        "qujing-psb",
+        "--purpose",
+        "residence_permit.issue",
+        "--scope",
+        "residence.months_at_least",
+        "--days",
+        "30",
+    ])["consentId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let statement = dir.path().join("statement.txt");
+    std::fs::write(&statement, "本人承诺在530302居住满12个月。").unwrap();
+    let statement = statement.to_str().unwrap();
+    let mut commit = vec![
+        "commitment",
+        "record",
+        "--citizen",
+        resident,
+        "--purpose",
+        "residence_permit.issue",
+        "--consent",
+        &commit_consent,
+        "--matter",
+        "demo.residence",
+        "--statement",
+        statement,
+        "--predicate",
+        "residence.months_at_least",
+        "--verify-in-days",
+        "7",
+    ];
+    for p in &params {
+        commit.extend(["--param", p]);
+    }
+    let committed = json(&commit);
+    assert_eq!(committed["state"], "COMMITMENT_PENDING", "{committed}");
+    let id = committed["commitmentId"].as_str().unwrap().to_owned();
+    let listed = json(&["commitment", "list", "--state", "pending"]);
+    assert_eq!(listed["commitments"][0]["commitmentId"], id.as_str());
+    assert_eq!(
+        json(&["commitment", "show", "--commitment", &id])["receipt"],
+        committed["receipt"]
+    );
+
     // The audit side, as the demo's default auditor profile.
     let entry = json(&["audit", "search", "--request-id", "req-42"]);
     assert_eq!(entry["entries"][0]["index"], index.to_string());
@@ -1250,6 +1304,10 @@ fn the_command_line_refuses_to_guess_and_says_what_to_give() {
     refused(
         &["catalogue", "--profile", "nobody"],
         "no profile \"nobody\" in civex-profiles.toml",
+    );
+    refused(
+        &["commitment", "show", "--commitment", "0123456789abcdef0123456789abcdef"],
+        "COMMITMENT_NOT_FOUND",
     );
     let map = ok(&["catalogue", "--certificates"]);
     assert!(

@@ -53,6 +53,8 @@ pub struct Config {
     pub predicates: Thresholds,
     /// The oversight rules' thresholds, `[alerts.<rule>]` (DESIGN §13).
     pub alerts: AlertsConfig,
+    /// Notification and commitment: each matter's sample, `[commitments."<matter>"]` (DESIGN §15).
+    pub commitments: BTreeMap<String, crate::commitments::Matter>,
     /// The Prometheus metrics listener, `[metrics] listen` (DESIGN §12).
     pub metrics: MetricsConfig,
     /// Where each department's facts come from, by department code; a
@@ -377,6 +379,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             predicates: Thresholds::default(),
             alerts: AlertsConfig::default(),
+            commitments: crate::commitments::demo_matters(),
             metrics: MetricsConfig::default(),
             departments: BTreeMap::new(),
             agencies: demo_agencies(),
@@ -441,6 +444,7 @@ impl Config {
             return invalid("tls certificate_days and crl_days must be positive".into());
         }
         self.alerts.resolve()?;
+        crate::commitments::validate_matters(&self.commitments).map_err(ConfigError::Invalid)?;
         if self.audit.checkpoint_every == 0 || self.audit.checkpoint_interval_ms == 0 {
             return invalid("audit checkpoint_every and checkpoint_interval_ms must be positive".into());
         }

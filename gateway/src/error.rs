@@ -49,6 +49,7 @@ pub enum Reason {
     AlreadyExists,
     AlertNotFound,
     CaseNotFound,
+    CommitmentNotFound,
     /// Not in the contract's table: a fault inside civex (storage, bugs).
     Internal,
 }
@@ -85,6 +86,7 @@ impl Reason {
             Reason::AlreadyExists => "ALREADY_EXISTS",
             Reason::AlertNotFound => "ALERT_NOT_FOUND",
             Reason::CaseNotFound => "CASE_NOT_FOUND",
+            Reason::CommitmentNotFound => "COMMITMENT_NOT_FOUND",
             Reason::Internal => "INTERNAL",
         }
     }
@@ -109,9 +111,11 @@ impl Reason {
             | Reason::AgencySuspended
             | Reason::CertificateRevoked
             | Reason::RelatedConsentRequired => Code::PermissionDenied,
-            Reason::ConsentNotFound | Reason::CertificateNotFound | Reason::AlertNotFound | Reason::CaseNotFound => {
-                Code::NotFound
-            }
+            Reason::ConsentNotFound
+            | Reason::CertificateNotFound
+            | Reason::AlertNotFound
+            | Reason::CaseNotFound
+            | Reason::CommitmentNotFound => Code::NotFound,
             Reason::AlreadyExists => Code::AlreadyExists,
             Reason::ConsentExpired | Reason::ConsentRevoked | Reason::ConsentExhausted => Code::FailedPrecondition,
             Reason::RateLimited => Code::ResourceExhausted,

@@ -17,6 +17,7 @@
 //! - [`directory`]: the agencies, cached over their store.
 //! - [`changes`]: following what other gateways of a shared store change.
 //! - [`consent`]: what a consent says, its signature, the rule each use is checked against.
+//! - [`commitments`]: notification and commitment: receipts, sampling and the later check.
 //! - [`authority`]: certificates from CSRs, revocation and the CRL.
 //! - [`departments`]: fan-out to the departments' adapters with deadlines.
 //! - [`service`]: the gRPC services, each call recorded through one path.
@@ -26,6 +27,7 @@
 
 pub mod authority;
 pub mod changes;
+pub mod commitments;
 pub mod config;
 pub mod consent;
 pub mod departments;
@@ -47,8 +49,8 @@ use civex_adapters::{Adapter, AdapterError, Department, RegistryStore, RemoteAda
 use civex_audit::{AuditLog, Pseudonymizer, WriterConfig, keys::Signer};
 use civex_proto::v1::{
     admin_service_server::AdminServiceServer, audit_service_server::AuditServiceServer,
-    consent_service_server::ConsentServiceServer, exchange_service_server::ExchangeServiceServer,
-    oversight_service_server::OversightServiceServer,
+    commitment_service_server::CommitmentServiceServer, consent_service_server::ConsentServiceServer,
+    exchange_service_server::ExchangeServiceServer, oversight_service_server::OversightServiceServer,
 };
 use tokio::net::TcpListener;
 use tonic::{service::Routes, transport::Server};
@@ -257,6 +259,8 @@ impl Gateway {
                 None => changes::Freshness::local(),
             },
             oversight: stores.oversight.clone(),
+            commitments: stores.commitments.clone(),
+            matters: config.commitments.clone(),
             metrics: metrics::Metrics::default(),
             witnesses: witness::Witnesses::new(&config.audit)
                 .map_err(|e| StartError::Config(config::ConfigError::Invalid(e)))?,
@@ -360,6 +364,7 @@ impl Gateway {
                 oversight::Oversight::new(self.stores.oversight.clone(), rules),
             ))
         });
+        let verifying = tokio::spawn(commitments::follow(self.state.clone()));
         let witnessing = self
             .state
             .witnesses
@@ -431,6 +436,10 @@ impl Gateway {
             .add_service(
                 OversightServiceServer::new(service::oversight::Oversight::new(state.clone()))
                     .max_decoding_message_size(max),
+            )
+            .add_service(
+                CommitmentServiceServer::new(service::commitment::Commitments::new(state.clone()))
+                    .max_decoding_message_size(max),
             );
         // The log's tiles beside the services, on the same port (DESIGN §12).
         let routes = Routes::from(
@@ -473,6 +482,7 @@ impl Gateway {
             .chain(alerts)
             .chain(metrics)
             .chain(witnessing)
+            .chain([verifying])
         {
             task.abort();
         }
@@ -505,13 +515,14 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
 }
 
 /// The services health is reported for: the whole server ("") and each gRPC service.
-const SERVICES: [&str; 6] = [
+const SERVICES: [&str; 7] = [
     "",
     "civex.v1.ExchangeService",
     "civex.v1.ConsentService",
     "civex.v1.AuditService",
     "civex.v1.AdminService",
     "civex.v1.OversightService",
+    "civex.v1.CommitmentService",
 ];
 
 /// Binds and serves `config` until `shutdown` resolves.

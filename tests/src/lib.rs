@@ -32,8 +32,8 @@ use civex_gateway::{
 };
 use civex_proto::v1::{
     Consent, GrantConsentRequest, admin_service_client::AdminServiceClient, audit_service_client::AuditServiceClient,
-    consent_service_client::ConsentServiceClient, exchange_service_client::ExchangeServiceClient,
-    oversight_service_client::OversightServiceClient,
+    commitment_service_client::CommitmentServiceClient, consent_service_client::ConsentServiceClient,
+    exchange_service_client::ExchangeServiceClient, oversight_service_client::OversightServiceClient,
 };
 use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::transport::Channel;
@@ -415,6 +415,10 @@ impl TestGateway {
             .expect("a checkpoint")
             .into_inner()
             .tree_size
+    }
+
+    pub async fn commitments(&self, agency: &str) -> CommitmentServiceClient<Channel> {
+        CommitmentServiceClient::new(self.channel(agency).await)
     }
 
     pub async fn oversight(&self, agency: &str) -> OversightServiceClient<Channel> {

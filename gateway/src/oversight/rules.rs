@@ -12,7 +12,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use civex_proto::v1::{AuditRecord, Decision, Severity};
+use civex_proto::v1::{AuditRecord, CommitmentState, Decision, Severity};
 use serde::{Deserialize, Serialize};
 
 use crate::config::ConfigError;
@@ -24,6 +24,7 @@ const GRANT: &str = "ConsentService/Grant";
 const HISTORY: &str = "AuditService/AccessHistory";
 const WATCH: &str = "OversightService/WatchCitizen";
 const UNWATCH: &str = "OversightService/UnwatchCitizen";
+const VERIFY: &str = crate::commitments::VERIFY;
 /// Oversight's own work: never an access to watch.
 const OVERSIGHT: &[&str] = &["AuditService/", "OversightService/"];
 /// How many indices an alert names at most.
@@ -41,10 +42,11 @@ pub enum Rule {
     HistoryVolume,
     AbolishedRequest,
     WatchedCitizen,
+    FalseCommitment,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 9] = [
+    pub const ALL: [Rule; 10] = [
         Rule::OperatorVolume,
         Rule::OffHours,
         Rule::SharedCredential,
@@ -54,6 +56,7 @@ impl Rule {
         Rule::HistoryVolume,
         Rule::AbolishedRequest,
         Rule::WatchedCitizen,
+        Rule::FalseCommitment,
     ];
 
     pub fn name(self) -> &'static str {
@@ -67,6 +70,7 @@ impl Rule {
             Rule::HistoryVolume => "history_volume",
             Rule::AbolishedRequest => "abolished_request",
             Rule::WatchedCitizen => "watched_citizen",
+            Rule::FalseCommitment => "false_commitment",
         }
     }
 
@@ -111,6 +115,7 @@ pub struct AlertsConfig {
     pub history_volume: RuleConfig,
     pub abolished_request: RuleConfig,
     pub watched_citizen: RuleConfig,
+    pub false_commitment: RuleConfig,
 }
 
 /// One rule's resolved thresholds.
@@ -157,6 +162,7 @@ impl Rule {
             Rule::HistoryVolume => (50, HOUR, Severity::Medium),
             Rule::AbolishedRequest => (0, DAY, Severity::Low),
             Rule::WatchedCitizen => (0, DAY, Severity::High),
+            Rule::FalseCommitment => (0, DAY, Severity::High),
         }
     }
 
@@ -187,6 +193,7 @@ impl AlertsConfig {
             Rule::HistoryVolume => &mut self.history_volume,
             Rule::AbolishedRequest => &mut self.abolished_request,
             Rule::WatchedCitizen => &mut self.watched_citizen,
+            Rule::FalseCommitment => &mut self.false_commitment,
         }
     }
 
@@ -201,6 +208,7 @@ impl AlertsConfig {
             Rule::HistoryVolume => &self.history_volume,
             Rule::AbolishedRequest => &self.abolished_request,
             Rule::WatchedCitizen => &self.watched_citizen,
+            Rule::FalseCommitment => &self.false_commitment,
         }
     }
 
@@ -685,6 +693,18 @@ impl Engine {
                 vec![seen.index],
                 summary,
             ));
+        }
+        let verified_false = r.note == CommitmentState::CommitmentFalse.as_str_name();
+        if seen.allowed() && seen.is(&[VERIFY]) && verified_false && self.on(Rule::FalseCommitment) {
+            let summary = format!(
+                "a commitment recorded by agency {} was verified false (commitment {})",
+                r.agency, r.subject
+            );
+            let key = format!("{}/{}", r.agency, r.subject);
+            let mut h = hit(Rule::FalseCommitment, key, r, &r.citizen_ref, vec![seen.index], summary);
+            // The gateway made the check; the agency's official made no call.
+            h.operator.clear();
+            hits.push(h);
         }
         // The watch list changes in log order, with the auditors' calls.
         if seen.allowed() && seen.is(&[WATCH]) {

@@ -92,7 +92,7 @@ impl Exchange {
         check_label("operator", &req.operator)?;
         caller.check_rights([predicate.name], purpose.code)?;
         let now = state.clock.now();
-        let today = (time::OffsetDateTime::from(now) + time::Duration::hours(8)).date();
+        let today = predicates::day_in_china(now);
         // Parameters first: a call that cannot be answered uses no consent.
         let params = predicates::check(
             predicate,

@@ -13,11 +13,13 @@
 //! - [`audit`]: `AuditService` (auditors).
 //! - [`admin`]: `AdminService` (administrators).
 //! - [`oversight`]: `OversightService` (auditors): alerts, the watch list, cases.
+//! - [`commitment`]: `CommitmentService` (requesters): notification and commitment.
 //! - [`guard`]: the tower layer every request passes: connection activity,
 //!   and the record of calls the decoder refused.
 
 pub mod admin;
 pub mod audit;
+pub mod commitment;
 pub mod consent;
 pub mod exchange;
 pub mod guard;
@@ -46,7 +48,7 @@ use crate::{
         labels::{self, check_label},
         predicates::Thresholds,
     },
-    store::{ConsentStore, OversightStore},
+    store::{CommitmentStore, ConsentStore, OversightStore},
 };
 
 /// Runs `call` on a task of its own and waits for it. A call that changes
@@ -81,6 +83,9 @@ pub struct State {
     pub freshness: crate::changes::Freshness,
     /// Alerts, the watch list and cases.
     pub oversight: Arc<dyn OversightStore>,
+    /// Commitments, and the matters they are sampled by.
+    pub commitments: Arc<dyn CommitmentStore>,
+    pub matters: std::collections::BTreeMap<String, crate::commitments::Matter>,
     pub metrics: crate::metrics::Metrics,
     /// The witnesses that cosign checkpoints, if any are configured.
     pub witnesses: Option<crate::witness::Witnesses>,
@@ -107,6 +112,23 @@ pub struct Draft {
 }
 
 impl Draft {
+    /// The record of an action the gateway takes itself, on behalf of
+    /// `agency` (no request, no certificate), as `operator`.
+    pub fn own(action: &str, agency: &str, operator: &str) -> Draft {
+        Draft {
+            record: AuditRecord {
+                agency: agency.to_owned(),
+                operator: operator.to_owned(),
+                action: action.to_owned(),
+                ..Default::default()
+            },
+            consent_uses: Vec::new(),
+            withdrawal: None,
+            checkpoint: false,
+            recorded: None,
+        }
+    }
+
     /// Records the citizen, by pseudonym only.
     pub fn citizen(&mut self, state: &State, id: &CitizenId) {
         self.record.citizen_ref = state.pseudonyms.citizen_ref(id.as_str());
@@ -357,6 +379,20 @@ impl State {
             return Err(Error::new(reason, message));
         }
         Ok(appended)
+    }
+
+    /// Writes the record of an action the gateway took itself ([`Draft::own`]):
+    /// allowed, or refused with `refusal`'s reason; durable on return.
+    pub async fn record_own(&self, draft: &Draft, refusal: Option<&Error>) -> Result<Appended, Error> {
+        let mut record = draft.record.clone();
+        match refusal {
+            None => record.decision = Decision::Allow as i32,
+            Some(e) => {
+                record.decision = Decision::Deny as i32;
+                record.reason = e.reason.as_str().to_owned();
+            }
+        }
+        self.append(record, draft).await
     }
 
     /// Records a call that the decoder refused before any handler ran.

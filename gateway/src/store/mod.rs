@@ -11,6 +11,7 @@
 //! | departments' registries | [`civex_adapters::RegistryStore`] |
 //! | each gateway's calls per agency, for shared quotas | [`LoadStore`] |
 //! | alerts, the watch list, cases, and how far the alert rules have run | [`OversightStore`] |
+//! | notification-and-commitment records and their verification | [`CommitmentStore`] |
 //!
 //! Each trait says what must hold, not how: the embedded engine keeps
 //! consent uses exact by counting them in the audit writer (the log is
@@ -26,12 +27,17 @@
 pub mod embedded;
 pub mod postgres;
 
-use std::{collections::HashMap, path::Path, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::Path,
+    sync::Arc,
+    time::SystemTime,
+};
 
 use async_trait::async_trait;
 use civex_adapters::{CitizenId, RegistryStore};
 use civex_audit::{IndexStore, LogEngine, LogStore};
-use civex_proto::v1::{Alert, Case, Consent, WatchEntry};
+use civex_proto::v1::{Alert, Case, Commitment, CommitmentState, Consent, WatchEntry};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -62,6 +68,7 @@ pub struct Stores {
     pub audit_index: Arc<dyn IndexStore>,
     pub registries: Arc<dyn RegistryStore>,
     pub oversight: Arc<dyn OversightStore>,
+    pub commitments: Arc<dyn CommitmentStore>,
     /// The counter of changes other gateways make, for a store they share;
     /// `None` when this gateway is the store's only writer.
     pub changes: Option<Arc<dyn ChangeFeed>>,
@@ -259,4 +266,95 @@ pub trait OversightStore: Send + Sync {
 
     /// Cases in id order after `after`, at most `limit`.
     async fn cases(&self, after: &str, limit: usize) -> Result<Vec<Case>, StoreError>;
+}
+
+/// A commitment (告知承诺, DESIGN §15) as the gateway keeps it: the answer its
+/// agency sees, and what the later check needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredCommitment {
+    /// The answer, as `GetCommitment` returns it (its state and settling time
+    /// are the store's current ones).
+    #[serde(with = "encoded")]
+    pub commitment: Commitment,
+    /// The recording agency: the only one that may read it, and the grantee
+    /// of the consent the check runs under.
+    pub agency: String,
+    /// The citizen's ID, kept for the check as consents keep it; never logged.
+    pub citizen_id: String,
+    /// The citizen's pseudonym, as the log names them.
+    pub citizen_ref: String,
+    pub params: BTreeMap<String, String>,
+    pub consent_id: String,
+    /// The official who recorded it.
+    pub operator: String,
+}
+
+impl StoredCommitment {
+    pub fn id(&self) -> &str {
+        &self.commitment.commitment_id
+    }
+
+    pub fn state(&self) -> CommitmentState {
+        self.commitment.state()
+    }
+}
+
+/// A prost message as its encoding, for serde.
+mod encoded {
+    use prost::Message;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer, M: Message>(m: &M, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&m.encode_to_vec())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>, M: Message + Default>(d: D) -> Result<M, D::Error> {
+        let bytes = Vec::<u8>::deserialize(d)?;
+        M::decode(bytes.as_slice()).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Which of an agency's commitments a listing wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitmentFilter {
+    /// Only those in this state.
+    pub state: Option<CommitmentState>,
+    /// Only those recorded at or after this time.
+    pub since: SystemTime,
+}
+
+/// Commitments and their verification. Ids are in the order commitments
+/// were recorded; a commitment leaves `PENDING` once, by [`CommitmentStore::settle`].
+#[async_trait]
+pub trait CommitmentStore: Send + Sync {
+    /// Stores a new commitment; durable on return.
+    async fn insert(&self, commitment: &StoredCommitment) -> Result<(), StoreError>;
+
+    async fn get(&self, id: &str) -> Result<Option<StoredCommitment>, StoreError>;
+
+    /// `agency`'s commitments that pass `filter`, in id order after `after`, at most `limit`.
+    async fn list(
+        &self,
+        agency: &str,
+        filter: CommitmentFilter,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredCommitment>, StoreError>;
+
+    /// Pending commitments whose `verify_after` has come by `now` and that
+    /// no gateway holds a claim on, earliest due first, at most `limit`.
+    async fn due(&self, now: SystemTime, limit: usize) -> Result<Vec<StoredCommitment>, StoreError>;
+
+    /// Claims a due commitment for verification until `until`, if it is
+    /// still pending and no claim on it lasts past `now`: of gateways
+    /// sharing the store, one verifies it. A claim that lapses (its gateway
+    /// stopped) lets another try.
+    async fn claim(&self, id: &str, now: SystemTime, until: SystemTime) -> Result<bool, StoreError>;
+
+    /// Moves a pending commitment to `state` at `at`; durable on return.
+    /// `false`, and nothing written, if it had left `PENDING` already.
+    async fn settle(&self, id: &str, state: CommitmentState, at: SystemTime) -> Result<bool, StoreError>;
+
+    /// Whether a commitment of the citizen `citizen_ref` was found false.
+    async fn found_false(&self, citizen_ref: &str) -> Result<bool, StoreError>;
 }

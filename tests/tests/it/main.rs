@@ -5,6 +5,7 @@
 mod admin;
 mod audit;
 mod browser;
+mod commitments;
 mod consent;
 mod console;
 mod exchange;

@@ -574,3 +574,36 @@ async fn an_alert_raised_from_calls_on_two_gateways_is_one_alert_seen_by_both() 
     );
     assert_eq!(found, probe(&on_second), "both gateways show the same alert");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commitment_on_a_shared_store_is_checked_once_whichever_gateways_run_the_checks() {
+    use crate::commitments::{HOUR, NEWCOMER, RESIDENT, citizen, record, settled, verifications};
+    use civex_proto::v1::CommitmentState;
+
+    let pg = postgres();
+    let first = TestGateway::start_with(on(&pg)).await;
+    let second = first.join().await;
+    let (resident, newcomer) = (citizen(&first, RESIDENT), citizen(&first, NEWCOMER));
+    let mut recorded = Vec::new();
+    for who in [&resident, &newcomer] {
+        for _ in 0..3 {
+            recorded.push(record(&first, who, "demo.residence", HOUR).await.commitment_id);
+        }
+    }
+    // Both gateways' checkers find them due at once.
+    first.clock.advance(2 * HOUR);
+    second.clock.advance(2 * HOUR);
+    for (i, id) in recorded.iter().enumerate() {
+        let seen = settled(&second, id).await;
+        let expected = if i < 3 {
+            CommitmentState::CommitmentTrue
+        } else {
+            CommitmentState::CommitmentFalse
+        };
+        assert_eq!(seen.state(), expected, "{id}");
+    }
+    for who in [&resident, &newcomer] {
+        let checks = verifications(&first, who).await;
+        assert_eq!(checks.len(), 3, "each commitment checked once: {checks:#?}");
+    }
+}

@@ -332,6 +332,11 @@ pub static PREDICATES: &[Predicate] = &[
     ),
 ];
 
+/// The day `now` falls on in China (UTC+8): the day predicates count from.
+pub fn day_in_china(now: std::time::SystemTime) -> Date {
+    (time::OffsetDateTime::from(now) + time::Duration::hours(8)).date()
+}
+
 /// Looks a predicate up, refusing unknown names with `UNKNOWN_PREDICATE`.
 pub fn predicate(name: &str) -> Result<&'static Predicate, Error> {
     if name.is_empty() {

@@ -10,7 +10,7 @@
 //! makes them durable in its records; this store is told after each batch
 //! (not flushed) and brought up to date from the log at start, from its
 //! `applied` watermark. Alerts, the watch list and cases have a database
-//! of their own ([`oversight`]).
+//! of their own ([`oversight`]), and so have commitments ([`commitments`]).
 //!
 //! | database | tree | key | value |
 //! |---|---|---|---|
@@ -28,6 +28,7 @@
 //! first of those in a process makes every sled operation in it take one
 //! global lock, which the request path's reads would wait on.
 
+pub mod commitments;
 pub mod oversight;
 
 use std::{
@@ -76,6 +77,7 @@ pub fn open(dir: &Path) -> Result<Stores, StoreError> {
             dir,
             log.size().map_err(StoreError::new)?,
         )?),
+        commitments: Arc::new(commitments::SledCommitments::open(dir)?),
         changes: None,
         load: None,
     })

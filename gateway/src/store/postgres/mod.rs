@@ -18,7 +18,9 @@
 //! - [`log`]: the audit log as a [`civex_audit::shared::SharedLog`], and its search indexes.
 //! - [`registries`]: the departments' registries.
 //! - [`oversight`]: alerts, the watch list and cases.
+//! - [`commitments`]: notification-and-commitment records and their verification.
 
+pub mod commitments;
 pub mod log;
 pub mod oversight;
 pub mod registries;
@@ -273,6 +275,7 @@ pub fn open(url: &str) -> Result<Stores, StoreError> {
         audit_index: Arc::new(log::PgIndex(db.clone())),
         registries: Arc::new(registries::PgRegistries(db.clone())),
         oversight: Arc::new(oversight::PgOversight(db.clone())),
+        commitments: Arc::new(commitments::PgCommitments(db.clone())),
         changes: Some(Arc::new(state::PgChanges(db.clone()))),
         load: Some(Arc::new(state::PgLoad(db))),
     })

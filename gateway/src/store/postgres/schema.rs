@@ -23,6 +23,7 @@
 //! | `civex_alerts` | each alert: the rules' finding (the encoded `Alert`), its key and opening time, and the auditors' state, case and note |
 //! | `civex_watched` | the auditors' watch list: pseudonym → the encoded `WatchEntry` |
 //! | `civex_cases` | each case, encoded, with its number of events (a case changes only from the count it was read at) |
+//! | `civex_commitments` | each commitment (JSON, with the citizen's ID for its check), its state, when it was settled, and until when a gateway has claimed its verification |
 
 use deadpool_postgres::Pool;
 
@@ -81,6 +82,14 @@ const MIGRATIONS: &[&[&str]] = &[
     &[
         "ALTER TABLE civex_certificates ADD COLUMN not_after BIGINT",
         "CREATE INDEX civex_certificates_agency ON civex_certificates (agency)",
+    ],
+    &[
+        "CREATE TABLE civex_commitments (id TEXT PRIMARY KEY, agency TEXT NOT NULL, citizen_ref TEXT NOT NULL, \
+         recorded_at BIGINT NOT NULL, verify_after BIGINT NOT NULL, state INTEGER NOT NULL, settled_at BIGINT, \
+         claimed_until BIGINT NOT NULL, body TEXT NOT NULL)",
+        "CREATE INDEX civex_commitments_due ON civex_commitments (state, verify_after)",
+        "CREATE INDEX civex_commitments_agency ON civex_commitments (agency, id)",
+        "CREATE INDEX civex_commitments_citizen ON civex_commitments (citizen_ref, state)",
     ],
 ];
 
