@@ -569,7 +569,9 @@ impl Engine {
                 });
             }
         }
-        if !r.citizen_ref.is_empty() && !oversight && self.on(Rule::OffHours) && self.rules.off_hours(seen.time) {
+        // The gateway's own checks of commitments run when they fall due, at any hour.
+        let by_an_official = !oversight && !seen.is(&[VERIFY]);
+        if !r.citizen_ref.is_empty() && by_an_official && self.on(Rule::OffHours) && self.rules.off_hours(seen.time) {
             let summary = format!("official {official} reached a citizen's data outside office hours (UTC+8)");
             hits.push(hit(Rule::OffHours, official.clone(), r, "", vec![seen.index], summary));
         }
@@ -782,6 +784,33 @@ mod tests {
         assert_eq!((hit.rule, hit.count), (Rule::OperatorVolume, 151));
         assert_eq!(hit.indices.len(), MAX_INDICES);
         assert_eq!((hit.indices[0], hit.indices[98], hit.indices[99]), (0, 98, 150));
+    }
+
+    #[test]
+    fn a_check_found_false_raises_false_commitment_and_the_gateways_own_checks_keep_no_office_hours() {
+        let mut engine = Engine::new(AlertsConfig::default().resolve().unwrap());
+        let history = |_: &str, _: u64| true;
+        // 21:46 in UTC+8: outside office hours.
+        let at_night = lookup(0, "ref-1");
+        let rules = |hits: Vec<Hit>| hits.into_iter().map(|h| h.rule).collect::<Vec<_>>();
+        assert_eq!(rules(engine.feed(&at_night, &history)), [Rule::OffHours]);
+        let check = |index: u64, outcome: CommitmentState| {
+            let mut seen = lookup(index, "ref-1");
+            seen.record.action = VERIFY.into();
+            seen.record.operator = crate::commitments::GATEWAY_OPERATOR.into();
+            seen.record.subject = format!("commitment-{index}");
+            seen.record.note = outcome.as_str_name().into();
+            seen
+        };
+        assert!(engine.feed(&check(1, CommitmentState::CommitmentTrue), &history).is_empty());
+        let hits = engine.feed(&check(2, CommitmentState::CommitmentFalse), &history);
+        let [hit] = &hits[..] else { panic!("{hits:?}") };
+        assert_eq!(
+            (hit.rule, hit.agency.as_str(), hit.operator.as_str(), hit.citizen_ref.as_str()),
+            (Rule::FalseCommitment, "qujing-psb", "", "ref-1")
+        );
+        assert_eq!(hit.indices, [2]);
+        assert!(hit.summary.contains("commitment-2"), "{}", hit.summary);
     }
 
     #[test]
