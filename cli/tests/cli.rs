@@ -953,22 +953,24 @@ fn every_client_command_answers_in_proto_json_through_the_demos_profiles() {
     assert_eq!(answered["requestId"], "req-42");
     let index: u64 = answered["auditIndex"].as_str().unwrap().parse().unwrap();
 
+    // A consent of `citizen` for qujing-psb to `scope` for `purpose`: its id.
+    let grant = |citizen: &str, purpose: &str, scope: &str| {
+        let args = [
+            "consent",
+            "grant",
+            "--citizen",
+            citizen,
+            "--grantee",
+            "qujing-psb",
+            "--purpose",
+            purpose,
+            "--scope",
+            scope,
+        ];
+        json(&args)["consentId"].as_str().unwrap().to_owned()
+    };
     let (urban, params) = sample(&banner, "settlement.urban: satisfied");
-    let urban_consent = json(&[
-        "consent",
-        "grant",
-        "--citizen",
-        urban,
-        "--grantee",
-        "qujing-psb",
-        "--purpose",
-        "hukou.settlement",
-        "--scope",
-        "settlement.urban",
-    ])["consentId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let urban_consent = grant(urban, "hukou.settlement", "settlement.urban");
     let mut check = vec![
         "check",
         "--citizen",
@@ -993,19 +995,7 @@ fn every_client_command_answers_in_proto_json_through_the_demos_profiles() {
     assert!(checked["auditIndex"].as_str().unwrap().parse::<u64>().unwrap() > index);
     // A check in place of a certificate (健在证明), with no parameters.
     let (living, _) = sample(&banner, "ps.alive: living");
-    let grant = [
-        "consent",
-        "grant",
-        "--citizen",
-        living,
-        "--grantee",
-        "qujing-psb",
-        "--purpose",
-        "hukou.settlement",
-        "--scope",
-        "ps.alive",
-    ];
-    let alive_consent = json(&grant)["consentId"].as_str().unwrap().to_owned();
+    let alive_consent = grant(living, "hukou.settlement", "ps.alive");
     let alive = json(&[
         "check",
         "--citizen",
@@ -1022,23 +1012,7 @@ fn every_client_command_answers_in_proto_json_through_the_demos_profiles() {
 
     // A commitment (告知承诺) to the demo's matter, checked by the gateway once due.
     let (resident, params) = sample(&banner, "residence.months_at_least: a year and more");
-    let commit_consent = json(&[
-        "consent",
-        "grant",
-        "--citizen",
-        resident,
-        "--grantee",
-        "qujing-psb",
-        "--purpose",
-        "residence_permit.issue",
-        "--scope",
-        "residence.months_at_least",
-        "--days",
-        "30",
-    ])["consentId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let commit_consent = grant(resident, "residence_permit.issue", "residence.months_at_least");
     let statement = dir.path().join("statement.txt");
     std::fs::write(&statement, "本人承诺在530302居住满12个月。").unwrap();
     let statement = statement.to_str().unwrap();

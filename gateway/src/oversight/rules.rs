@@ -802,11 +802,20 @@ mod tests {
             seen.record.note = outcome.as_str_name().into();
             seen
         };
-        assert!(engine.feed(&check(1, CommitmentState::CommitmentTrue), &history).is_empty());
+        assert!(
+            engine
+                .feed(&check(1, CommitmentState::CommitmentTrue), &history)
+                .is_empty()
+        );
         let hits = engine.feed(&check(2, CommitmentState::CommitmentFalse), &history);
         let [hit] = &hits[..] else { panic!("{hits:?}") };
         assert_eq!(
-            (hit.rule, hit.agency.as_str(), hit.operator.as_str(), hit.citizen_ref.as_str()),
+            (
+                hit.rule,
+                hit.agency.as_str(),
+                hit.operator.as_str(),
+                hit.citizen_ref.as_str()
+            ),
             (Rule::FalseCommitment, "qujing-psb", "", "ref-1")
         );
         assert_eq!(hit.indices, [2]);
