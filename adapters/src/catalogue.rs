@@ -101,6 +101,9 @@ pub const HOUSEHOLD_NATURE: &str = "ps.hukou.nature";
 
 /// The criminal-record flag (犯罪记录): read by a predicate, never served.
 pub const CRIMINAL_RECORD: &str = "ps.criminal_record.convicted";
+/// A household's assessed income and assets per person: read by the means test, never served.
+pub const MEANS_INCOME: &str = "ca.means_test.income_per_person";
+pub const MEANS_ASSETS: &str = "ca.means_test.assets_per_person";
 
 impl Attribute {
     /// Whether the attribute may be served by `Query` or named as a consent
@@ -397,23 +400,27 @@ pub static ATTRIBUTES: &[Attribute] = &[
         true,
         "Receives other social assistance (特困供养、临时救助)",
     ),
-    attr(
-        "ca.means_test.income_per_person",
-        CivilAffairs,
-        Int,
-        Conditional,
-        true,
-        "Monthly household income per person in yuan, as the means-test centre assessed it \
-         (居民家庭经济状况核对, 家庭人均月收入)",
-    ),
-    attr(
-        "ca.means_test.assets_per_person",
-        CivilAffairs,
-        Int,
-        Conditional,
-        true,
-        "Household financial assets per person in yuan, as the means-test centre assessed it (家庭人均金融资产)",
-    ),
+    Attribute {
+        name: MEANS_INCOME,
+        department: CivilAffairs,
+        value_type: Int,
+        description: "Monthly household income per person in yuan, as the means-test centre assessed it \
+                      (居民家庭经济状况核对, 家庭人均月收入). Never served on its own: only the predicate \
+                      ca.means_test reads it",
+        sharing: NotShared,
+        sensitive: true,
+        abolished: false,
+    },
+    Attribute {
+        name: MEANS_ASSETS,
+        department: CivilAffairs,
+        value_type: Int,
+        description: "Household financial assets per person in yuan, as the means-test centre assessed it \
+                      (家庭人均金融资产). Never served on its own: only the predicate ca.means_test reads it",
+        sharing: NotShared,
+        sensitive: true,
+        abolished: false,
+    },
     attr(
         "housing.owned_residence.division",
         Housing,

@@ -204,9 +204,12 @@ fn lay_out(
     for Pending { entry: mut p, reply } in pending {
         let overruled = admit(&mut p, &mut laid.counted, usage);
         if let Some(o) = overruled {
+            // A refused record says only that: what the call would have noted
+            // (an outcome found under the use) did not stand.
             p.record.decision = Decision::Deny as i32;
             p.record.reason = o.reason().to_owned();
             p.record.consent_uses.clear();
+            p.record.note.clear();
         }
         let now = clock.now().max(last_time);
         last_time = now;

@@ -1405,7 +1405,8 @@ fn ca(rng: &mut ChaCha8Rng, p: &Person) -> Option<Map<String, Value>> {
     put(&mut m, "ca.marital_status", status);
     put(&mut m, "ca.means_test.income_per_person", p.means.0);
     put(&mut m, "ca.means_test.assets_per_person", p.means.1);
-    put(&mut m, "ca.dibao.receiving", rng.gen_bool(0.04));
+    // Most households within the allowance's income line receive it.
+    put(&mut m, "ca.dibao.receiving", p.means.0 <= 800 && rng.gen_bool(0.8));
     put(&mut m, "ca.assistance.receiving", rng.gen_bool(0.02));
     Some(m)
 }

@@ -15,8 +15,9 @@
 //!
 //! States: `PENDING` until checked; `NOT_SAMPLED`; `TRUE` or `FALSE`;
 //! `UNVERIFIABLE` when the check was refused (the consent expired, was
-//! withdrawn or used up; the agency lost the right). A department that
-//! cannot answer leaves it pending: the claim lapses and it is tried again.
+//! withdrawn or used up; the agency lost the right or was suspended; the
+//! parameters no longer check). A department that cannot answer leaves it
+//! pending: it is tried again after a minute, then at doubling intervals.
 
 use std::{
     collections::BTreeMap,
@@ -137,10 +138,11 @@ pub fn sign(c: &mut Commitment, agency: &str, signer: &civex_audit::keys::Signer
 
 /// Checks the commitments that are due, every [`VERIFY_EVERY`], until the gateway stops.
 pub async fn follow(state: Arc<State>) {
+    let mut retries = Retries::default();
     let mut failing = false;
     loop {
         tokio::time::sleep(VERIFY_EVERY).await;
-        match verify_due(&state).await {
+        match verify_due(&state, &mut retries).await {
             Ok(()) if std::mem::take(&mut failing) => tracing::info!("commitments are being verified again"),
             Ok(()) => {}
             Err(e) if !failing => {
@@ -152,86 +154,112 @@ pub async fn follow(state: Arc<State>) {
     }
 }
 
-/// Checks every commitment due now that this gateway can claim.
-pub async fn verify_due(state: &State) -> Result<(), Error> {
-    let now = state.clock.now();
-    for c in state.commitments.due(now, ROUND).await? {
-        if state.commitments.claim(c.id(), now, now + CLAIM_FOR).await? {
-            verify(state, &c, now).await?;
+/// Commitments whose check a department could not answer: how often, and
+/// not before when to try again (a minute, doubling up to a day), so that an
+/// outage does not write a refusal a minute for every pending commitment.
+#[derive(Default)]
+struct Retries(std::collections::HashMap<String, (u32, SystemTime)>);
+
+impl Retries {
+    fn waiting(&self, id: &str, now: SystemTime) -> bool {
+        self.0.get(id).is_some_and(|(_, next)| *next > now)
+    }
+
+    fn failed(&mut self, id: &str, now: SystemTime) {
+        let (tries, next) = self.0.entry(id.to_owned()).or_insert((0, now));
+        *tries += 1;
+        let wait = CLAIM_FOR.saturating_mul(1 << (*tries - 1).min(10)).min(MAX_WAIT);
+        *next = now + wait;
+    }
+}
+
+/// The longest a commitment waits between tries.
+const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
+
+/// Checks every commitment due that this gateway can claim, each at the
+/// time it is claimed.
+async fn verify_due(state: &State, retries: &mut Retries) -> Result<(), Error> {
+    for c in state.commitments.due(state.clock.now(), ROUND).await? {
+        let now = state.clock.now();
+        if retries.waiting(c.id(), now) || !state.commitments.claim(c.id(), now, now + CLAIM_FOR).await? {
+            continue;
+        }
+        match verify(state, &c, now).await? {
+            Some(outcome) => {
+                retries.0.remove(c.id());
+                settle(state, &c, outcome).await?;
+            }
+            None => retries.failed(c.id(), now),
         }
     }
     Ok(())
 }
 
-/// Draws `c` or not, checks it if drawn, records what was done and only
-/// then settles it.
-async fn verify(state: &State, c: &StoredCommitment, now: SystemTime) -> Result<(), Error> {
+/// Draws `c` or not, checks it if drawn and records what was done: the
+/// state it is to move to, or `None` when a department could not answer
+/// (the refusal is recorded and it is tried again later).
+async fn verify(state: &State, c: &StoredCommitment, now: SystemTime) -> Result<Option<CommitmentState>, Error> {
     let mut draft = Draft::own(VERIFY, &c.agency, GATEWAY_OPERATOR);
     draft.citizen_ref(&c.citizen_ref);
     draft.subject_label(c.id());
     draft.purpose(&c.commitment.purpose);
     let sample = state.matters.get(&c.commitment.matter).map_or(1.0, |m| m.sample);
-    let drawn = state.commitments.found_false(&c.citizen_ref).await? || rand::random::<f64>() < sample;
-    if !drawn {
-        return settle(state, c, &mut draft, CommitmentState::CommitmentNotSampled, None, now).await;
-    }
-    draft.scopes(std::slice::from_ref(&c.commitment.predicate));
-    draft.consent(&c.consent_id);
-    match check(state, c, now, &mut draft).await {
-        Ok(holds) => {
-            let outcome = if holds {
-                CommitmentState::CommitmentTrue
-            } else {
-                CommitmentState::CommitmentFalse
-            };
-            settle(state, c, &mut draft, outcome, None, now).await
+    // Only the agency's own earlier findings: another's are not its to know.
+    let drawn = state.commitments.found_false(&c.agency, &c.citizen_ref).await? || rand::random::<f64>() < sample;
+    let (outcome, refusal) = if drawn {
+        draft.scopes(std::slice::from_ref(&c.commitment.predicate));
+        draft.consent(&c.consent_id);
+        match check(state, c, now, &mut draft).await {
+            Ok(true) => (CommitmentState::CommitmentTrue, None),
+            Ok(false) => (CommitmentState::CommitmentFalse, None),
+            Err(e)
+                if matches!(
+                    e.reason,
+                    Reason::SourceUnavailable | Reason::AuditUnavailable | Reason::Internal
+                ) =>
+            {
+                state.record_own(&draft, Some(&e)).await?;
+                return Ok(None);
+            }
+            Err(e) => (CommitmentState::CommitmentUnverifiable, Some(e)),
         }
-        Err(e)
-            if matches!(
-                e.reason,
-                Reason::SourceUnavailable | Reason::AuditUnavailable | Reason::Internal
-            ) =>
-        {
-            // Recorded as refused; the claim lapses and it is tried again.
-            state.record_own(&draft, Some(&e)).await?;
-            Ok(())
+    } else {
+        (CommitmentState::CommitmentNotSampled, None)
+    };
+    draft.note(outcome.as_str_name());
+    match state.record_own(&draft, refusal.as_ref()).await {
+        Ok(_) => Ok(Some(outcome)),
+        // The log refused the use as it was written (the consent was withdrawn
+        // or ran out meanwhile): its record is that refusal, with no outcome.
+        Err(e) if matches!(e.reason, Reason::ConsentRevoked | Reason::ConsentExhausted) => {
+            Ok(Some(CommitmentState::CommitmentUnverifiable))
         }
-        Err(e) => {
-            settle(
-                state,
-                c,
-                &mut draft,
-                CommitmentState::CommitmentUnverifiable,
-                Some(&e),
-                now,
-            )
-            .await
-        }
+        Err(e) => Err(e),
     }
 }
 
-/// Records `outcome` (refused with `refusal`, if any) and then moves `c` to it.
-async fn settle(
-    state: &State,
-    c: &StoredCommitment,
-    draft: &mut Draft,
-    outcome: CommitmentState,
-    refusal: Option<&Error>,
-    now: SystemTime,
-) -> Result<(), Error> {
-    draft.note(outcome.as_str_name());
-    let outcome = match state.record_own(draft, refusal).await {
-        Ok(_) => outcome,
-        // The log refused the use as it was written (the consent was withdrawn
-        // or ran out meanwhile): its record says so.
-        Err(e) if matches!(e.reason, Reason::ConsentRevoked | Reason::ConsentExhausted) => {
-            CommitmentState::CommitmentUnverifiable
+/// Moves `c` to `outcome`, whose record is durable: tried a few times, as a
+/// commitment left pending would be checked (and recorded) once more.
+async fn settle(state: &State, c: &StoredCommitment, outcome: CommitmentState) -> Result<(), Error> {
+    let mut tries = 0;
+    loop {
+        match state.commitments.settle(c.id(), outcome, state.clock.now()).await {
+            Ok(true) => {
+                tracing::info!(commitment = c.id(), state = outcome.as_str_name(), "commitment settled");
+                return Ok(());
+            }
+            Ok(false) => {
+                tracing::warn!(commitment = c.id(), "commitment was settled by another check first");
+                return Ok(());
+            }
+            Err(e) if tries < 5 => {
+                tries += 1;
+                tracing::warn!(commitment = c.id(), cause = %e, "cannot settle a checked commitment; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e.into()),
         }
-        Err(e) => return Err(e),
-    };
-    state.commitments.settle(c.id(), outcome, now).await?;
-    tracing::info!(commitment = c.id(), state = outcome.as_str_name(), "commitment settled");
-    Ok(())
+    }
 }
 
 /// Evaluates `c`'s predicate as its agency would now: the agency still

@@ -616,7 +616,8 @@ impl Engine {
             }
         }
         let probing = ["CONSENT_", "UNKNOWN_"].iter().any(|p| r.reason.starts_with(p)) || r.reason == "NO_ACCESS_RIGHT";
-        if !seen.allowed() && probing && self.on(Rule::RefusalProbe) {
+        // The gateway's own checks are refused for a lapsed consent, not for a probe.
+        if !seen.allowed() && probing && by_an_official && self.on(Rule::RefusalProbe) {
             let (threshold, w) = self.bounds(Rule::RefusalProbe);
             if let Some((indices, count)) = self.count(Rule::RefusalProbe, seen, &r.agency, "", false) {
                 let summary = format!(

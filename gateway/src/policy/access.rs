@@ -134,7 +134,7 @@ pub fn scopes(names: &[String], max: usize) -> Result<Vec<&'static str>, Error> 
 fn never_served(name: &str) -> Error {
     let answered_by = predicates::PREDICATES
         .iter()
-        .filter(|p| p.unserved_fact == Some(name))
+        .filter(|p| p.unserved.contains(&name))
         .map(|p| p.name)
         .collect::<Vec<_>>()
         .join(", ");
@@ -161,8 +161,11 @@ fn abolished(name: &str) -> Error {
 /// abolished one in any case), a predicate, or a `prefix.*` that covers one.
 pub fn known_scope(scope: &str) -> Option<String> {
     if let Some(prefix) = scope.strip_suffix('*') {
+        // A prefix covering only facts that are never served covers nothing.
         let covers = prefix.ends_with('.')
-            && (catalogue::ATTRIBUTES.iter().any(|a| a.name.starts_with(prefix))
+            && (catalogue::ATTRIBUTES
+                .iter()
+                .any(|a| a.served() && a.name.starts_with(prefix))
                 || predicates::PREDICATES.iter().any(|p| p.name.starts_with(prefix)));
         return covers.then(|| scope.to_owned());
     }

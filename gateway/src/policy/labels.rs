@@ -85,10 +85,16 @@ pub fn logged_purpose(code: &str) -> String {
 
 /// Whether `id` has the form of a consent id: 32 lower-case hex characters.
 pub fn is_consent_id(id: &str) -> bool {
+    is_hex_id(id)
+}
+
+/// Whether `id` has the form of the ids the gateway gives out (consents,
+/// commitments): 32 lower-case hex digits.
+pub fn is_hex_id(id: &str) -> bool {
     id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// A consent id as it may be stored.
+/// A consent id (or a commitment id) as it may be stored.
 pub fn logged_consent_id(id: &str) -> String {
     if holds_citizen_id(id) {
         REDACTED.to_owned()

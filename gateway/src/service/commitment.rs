@@ -61,6 +61,9 @@ impl Commitments {
         draft.citizen(state, &citizen);
         check_label("request_id", &req.request_id)?;
         check_label("operator", &req.operator)?;
+        let predicate = predicates::predicate(&req.predicate)?;
+        let purpose = purposes::purpose(&req.purpose)?;
+        caller.check_rights([predicate.name], purpose.code)?;
         if !state.matters.contains_key(&req.matter) {
             let known: Vec<&str> = state.matters.keys().map(String::as_str).collect();
             return Err(Error::new(
@@ -73,9 +76,18 @@ impl Commitments {
             ));
         }
         draft.note(&req.matter);
-        let predicate = predicates::predicate(&req.predicate)?;
-        let purpose = purposes::purpose(&req.purpose)?;
-        caller.check_rights([predicate.name], purpose.code)?;
+        if !predicate.purposes.is_empty() {
+            // The criminal-record check: asked where a law requires it, never
+            // committed to, for a conviction is no false statement.
+            return Err(Error::new(
+                Reason::InvalidRequest,
+                format!(
+                    "{} is asked only for {}, never committed to",
+                    predicate.name,
+                    predicate.purposes.join(", ")
+                ),
+            ));
+        }
         let now = state.clock.now();
         let params: std::collections::HashMap<String, String> = req.params.into_iter().collect();
         let call = predicates::check(
@@ -125,6 +137,19 @@ impl Commitments {
                 },
             )
             .await?;
+        // A consent that ends before the check could only make it unverifiable.
+        let consent = state.consents.get(&req.consent_id).await?;
+        if consent
+            .not_after
+            .as_ref()
+            .and_then(system_time)
+            .is_none_or(|end| end <= verify_after)
+        {
+            return Err(Error::new(
+                Reason::InvalidRequest,
+                "the consent ends before verify_after: the check needs a consent that outlasts it",
+            ));
+        }
         let mut commitment = Commitment {
             commitment_id: commitments::new_id(now),
             statement_sha256: commitments::statement_sha256(&req.statement),
@@ -157,7 +182,7 @@ impl Commitments {
     /// The caller's own commitment `id`; another agency's is not found, as one that does not exist.
     async fn get(&self, request: Request<GetCommitmentRequest>, draft: &mut Draft) -> Result<Commitment, Error> {
         let id = request.get_ref().commitment_id.clone();
-        draft.subject_label(&id);
+        draft.subject_label(&labels::logged_consent_id(&id));
         let caller = self.state.caller(&request, &[Role::Requester])?;
         match self.state.commitments.get(&id).await? {
             Some(c) if c.agency == caller.code => Ok(c.commitment),
@@ -185,8 +210,7 @@ impl Commitments {
             Some(t) => system_time(t).ok_or_else(|| Error::new(Reason::InvalidRequest, "since is not a valid time"))?,
         };
         let token = req.page_token;
-        let given = token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit());
-        if !(token.is_empty() || given) {
+        if !(token.is_empty() || labels::is_hex_id(&token)) {
             return Err(Error::new(
                 Reason::InvalidRequest,
                 "page_token is not one this gateway gave",

@@ -112,8 +112,9 @@ pub struct Draft {
 }
 
 impl Draft {
-    /// The record of an action the gateway takes itself, on behalf of
-    /// `agency` (no request, no certificate), as `operator`.
+    /// A record of `action` by `agency`'s `operator`; for an action the
+    /// gateway takes itself on the agency's behalf, with no request and no
+    /// certificate, as it stands.
     pub fn own(action: &str, agency: &str, operator: &str) -> Draft {
         Draft {
             record: AuditRecord {
@@ -245,19 +246,8 @@ impl State {
             handled.set();
         }
         let span = tracing::info_span!("rpc", %agency, method, request_id = field::Empty);
-        let mut draft = Draft {
-            record: AuditRecord {
-                agency,
-                operator: labels::logged_label(&operator),
-                action: method.to_owned(),
-                certificate,
-                ..Default::default()
-            },
-            consent_uses: Vec::new(),
-            withdrawal: None,
-            checkpoint: false,
-            recorded: None,
-        };
+        let mut draft = Draft::own(method, &agency, &labels::logged_label(&operator));
+        draft.record.certificate = certificate;
         let (started, agency) = (std::time::Instant::now(), draft.record.agency.clone());
         let answer = async {
             // A poll late on a busy machine is waited for, not taken for an unreachable store.

@@ -355,6 +355,6 @@ pub trait CommitmentStore: Send + Sync {
     /// `false`, and nothing written, if it had left `PENDING` already.
     async fn settle(&self, id: &str, state: CommitmentState, at: SystemTime) -> Result<bool, StoreError>;
 
-    /// Whether a commitment of the citizen `citizen_ref` was found false.
-    async fn found_false(&self, citizen_ref: &str) -> Result<bool, StoreError>;
+    /// Whether a commitment of the citizen `citizen_ref` that `agency` recorded was found false.
+    async fn found_false(&self, agency: &str, citizen_ref: &str) -> Result<bool, StoreError>;
 }

@@ -272,8 +272,8 @@ async fn sampling_follows_the_matter_but_always_checks_a_citizen_found_false_bef
 async fn a_consent_that_lapsed_or_was_withdrawn_leaves_the_commitment_unverifiable() {
     let gw = start().await;
     let resident = citizen(&gw, RESIDENT);
-    // The consent lasts a day; the check is due in two.
-    let lapsing = record(&gw, &resident, "demo.residence", 2 * DAY).await;
+    // The consent lasts a day; the check is due in an hour but runs only after two days.
+    let lapsing = record(&gw, &resident, "demo.residence", HOUR).await;
     let consent = gw.grant(&resident, AGENCY, &[PREDICATE], PURPOSE, 1).await.consent_id;
     let withdrawn = gw
         .commitments(AGENCY)
@@ -290,7 +290,7 @@ async fn a_consent_that_lapsed_or_was_withdrawn_leaves_the_commitment_unverifiab
         })
         .await
         .unwrap();
-    gw.clock.advance(3 * DAY);
+    gw.clock.advance(2 * DAY);
     for (c, why) in [(&lapsing, "CONSENT_EXPIRED"), (&withdrawn, "CONSENT_REVOKED")] {
         let c = settled(&gw, &c.commitment_id).await;
         assert_eq!(c.state(), CommitmentState::CommitmentUnverifiable);
@@ -379,6 +379,12 @@ async fn a_commitment_that_cannot_be_checked_later_is_refused_now_and_nothing_is
             "INVALID_REQUEST",
         ),
         (
+            "a consent that ends before the check",
+            request(&resident, "demo.residence", &consent, 2 * DAY, &gw),
+            Code::InvalidArgument,
+            "INVALID_REQUEST",
+        ),
+        (
             "a consent to something else",
             RecordCommitmentRequest {
                 consent_id: other,
@@ -401,6 +407,30 @@ async fn a_commitment_that_cannot_be_checked_later_is_refused_now_and_nothing_is
     // No right to the predicate for that purpose.
     let status = gw.commitments("qujing-tax").await.record(good()).await.unwrap_err();
     assert_eq!(reason(&status), "NO_ACCESS_RIGHT");
+    // The criminal-record check is asked where a law requires it, never committed to.
+    let clean = citizen(&gw, "ps.no_criminal_record: no conviction");
+    let consent = gw
+        .grant(
+            &clean,
+            "qujing-edu",
+            &["ps.no_criminal_record"],
+            "employment.restricted_post",
+            1,
+        )
+        .await
+        .consent_id;
+    let status = gw
+        .commitments("qujing-edu")
+        .await
+        .record(RecordCommitmentRequest {
+            predicate: "ps.no_criminal_record".into(),
+            params: Default::default(),
+            purpose: "employment.restricted_post".into(),
+            ..request(&clean, "demo.residence", &consent, HOUR, &gw)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&status), "INVALID_REQUEST", "{}", status.message());
     let listed = psb
         .list_commitments(ListCommitmentsRequest::default())
         .await
@@ -421,5 +451,5 @@ async fn a_commitment_that_cannot_be_checked_later_is_refused_now_and_nothing_is
         .unwrap()
         .into_inner()
         .entries;
-    assert_eq!(refused.len(), 9);
+    assert_eq!(refused.len(), 11);
 }

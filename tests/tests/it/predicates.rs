@@ -455,6 +455,20 @@ async fn the_criminal_record_is_never_served_and_its_check_only_for_restricted_p
         .await
         .unwrap_err();
     refused(status, Code::PermissionDenied, "NO_ACCESS_RIGHT");
+    // Nor a household's assessed finances, which only the means test reads,
+    // whatever prefix right an agency holds (qujing-psb's `ca.*`).
+    let status = gw
+        .try_grant(
+            &clean.citizen_id,
+            "qujing-psb",
+            &["ca.means_test.income_per_person"],
+            "hukou.settlement",
+            1,
+        )
+        .await
+        .unwrap_err();
+    let message = refused(status, Code::PermissionDenied, "NO_ACCESS_RIGHT");
+    assert!(message.contains("ca.means_test"), "{message}");
     // The check is not for settling, even to an agency whose `ps.*` right covers it.
     let status = gw
         .try_grant(

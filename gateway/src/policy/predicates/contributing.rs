@@ -4,7 +4,7 @@
 
 use civex_adapters::citizen_id::CitizenId;
 
-use super::facts::{CONTINUOUS_MONTHS, Reader, Verdict, condition, single};
+use super::facts::{CONTINUOUS_MONTHS, Reader, Verdict, condition, months_en, single};
 use crate::error::Error;
 
 /// Holds if the citizen has paid basic pension insurance for at least
@@ -15,6 +15,6 @@ pub(super) async fn contributing(r: &Reader<'_>, citizen: &CitizenId, months: u3
         f.int(CONTINUOUS_MONTHS).is_some_and(|paid| paid >= i64::from(months)),
         ["社会保险", "social insurance"],
         &format!("连续缴纳基本养老保险满{months}个月"),
-        &format!("basic pension insurance paid for {months} months without a gap"),
+        &format!("basic pension insurance paid for {} without a gap", months_en(months)),
     )))
 }

@@ -41,8 +41,8 @@ pub(super) const CONVICTED: &str = civex_adapters::catalogue::CRIMINAL_RECORD;
 pub(super) const MARITAL_STATUS: &str = "ca.marital_status";
 pub(super) const CONTINUOUS_MONTHS: &str = "hrss.pension.continuous_months";
 pub(super) const OWNED_COUNT: &str = "housing.owned_residence.count";
-pub(super) const INCOME_PER_PERSON: &str = "ca.means_test.income_per_person";
-pub(super) const ASSETS_PER_PERSON: &str = "ca.means_test.assets_per_person";
+pub(super) const INCOME_PER_PERSON: &str = civex_adapters::catalogue::MEANS_INCOME;
+pub(super) const ASSETS_PER_PERSON: &str = civex_adapters::catalogue::MEANS_ASSETS;
 
 // What each step reads in one call to the departments.
 pub(super) const URBAN_FACTS: &[&str] = &[OWNED, LEASE, EMPLOYED, EMPLOYMENT_DIVISION];
@@ -219,8 +219,16 @@ pub(super) fn full_months(from: Date, to: Date) -> i64 {
     if month_ended { months } else { months - 1 }
 }
 
-/// A predicate over one fact: it holds when `value` says so, and a fact not
-/// recorded fails it, as every condition does.
+/// `n months` in English, `1 month` for one.
+pub(super) fn months_en(n: u32) -> String {
+    if n == 1 {
+        "1 month".to_owned()
+    } else {
+        format!("{n} months")
+    }
+}
+
+/// The verdict of a predicate of one condition.
 pub(super) fn single(check: Condition) -> Verdict {
     Verdict {
         satisfied: check.holds,

@@ -35,7 +35,10 @@
 //!   (合法稳定住所、就业证明, shared with `urban.rs`), `contributing.rs`
 //!   (社保缴费证明), `means_test.rs` (收入、财产证明), and `status.rs` for the
 //!   predicates over one registered status (健在、无犯罪记录、婚姻状况、无房).
-//! - `tests.rs`: every predicate against a table of hand-made citizens.
+//! - `tests.rs`: the five predicates of 曲政发〔2015〕82号 against a table of
+//!   hand-made citizens, and what all predicates share. Every branch of every
+//!   predicate is checked against the demo data's citizens in
+//!   `cli/tests/demo_branches.rs` and, over mTLS, `tests/it/predicates.rs`.
 
 mod contributing;
 mod exam;
@@ -140,8 +143,9 @@ pub struct Predicate {
     pub land_based: bool,
     /// The only purposes it may be used for; empty for any.
     pub purposes: &'static [&'static str],
-    /// A fact it reads that is never served on its own (the criminal record).
-    pub unserved_fact: Option<&'static str>,
+    /// The facts it reads that are never served on its own (the criminal
+    /// record, a household's finances): only this predicate reads them.
+    pub unserved: &'static [&'static str],
 }
 
 /// Purpose of hiring for a post a law closes to people with convictions.
@@ -162,7 +166,7 @@ const fn certificate_check(
         sources,
         land_based: false,
         purposes: &[],
-        unserved_fact: None,
+        unserved: &[],
     }
 }
 
@@ -183,7 +187,7 @@ pub static PREDICATES: &[Predicate] = &[
         ],
         land_based: false,
         purposes: &[],
-        unserved_fact: None,
+        unserved: &[],
     },
     Predicate {
         name: SETTLEMENT_JOIN_KIN,
@@ -195,7 +199,7 @@ pub static PREDICATES: &[Predicate] = &[
         sources: &[Department::PublicSecurity],
         land_based: false,
         purposes: &[],
-        unserved_fact: None,
+        unserved: &[],
     },
     Predicate {
         name: SETTLEMENT_RETURN_RURAL,
@@ -207,7 +211,7 @@ pub static PREDICATES: &[Predicate] = &[
         sources: &[Department::PublicSecurity, Department::Housing, Department::Land],
         land_based: true,
         purposes: &[],
-        unserved_fact: None,
+        unserved: &[],
     },
     Predicate {
         name: RESIDENCE_PERMIT_APPLY,
@@ -218,7 +222,7 @@ pub static PREDICATES: &[Predicate] = &[
         sources: &[Department::PublicSecurity],
         land_based: false,
         purposes: &[],
-        unserved_fact: None,
+        unserved: &[],
     },
     Predicate {
         name: EXAM_ACCOMPANYING_CHILD,
@@ -234,7 +238,7 @@ pub static PREDICATES: &[Predicate] = &[
         ],
         land_based: false,
         purposes: &[],
-        unserved_fact: None,
+        unserved: &[],
     },
     certificate_check(
         HUKOU_REGISTERED_IN,
@@ -319,17 +323,23 @@ pub static PREDICATES: &[Predicate] = &[
         sources: &[Department::PublicSecurity],
         land_based: false,
         purposes: &[RESTRICTED_POST],
-        unserved_fact: Some(civex_adapters::catalogue::CRIMINAL_RECORD),
+        unserved: &[civex_adapters::catalogue::CRIMINAL_RECORD],
     },
-    certificate_check(
-        CA_MEANS_TEST,
-        "The household's income and financial assets per person, as the means-test centre assessed them, \
-         are within the program's standards (set in [predicates.means_test]), in place of income and \
-         asset certificates (收入、财产证明)",
-        &[PROGRAM],
-        "《社会救助暂行办法》（国务院令第649号）第十一条；民发〔2020〕20号",
-        &[Department::CivilAffairs],
-    ),
+    Predicate {
+        name: CA_MEANS_TEST,
+        description: "The household's income and financial assets per person, as the means-test centre \
+                      assessed them, are within the program's standards (set in [predicates.means_test]), in \
+                      place of income and asset certificates (收入、财产证明); never the figures themselves",
+        params: &[PROGRAM],
+        basis: "《社会救助暂行办法》（国务院令第649号）第十一条；民发〔2020〕20号",
+        sources: &[Department::CivilAffairs],
+        land_based: false,
+        purposes: &[],
+        unserved: &[
+            civex_adapters::catalogue::MEANS_INCOME,
+            civex_adapters::catalogue::MEANS_ASSETS,
+        ],
+    },
 ];
 
 /// The day `now` falls on in China (UTC+8): the day predicates count from.

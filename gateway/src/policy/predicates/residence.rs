@@ -6,7 +6,7 @@ use civex_adapters::citizen_id::CitizenId;
 use time::Date;
 
 use super::facts::{
-    RESIDENCE_DIVISION, RESIDENCE_FACTS, RESIDENCE_SINCE, Reader, Verdict, condition, full_months, single,
+    RESIDENCE_DIVISION, RESIDENCE_FACTS, RESIDENCE_SINCE, Reader, Verdict, condition, full_months, months_en, single,
 };
 use crate::error::Error;
 
@@ -28,6 +28,6 @@ pub(super) async fn months_at_least(
                 .is_some_and(|since| full_months(since, today) >= i64::from(months)),
         RESIDENCE,
         &format!("在{division}居住满{months}个月"),
-        &format!("has lived in {division} for at least {months} months"),
+        &format!("has lived in {division} for at least {}", months_en(months)),
     )))
 }

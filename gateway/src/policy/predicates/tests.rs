@@ -976,6 +976,24 @@ async fn thresholds_from_configuration_move_the_answers() {
 }
 
 #[test]
+fn whole_months_end_on_the_same_day_or_the_last_day_of_a_shorter_month() {
+    let cases = [
+        (date!(2026 - 01 - 15), date!(2026 - 02 - 14), 0),
+        (date!(2026 - 01 - 15), date!(2026 - 02 - 15), 1),
+        (date!(2026 - 01 - 31), date!(2026 - 02 - 28), 1),
+        (date!(2026 - 01 - 31), date!(2026 - 02 - 27), 0),
+        (date!(2024 - 01 - 31), date!(2024 - 02 - 29), 1),
+        (date!(2024 - 02 - 29), date!(2025 - 02 - 28), 12),
+        (date!(2025 - 06 - 01), date!(2026 - 06 - 01), 12),
+        (date!(2025 - 12 - 31), date!(2026 - 01 - 30), 0),
+        (date!(2026 - 06 - 02), date!(2026 - 06 - 01), -1),
+    ];
+    for (from, to, months) in cases {
+        assert_eq!(full_months(from, to), months, "{from} to {to}");
+    }
+}
+
+#[test]
 fn thresholds_have_documented_defaults_and_refuse_unknown_keys() {
     let defaults = Thresholds::default();
     assert_eq!(defaults.residence_permit_days, 30);
@@ -1003,7 +1021,7 @@ fn the_registry_cites_its_clauses_and_reads_only_catalogued_facts() {
             p.basis
         );
         assert!(!p.sources.is_empty(), "{}", p.name);
-        if let Some(fact) = p.unserved_fact {
+        for fact in p.unserved {
             assert!(!catalogue::attribute(fact).unwrap().served(), "{fact}");
         }
         assert_eq!(predicate(p.name).unwrap(), p);

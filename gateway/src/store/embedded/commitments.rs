@@ -7,7 +7,7 @@
 //! | `commitments` | commitment id | the [`StoredCommitment`], JSON |
 //! | `pending` | `verify_after` (ns, u64 BE) ‖ id | — |
 //! | `by_agency` | agency ‖ 0 ‖ id | — |
-//! | `found_false` | citizen pseudonym ‖ 0 ‖ id | — |
+//! | `found_false` | agency ‖ 0 ‖ citizen pseudonym ‖ 0 ‖ id | — |
 
 use std::{
     collections::HashMap,
@@ -44,6 +44,11 @@ fn nanos(t: SystemTime) -> u64 {
 
 fn joined(prefix: &str, id: &str) -> Vec<u8> {
     [prefix.as_bytes(), &[0], id.as_bytes()].concat()
+}
+
+/// `a` ‖ 0 ‖ `b`, as text (agency codes and pseudonyms hold no 0 byte).
+fn joined_str(a: &str, b: &str) -> String {
+    format!("{a}\0{b}")
 }
 
 fn pending_key(c: &StoredCommitment) -> Vec<u8> {
@@ -193,7 +198,7 @@ impl CommitmentStore for SledCommitments {
                 c.commitment.settled_at = Some(timestamp(at));
                 commitments.insert(id.as_bytes(), encode(&c).map_err(ConflictableTransactionError::Abort)?)?;
                 if state == CommitmentState::CommitmentFalse {
-                    found_false.insert(joined(&c.citizen_ref, id), &[][..])?;
+                    found_false.insert(joined(&joined_str(&c.agency, &c.citizen_ref), id), &[][..])?;
                 }
                 Ok(true)
             })
@@ -203,8 +208,8 @@ impl CommitmentStore for SledCommitments {
         Ok(settled)
     }
 
-    async fn found_false(&self, citizen_ref: &str) -> Result<bool, StoreError> {
-        let prefix = joined(citizen_ref, "");
+    async fn found_false(&self, agency: &str, citizen_ref: &str) -> Result<bool, StoreError> {
+        let prefix = joined(&joined_str(agency, citizen_ref), "");
         Ok(self.found_false.scan_prefix(prefix).next().is_some())
     }
 }

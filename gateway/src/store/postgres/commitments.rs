@@ -154,12 +154,16 @@ impl CommitmentStore for PgCommitments {
         Ok(!settled.is_empty())
     }
 
-    async fn found_false(&self, citizen_ref: &str) -> Result<bool, StoreError> {
+    async fn found_false(&self, agency: &str, citizen_ref: &str) -> Result<bool, StoreError> {
         let found = self
             .0
             .query(
-                "SELECT 1 FROM civex_commitments WHERE citizen_ref = $1 AND state = $2 LIMIT 1",
-                vec![Box::new(citizen_ref.to_owned()), Box::new(FALSE)],
+                "SELECT 1 FROM civex_commitments WHERE citizen_ref = $1 AND state = $2 AND agency = $3 LIMIT 1",
+                vec![
+                    Box::new(citizen_ref.to_owned()),
+                    Box::new(FALSE),
+                    Box::new(agency.to_owned()),
+                ],
             )
             .await
             .map_err(StoreError)?;
