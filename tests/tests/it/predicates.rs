@@ -469,6 +469,27 @@ async fn the_criminal_record_is_never_served_and_its_check_only_for_restricted_p
         .unwrap_err();
     let message = refused(status, Code::PermissionDenied, "NO_ACCESS_RIGHT");
     assert!(message.contains("ca.means_test"), "{message}");
+    // No administrator can hand out a right to them, by name or by a prefix that covers only them.
+    for (scope, why) in [
+        ("ps.criminal_record.convicted", "NO_ACCESS_RIGHT"),
+        ("ps.criminal_record.*", "UNKNOWN_ATTRIBUTE"),
+        ("ca.means_test.*", "UNKNOWN_ATTRIBUTE"),
+    ] {
+        let status = gw
+            .admin("qujing-admin")
+            .await
+            .set_access_rights(civex_proto::v1::SetAccessRightsRequest {
+                agency_code: "qujing-tax".into(),
+                add: vec![civex_proto::v1::AccessRight {
+                    scope: scope.into(),
+                    purposes: vec!["employment.restricted_post".into()],
+                }],
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(reason(&status), why, "{scope}: {}", status.message());
+    }
     // The check is not for settling, even to an agency whose `ps.*` right covers it.
     let status = gw
         .try_grant(
