@@ -35,6 +35,9 @@ pub struct Filter {
     pub decision: Option<Decision>,
     pub since: Option<SystemTime>,
     pub until: Option<SystemTime>,
+    /// Records of each purpose named here written after its time are left
+    /// out (a use whose disclosure is delayed, until the delay has passed).
+    pub withheld: Vec<(String, SystemTime)>,
 }
 
 impl Filter {
@@ -53,6 +56,10 @@ impl Filter {
             && self.decision.is_none_or(|d| d as i32 == r.decision)
             && self.since.is_none_or(|s| time.is_some_and(|t| t >= s))
             && self.until.is_none_or(|u| time.is_some_and(|t| t < u))
+            && !self
+                .withheld
+                .iter()
+                .any(|(purpose, after)| *purpose == r.purpose && time.is_none_or(|t| t > *after))
     }
 }
 

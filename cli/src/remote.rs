@@ -354,6 +354,10 @@ fn print_catalogue(c: &Catalogue) {
     }
     println!();
     for p in &c.purposes {
-        println!("{:<26} {}  {}", p.code, p.basis, p.description);
+        let delay = match p.disclosure_delay_days {
+            0 => String::new(),
+            days => format!("  (in the citizen's history after {days} days)"),
+        };
+        println!("{:<26} {}  {}{delay}", p.code, p.basis, p.description);
     }
 }

@@ -253,12 +253,16 @@ impl Text {
             (Lang::Zh, "ConsentService/Withdraw") => "撤回同意",
             (Lang::Zh, "ConsentService/Get") | (Lang::Zh, "ConsentService/List") => "查看同意",
             (Lang::Zh, "AuditService/AccessHistory") => "查看访问记录",
+            (Lang::Zh, "CommitmentService/Record") => "记录告知承诺",
+            (Lang::Zh, "CommitmentService/Verify") => "核查告知承诺",
             (Lang::En, "ExchangeService/Query") => "Data query",
             (Lang::En, "ExchangeService/Check") => "Eligibility check",
             (Lang::En, "ConsentService/Grant") => "Consent granted",
             (Lang::En, "ConsentService/Withdraw") => "Consent withdrawn",
             (Lang::En, "ConsentService/Get") | (Lang::En, "ConsentService/List") => "Consent viewed",
             (Lang::En, "AuditService/AccessHistory") => "Access history viewed",
+            (Lang::En, "CommitmentService/Record") => "Commitment recorded",
+            (Lang::En, "CommitmentService/Verify") => "Commitment checked",
             _ => return action.to_owned(),
         };
         named.to_owned()

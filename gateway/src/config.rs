@@ -520,7 +520,7 @@ pub fn demo_agencies() -> Vec<AgencyConfig> {
     const SETTLE: &str = "hukou.settlement";
     const PERMIT: &str = "residence_permit.issue";
     const RETURN: &str = "hukou.return_rural";
-    use crate::policy::purposes::RESTRICTED_POST;
+    use crate::policy::purposes::{INVESTIGATION, RESTRICTED_POST};
     // The settlement authority may see every department's facts; land facts
     // never for settling in a town (clause 十五), only for permits and for
     // returning to the rural place of origin (clause 八).
@@ -539,6 +539,10 @@ pub fn demo_agencies() -> Vec<AgencyConfig> {
     psb.push(right("hukou.registered_in", &[SETTLE, PERMIT]));
     psb.push(right("kin.related", &[SETTLE]));
     psb.push(right("residence.months_at_least", &[SETTLE, PERMIT]));
+    // Investigations: uses reach the citizen's history after 90 days (DESIGN §17).
+    psb.push(right("ps.*", &[INVESTIGATION]));
+    psb.push(right("hrss.employment.*", &[INVESTIGATION]));
+    psb.push(right("housing.*", &[INVESTIGATION]));
     psb.push(right("ps.*", &[RETURN]));
     psb.push(right("housing.*", &[RETURN]));
     vec![

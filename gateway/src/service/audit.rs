@@ -1,7 +1,10 @@
 //! `AuditService`: search and verify the log (role `auditor`; the citizen-facing
 //! `AccessHistory` also for `consent_registrar`). Auditors' calls are audited too.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, UNIX_EPOCH},
+};
 
 use civex_proto::v1::{
     AccessHistoryRequest, AuditEntry, AuditSearchRequest, AuditSearchResponse, CheckpointRequest,
@@ -21,14 +24,18 @@ use civex_audit::{
 use crate::{
     clock::{system_time, timestamp},
     error::{Error, Reason},
-    policy::{access::Role, labels::check_label},
+    policy::{access::Role, labels::check_label, purposes::PURPOSES},
 };
 
-/// What `AccessHistory` shows a citizen: who read their data, and every
-/// reading or change of their consents and of this history at a counter.
+/// What `AccessHistory` shows a citizen: who read their data (the gateway's
+/// own check of a commitment too), every commitment recorded on their
+/// statement, and every reading or change of their consents and of this
+/// history at a counter.
 const HISTORY: &[&str] = &[
     "ExchangeService/Query",
     "ExchangeService/Check",
+    crate::commitments::RECORD,
+    crate::commitments::VERIFY,
     "ConsentService/Grant",
     civex_audit::WITHDRAWAL_ACTION,
     "ConsentService/Get",
@@ -164,10 +171,21 @@ impl Audit {
         let req = request.into_inner();
         let citizen = CitizenId::parse(&req.citizen_id)?;
         draft.citizen(&self.state, &citizen);
+        // A use whose disclosure is delayed shows once its delay has passed.
+        let now = self.state.clock.now();
+        let withheld = PURPOSES
+            .iter()
+            .filter(|p| p.disclosure_delay_days > 0)
+            .map(|p| {
+                let delay = Duration::from_secs(u64::from(p.disclosure_delay_days) * 86_400);
+                (p.code.to_owned(), now.checked_sub(delay).unwrap_or(UNIX_EPOCH))
+            })
+            .collect();
         let filter = Filter {
             citizen_ref: Some(self.state.pseudonyms.citizen_ref(citizen.as_str())),
             actions: HISTORY.iter().map(|a| (*a).to_owned()).collect(),
             decision: Some(Decision::Allow),
+            withheld,
             ..Filter::default()
         };
         self.respond(&filter, req.page_size, &req.page_token)

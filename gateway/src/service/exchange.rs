@@ -209,6 +209,7 @@ pub fn catalogue_message() -> Catalogue {
                 code: p.code.into(),
                 description: p.description.into(),
                 basis: p.basis.into(),
+                disclosure_delay_days: p.disclosure_delay_days,
             })
             .collect(),
         certificates: certificates::CERTIFICATES

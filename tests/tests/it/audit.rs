@@ -1174,3 +1174,65 @@ async fn reports_count_per_hour_and_stored_checkpoints_page_newest_first() {
         .unwrap_err();
     assert_eq!(reason(&malformed), "INVALID_REQUEST");
 }
+
+/// DESIGN §16: a use for a purpose with a disclosure delay (an investigation)
+/// stays out of the citizen's history until the delay ends, and auditors
+/// see it all along.
+#[tokio::test]
+async fn an_investigations_use_reaches_the_citizens_history_on_the_day_its_delay_ends() {
+    use civex_gateway::policy::purposes::{INVESTIGATION, INVESTIGATION_DELAY_DAYS};
+
+    let gw = TestGateway::start().await;
+    let citizen = crate::consent::first_citizen(&gw);
+    let consent = gw
+        .grant(&citizen, "qujing-psb", &["ps.hukou.division"], INVESTIGATION, 0)
+        .await
+        .consent_id;
+    let answered = gw
+        .exchange("qujing-psb")
+        .await
+        .query(civex_proto::v1::QueryRequest {
+            purpose: INVESTIGATION.into(),
+            ..crate::consent::query(&citizen, &consent)
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let shown = async || -> bool {
+        gw.audit("qujing-portal")
+            .await
+            .access_history(civex_proto::v1::AccessHistoryRequest {
+                citizen_id: citizen.clone(),
+                page_size: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .entries
+            .iter()
+            .any(|e| e.index == answered.audit_index)
+    };
+    let audited = gw
+        .audit("qujing-audit")
+        .await
+        .search(AuditSearchRequest {
+            citizen_id: citizen.clone(),
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert!(
+        audited.iter().any(|e| e.index == answered.audit_index),
+        "auditors see it at once"
+    );
+    assert!(!shown().await, "not in the history while the investigation runs");
+    let delay = Duration::from_secs(u64::from(INVESTIGATION_DELAY_DAYS) * 86_400);
+    gw.clock.advance(delay - Duration::from_secs(3600));
+    assert!(!shown().await, "an hour before the delay ends");
+    gw.clock.advance(Duration::from_secs(3601));
+    assert!(shown().await, "once the delay has ended");
+}

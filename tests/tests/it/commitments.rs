@@ -13,8 +13,8 @@ use civex_gateway::{
     commitments::{GATEWAY_OPERATOR, Matter, VERIFY},
 };
 use civex_proto::v1::{
-    AuditEntry, AuditSearchRequest, Commitment, CommitmentState, Decision, GetCommitmentRequest, ListAlertsRequest,
-    ListCommitmentsRequest, RecordCommitmentRequest, RevokeConsentRequest,
+    AccessHistoryRequest, AuditEntry, AuditSearchRequest, Commitment, CommitmentState, Decision, GetCommitmentRequest,
+    ListAlertsRequest, ListCommitmentsRequest, RecordCommitmentRequest, RevokeConsentRequest,
 };
 use civex_tests::{TestGateway, as_operator, reason};
 use sha2::Digest;
@@ -171,6 +171,25 @@ async fn a_commitment_is_checked_once_due_true_or_false_and_a_false_one_raises_a
         assert_eq!(check.consent_uses.len(), 1, "the check used the consent");
         assert!(!String::from_utf8_lossy(&check.leaf).contains(who.as_str()));
     }
+
+    // The citizen's history shows the commitment and its check.
+    let history = gw
+        .audit("qujing-portal")
+        .await
+        .access_history(AccessHistoryRequest {
+            citizen_id: resident.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let actions: Vec<&str> = history
+        .iter()
+        .filter(|e| e.action.starts_with("CommitmentService/"))
+        .map(|e| e.action.as_str())
+        .collect();
+    assert_eq!(actions, [civex_gateway::commitments::RECORD, VERIFY]);
 
     // The false one raises false_commitment, about the agency's applicant.
     let newcomer_ref = verifications(&gw, &newcomer).await[0].citizen_ref.clone();
