@@ -102,6 +102,20 @@ async fn an_auditor_logs_in_once_finds_the_calls_and_sees_them_proven() {
     let citizen = citizens(&gw, 1).remove(0);
     let consent = consents(&gw, std::slice::from_ref(&citizen)).await.remove(0);
     let index = lookup_with(&mut gw.exchange("qujing-psb").await, "officer-7", &citizen, &consent).await;
+    // An investigation's look-up, whose disclosure is delayed (DESIGN §16).
+    let investigation = civex_gateway::policy::purposes::INVESTIGATION;
+    let secret = gw
+        .grant(&citizen, "qujing-psb", &["ps.hukou.division"], investigation, 0)
+        .await
+        .consent_id;
+    gw.exchange("qujing-psb")
+        .await
+        .query(civex_proto::v1::QueryRequest {
+            purpose: investigation.into(),
+            ..crate::consent::query(&citizen, &secret)
+        })
+        .await
+        .unwrap();
     let (addr, links) = console(&gw).await;
     let first = links.lock().unwrap()[0].clone();
     assert!(first.starts_with(&format!("http://{addr}/login?token=")), "{first}");
@@ -192,6 +206,7 @@ async fn an_auditor_logs_in_once_finds_the_calls_and_sees_them_proven() {
     assert_eq!(history.status, 200);
     assert!(history.body.contains("查询数据") && history.body.contains(&civex_masked(&citizen)));
     assert!(!history.body.contains(&format!("<dd>{citizen}</dd>")));
+    assert!(!history.body.contains(investigation), "the investigation is not shown yet");
 
     // A form without the session's CSRF token changes nothing.
     let forged = http(addr, "POST", "/cases", Some(&session), Some("title=forged")).await;
