@@ -44,13 +44,15 @@ impl From<StateArg> for CommitmentState {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("when").required(true)))]
 pub(super) struct RecordArgs {
     #[command(flatten)]
     asking: Asking,
     /// The matter, as the gateway's `[commitments."<matter>"]` names it, e.g. `demo.residence`.
     #[arg(long)]
     matter: String,
-    /// A file holding the citizen's signed statement (text or a scan): only its SHA-256 is kept.
+    /// A file holding the citizen's signed statement (text or a scan), or
+    /// `-` for standard input: only its SHA-256 is kept.
     #[arg(long)]
     statement: PathBuf,
     /// The predicate that will check the statement, e.g. residence.months_at_least.
@@ -60,10 +62,10 @@ pub(super) struct RecordArgs {
     #[arg(long = "param")]
     params: Vec<String>,
     /// When the statement may be checked, RFC 3339 (e.g. 2027-03-01T00:00:00+08:00).
-    #[arg(long, conflicts_with = "verify_in_days", required_unless_present = "verify_in_days")]
+    #[arg(long, group = "when")]
     verify_after: Option<String>,
     /// When the statement may be checked, in days from now.
-    #[arg(long)]
+    #[arg(long, group = "when")]
     verify_in_days: Option<u64>,
 }
 
@@ -158,7 +160,17 @@ pub(super) async fn run(command: CommitmentCommand) -> anyhow::Result<()> {
 
 async fn record(r: RecordArgs) -> anyhow::Result<()> {
     let a = r.asking;
-    let statement = std::fs::read(&r.statement).with_context(|| format!("statement {}", r.statement.display()))?;
+    let statement = if r.statement.as_os_str() == "-" {
+        anyhow::ensure!(
+            a.citizen != "-",
+            "--statement - and --citizen - cannot both read standard input"
+        );
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).context("statement from standard input")?;
+        bytes
+    } else {
+        std::fs::read(&r.statement).with_context(|| format!("statement {}", r.statement.display()))?
+    };
     let verify_after = match (r.verify_after, r.verify_in_days) {
         (Some(at), _) => parse_time(&Some(at))?,
         (None, Some(days)) => Some(timestamp(

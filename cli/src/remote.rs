@@ -35,16 +35,19 @@ pub(crate) struct Asking {
     request_id: Option<String>,
 }
 
-/// `name=value` parameters of a predicate.
+/// `name=value` parameters of a predicate, each named once.
 pub(crate) fn parse_params(given: &[String]) -> anyhow::Result<std::collections::HashMap<String, String>> {
-    given
-        .iter()
-        .map(|p| {
-            p.split_once('=')
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .with_context(|| format!("param {p:?} is not name=value"))
-        })
-        .collect()
+    let mut params = std::collections::HashMap::new();
+    for p in given {
+        let (name, value) = p
+            .split_once('=')
+            .with_context(|| format!("param {p:?} is not name=value"))?;
+        anyhow::ensure!(
+            params.insert(name.to_owned(), value.to_owned()).is_none(),
+            "param {name} is given twice"
+        );
+    }
+    Ok(params)
 }
 
 impl Asking {

@@ -1283,6 +1283,32 @@ fn the_command_line_refuses_to_guess_and_says_what_to_give() {
         &["commitment", "show", "--commitment", "0123456789abcdef0123456789abcdef"],
         "COMMITMENT_NOT_FOUND",
     );
+    let commitment = [
+        "commitment",
+        "record",
+        "--citizen",
+        "530302199003070011",
+        "--purpose",
+        "residence_permit.issue",
+        "--consent",
+        "0123456789abcdef0123456789abcdef",
+        "--matter",
+        "demo.residence",
+        "--statement",
+        "-",
+        "--predicate",
+        "residence.months_at_least",
+        "--param",
+        "months=12",
+        "--param",
+        "months=1",
+    ];
+    refused(&commitment, "--verify-after");
+    refused(&commitment, "--verify-in-days");
+    refused(
+        &[&commitment[..], &["--verify-in-days", "1"]].concat(),
+        "param months is given twice",
+    );
     let map = ok(&["catalogue", "--certificates"]);
     assert!(
         map.contains(" 1. 户口性质证明") && map.contains("answered by: nothing") && map.contains("ps.alive"),

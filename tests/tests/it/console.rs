@@ -206,7 +206,10 @@ async fn an_auditor_logs_in_once_finds_the_calls_and_sees_them_proven() {
     assert_eq!(history.status, 200);
     assert!(history.body.contains("查询数据") && history.body.contains(&civex_masked(&citizen)));
     assert!(!history.body.contains(&format!("<dd>{citizen}</dd>")));
-    assert!(!history.body.contains(investigation), "the investigation is not shown yet");
+    assert!(
+        !history.body.contains(investigation),
+        "the investigation is not shown yet"
+    );
 
     // A form without the session's CSRF token changes nothing.
     let forged = http(addr, "POST", "/cases", Some(&session), Some("title=forged")).await;
