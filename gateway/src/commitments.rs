@@ -5,8 +5,8 @@
 //! `CommitmentService.Record`: the gateway keeps the statement's SHA-256
 //! (never the statement), signs a receipt with its log key and stores what
 //! the later check needs. Once `verify_after` has come, [`follow`] draws a
-//! sample (`[commitments."<matter>"] sample`; always for a citizen with an
-//! earlier false commitment) and checks each one drawn by evaluating the
+//! sample (`[commitments."<matter>"] sample`; always for a citizen the same
+//! agency found false before) and checks each one drawn by evaluating the
 //! commitment's predicate under its consent, as the recording agency would
 //! with `ExchangeService.Check`: the consent must still allow it and its use
 //! is counted. Each step is the gateway's own action in the log
@@ -89,9 +89,10 @@ pub fn validate_matters(matters: &BTreeMap<String, Matter>) -> Result<(), String
 }
 
 /// A new commitment id: the recording time in milliseconds (12 hex
-/// digits) and this process's count of ids (4), so that ids sort in
-/// recording order, then 16 random hex digits; never one that looks like an
-/// ID number, as it enters the log.
+/// digits) and this process's count of ids (4), so that the ids one gateway
+/// gives sort in recording order (across gateways, to the millisecond),
+/// then 16 random hex digits; never one that looks like an ID number, as it
+/// enters the log.
 pub fn new_id(now: SystemTime) -> String {
     static COUNT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
     let millis = now
@@ -113,7 +114,8 @@ pub fn statement_sha256(statement: &[u8]) -> String {
 
 /// The text the gateway signs for `c`, recorded by `agency`: the body of a
 /// C2SP signed note, which any signed-note tool checks with the gateway's
-/// verifier key (`civex keys`).
+/// verifier key (`civex keys`). Its first line is never the log's origin, so
+/// a receipt cannot pass for a checkpoint.
 pub fn receipt(c: &Commitment, agency: &str) -> String {
     let time = |t: &Option<prost_types::Timestamp>| t.as_ref().map(ToString::to_string).unwrap_or_default();
     format!(
