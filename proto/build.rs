@@ -14,6 +14,7 @@ const PROTOS: &[&str] = &[
     "civex/v1/admin.proto",
     "civex/v1/oversight.proto",
     "civex/v1/commitment.proto",
+    "civex/v1/correction.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

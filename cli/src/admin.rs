@@ -198,7 +198,8 @@ fn parse_role(s: &str) -> anyhow::Result<i32> {
         "consent_registrar" => Role::ConsentRegistrar,
         "auditor" => Role::Auditor,
         "admin" => Role::Admin,
-        other => anyhow::bail!("unknown role {other:?}: requester, consent_registrar, auditor or admin"),
+        "data_steward" => Role::DataSteward,
+        other => anyhow::bail!("unknown role {other:?}: requester, consent_registrar, auditor, admin or data_steward"),
     } as i32)
 }
 

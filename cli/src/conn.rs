@@ -50,6 +50,7 @@ pub(crate) enum Role {
     ConsentRegistrar,
     Auditor,
     Admin,
+    DataSteward,
 }
 
 impl Role {
@@ -59,6 +60,7 @@ impl Role {
             Role::ConsentRegistrar => "consent_registrar",
             Role::Auditor => "auditor",
             Role::Admin => "admin",
+            Role::DataSteward => "data_steward",
         }
     }
 }

@@ -160,6 +160,7 @@ fn write_profiles(gateway: &Gateway, certs: &Path) -> anyhow::Result<()> {
         ),
         (civex_gateway::policy::access::Role::Auditor, "auditor"),
         (civex_gateway::policy::access::Role::Admin, "admin"),
+        (civex_gateway::policy::access::Role::DataSteward, "data_steward"),
     ] {
         if let Some(first) = agencies.iter().find(|a| a.roles.contains(&role)) {
             profiles.defaults.insert(key.to_owned(), first.code.clone());

@@ -14,6 +14,7 @@
 //! - `oversight`: `civex audit alerts|alert|watch|unwatch|watched|case`.
 //! - `admin`: `civex agency …` and `civex certs csr`.
 //! - `commitment`: `civex commitment record|list|show` (告知承诺).
+//! - `correction`: `civex objection open|list|resolve`, `civex corrections` (校核纠错).
 //! - `console`: `civex console`, the oversight console's web pages.
 //! - `source`: `civex source`, serving one department's file.
 //! - [`client`]: mTLS channels to a gateway or a department.
@@ -27,6 +28,7 @@ pub mod client;
 mod commitment;
 mod conn;
 mod console;
+mod correction;
 mod demo;
 pub mod demo_data;
 pub mod department_server;
@@ -99,6 +101,11 @@ enum Command {
     /// Record citizens' commitments (告知承诺) and read how their later checks came out (CommitmentService).
     #[command(subcommand)]
     Commitment(commitment::CommitmentCommand),
+    /// Objections to a fact (校核纠错): opened at a counter, resolved by the holding department's steward (CorrectionService).
+    #[command(subcommand)]
+    Objection(correction::ObjectionCommand),
+    /// The corrections sent to your agency for facts it received (CorrectionService.ListCorrections).
+    Corrections(correction::CorrectionsArgs),
     /// Verify, search and report on the audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -160,6 +167,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Catalogue(a) => remote::catalogue(a).await,
         Command::Audit(c) => audit::run(c).await,
         Command::Commitment(c) => commitment::run(c).await,
+        Command::Objection(c) => correction::objection(c).await,
+        Command::Corrections(a) => correction::corrections(a).await,
         Command::Source(a) => source::run(a).await,
         Command::Agency(c) => admin::run(c).await,
         Command::Console(a) => console::run(a).await,

@@ -1047,6 +1047,38 @@ fn every_client_command_answers_in_proto_json_through_the_demos_profiles() {
         committed["receipt"]
     );
 
+    // An objection to a fact the settlement authority received: corrected, it is told.
+    let opened = json_in(
+        &[
+            "objection",
+            "open",
+            "--citizen",
+            "-",
+            "--attribute",
+            "ps.hukou.division",
+            "--statement",
+            "registered elsewhere since last year",
+        ],
+        owner,
+    );
+    let objection = opened["objectionId"].as_str().unwrap().to_owned();
+    let open = json(&["objection", "list", "--state", "open"]);
+    assert_eq!(
+        open["objections"][0]["citizenId"], owner,
+        "the steward sees whose record"
+    );
+    let resolved = json(&[
+        "objection",
+        "resolve",
+        "--objection",
+        &objection,
+        "--outcome",
+        "corrected",
+    ]);
+    assert_eq!(resolved["state"], "OBJECTION_CORRECTED");
+    let told = json(&["corrections"]);
+    assert_eq!(told["corrections"][0]["originalRequestId"], "req-42", "{told}");
+
     // The audit side, as the demo's default auditor profile.
     let entry = json(&["audit", "search", "--request-id", "req-42"]);
     assert_eq!(entry["entries"][0]["index"], index.to_string());

@@ -255,6 +255,9 @@ impl Text {
             (Lang::Zh, "AuditService/AccessHistory") => "查看访问记录",
             (Lang::Zh, "CommitmentService/Record") => "记录告知承诺",
             (Lang::Zh, "CommitmentService/Verify") => "核查告知承诺",
+            (Lang::Zh, "CorrectionService/Object") => "提出异议",
+            (Lang::Zh, "CorrectionService/Resolve") => "异议处理",
+            (Lang::Zh, "CorrectionService/Notify") => "通知更正",
             (Lang::En, "ExchangeService/Query") => "Data query",
             (Lang::En, "ExchangeService/Check") => "Eligibility check",
             (Lang::En, "ConsentService/Grant") => "Consent granted",
@@ -263,6 +266,9 @@ impl Text {
             (Lang::En, "AuditService/AccessHistory") => "Access history viewed",
             (Lang::En, "CommitmentService/Record") => "Commitment recorded",
             (Lang::En, "CommitmentService/Verify") => "Commitment checked",
+            (Lang::En, "CorrectionService/Object") => "Objection raised",
+            (Lang::En, "CorrectionService/Resolve") => "Objection resolved",
+            (Lang::En, "CorrectionService/Notify") => "Correction sent",
             _ => return action.to_owned(),
         };
         named.to_owned()

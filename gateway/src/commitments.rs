@@ -88,25 +88,6 @@ pub fn validate_matters(matters: &BTreeMap<String, Matter>) -> Result<(), String
     Ok(())
 }
 
-/// A new commitment id: the recording time in milliseconds (12 hex
-/// digits) and this process's count of ids (4), so that the ids one gateway
-/// gives sort in recording order (across gateways, to the millisecond),
-/// then 16 random hex digits; never one that looks like an ID number, as it
-/// enters the log.
-pub fn new_id(now: SystemTime) -> String {
-    static COUNT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
-    let millis = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64 & 0xffff_ffff_ffff);
-    loop {
-        let count = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let id = format!("{millis:012x}{count:04x}{}", hex::encode(rand::random::<[u8; 8]>()));
-        if !crate::policy::labels::holds_citizen_id(&id) {
-            return id;
-        }
-    }
-}
-
 /// The lower-case hex SHA-256 of a statement.
 pub fn statement_sha256(statement: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(statement))

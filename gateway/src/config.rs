@@ -550,14 +550,14 @@ pub fn demo_agencies() -> Vec<AgencyConfig> {
             "qujing-psb",
             "曲靖市公安局 Qujing Public Security Bureau",
             "ps",
-            &[Requester],
+            &[Requester, DataSteward],
             psb,
         ),
         agency(
             "qujing-edu",
             "曲靖市教育局 Qujing Education Bureau",
             "edu",
-            &[Requester],
+            &[Requester, DataSteward],
             vec![
                 right("edu.*", &["education.enrollment"]),
                 right("exam.accompanying_child", &["education.enrollment"]),
@@ -578,7 +578,7 @@ pub fn demo_agencies() -> Vec<AgencyConfig> {
             "qujing-hrss",
             "曲靖市人力资源和社会保障局 Qujing HR and Social Security Bureau",
             "hrss",
-            &[Requester],
+            &[Requester, DataSteward],
             vec![
                 right("hrss.*", &["social_insurance.transfer"]),
                 right("ps.identity.*", &["social_insurance.transfer"]),
@@ -591,7 +591,7 @@ pub fn demo_agencies() -> Vec<AgencyConfig> {
             "qujing-civil",
             "曲靖市民政局 Qujing Civil Affairs Bureau",
             "ca",
-            &[Requester],
+            &[Requester, DataSteward],
             vec![
                 right("ca.*", &["social_assistance.review"]),
                 right("hrss.employment.registered", &["social_assistance.review"]),
@@ -607,7 +607,7 @@ pub fn demo_agencies() -> Vec<AgencyConfig> {
             "qujing-housing",
             "曲靖市住房和城乡建设局 Qujing Housing Bureau",
             "housing",
-            &[Requester],
+            &[Requester, DataSteward],
             vec![
                 right("housing.*", &["housing.guarantee"]),
                 right("ps.hukou.division", &["housing.guarantee"]),
@@ -624,7 +624,7 @@ pub fn demo_agencies() -> Vec<AgencyConfig> {
             "qujing-land",
             "曲靖市国土资源局 Qujing Land and Resources Bureau",
             "land",
-            &[Requester],
+            &[Requester, DataSteward],
             vec![
                 right("land.*", &["land.rights"]),
                 right("ps.hukou.division", &["land.rights"]),
@@ -636,7 +636,7 @@ pub fn demo_agencies() -> Vec<AgencyConfig> {
             "qujing-tax",
             "曲靖市税务局 Qujing Tax Bureau",
             "tax",
-            &[Requester],
+            &[Requester, DataSteward],
             vec![right("tax.*", &["tax.admin"])],
         ),
         agency(

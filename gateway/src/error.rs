@@ -50,6 +50,7 @@ pub enum Reason {
     AlertNotFound,
     CaseNotFound,
     CommitmentNotFound,
+    ObjectionNotFound,
     /// Not in the contract's table: a fault inside civex (storage, bugs).
     Internal,
 }
@@ -87,6 +88,7 @@ impl Reason {
             Reason::AlertNotFound => "ALERT_NOT_FOUND",
             Reason::CaseNotFound => "CASE_NOT_FOUND",
             Reason::CommitmentNotFound => "COMMITMENT_NOT_FOUND",
+            Reason::ObjectionNotFound => "OBJECTION_NOT_FOUND",
             Reason::Internal => "INTERNAL",
         }
     }
@@ -115,7 +117,8 @@ impl Reason {
             | Reason::CertificateNotFound
             | Reason::AlertNotFound
             | Reason::CaseNotFound
-            | Reason::CommitmentNotFound => Code::NotFound,
+            | Reason::CommitmentNotFound
+            | Reason::ObjectionNotFound => Code::NotFound,
             Reason::AlreadyExists => Code::AlreadyExists,
             Reason::ConsentExpired | Reason::ConsentRevoked | Reason::ConsentExhausted => Code::FailedPrecondition,
             Reason::RateLimited => Code::ResourceExhausted,

@@ -50,7 +50,8 @@ use civex_audit::{AuditLog, Pseudonymizer, WriterConfig, keys::Signer};
 use civex_proto::v1::{
     admin_service_server::AdminServiceServer, audit_service_server::AuditServiceServer,
     commitment_service_server::CommitmentServiceServer, consent_service_server::ConsentServiceServer,
-    exchange_service_server::ExchangeServiceServer, oversight_service_server::OversightServiceServer,
+    correction_service_server::CorrectionServiceServer, exchange_service_server::ExchangeServiceServer,
+    oversight_service_server::OversightServiceServer,
 };
 use tokio::net::TcpListener;
 use tonic::{service::Routes, transport::Server};
@@ -261,6 +262,7 @@ impl Gateway {
             oversight: stores.oversight.clone(),
             commitments: stores.commitments.clone(),
             matters: config.commitments.clone(),
+            corrections: stores.corrections.clone(),
             metrics: metrics::Metrics::default(),
             witnesses: witness::Witnesses::new(&config.audit)
                 .map_err(|e| StartError::Config(config::ConfigError::Invalid(e)))?,
@@ -440,6 +442,10 @@ impl Gateway {
             .add_service(
                 CommitmentServiceServer::new(service::commitment::Commitments::new(state.clone()))
                     .max_decoding_message_size(max),
+            )
+            .add_service(
+                CorrectionServiceServer::new(service::correction::Corrections::new(state.clone()))
+                    .max_decoding_message_size(max),
             );
         // The log's tiles beside the services, on the same port (DESIGN §12).
         let routes = Routes::from(
@@ -515,7 +521,7 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
 }
 
 /// The services health is reported for: the whole server ("") and each gRPC service.
-const SERVICES: [&str; 7] = [
+const SERVICES: [&str; 8] = [
     "",
     "civex.v1.ExchangeService",
     "civex.v1.ConsentService",
@@ -523,6 +529,7 @@ const SERVICES: [&str; 7] = [
     "civex.v1.AdminService",
     "civex.v1.OversightService",
     "civex.v1.CommitmentService",
+    "civex.v1.CorrectionService",
 ];
 
 /// Binds and serves `config` until `shutdown` resolves.

@@ -33,7 +33,8 @@ use civex_gateway::{
 use civex_proto::v1::{
     Consent, GrantConsentRequest, admin_service_client::AdminServiceClient, audit_service_client::AuditServiceClient,
     commitment_service_client::CommitmentServiceClient, consent_service_client::ConsentServiceClient,
-    exchange_service_client::ExchangeServiceClient, oversight_service_client::OversightServiceClient,
+    correction_service_client::CorrectionServiceClient, exchange_service_client::ExchangeServiceClient,
+    oversight_service_client::OversightServiceClient,
 };
 use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::transport::Channel;
@@ -415,6 +416,10 @@ impl TestGateway {
             .expect("a checkpoint")
             .into_inner()
             .tree_size
+    }
+
+    pub async fn corrections(&self, agency: &str) -> CorrectionServiceClient<Channel> {
+        CorrectionServiceClient::new(self.channel(agency).await)
     }
 
     pub async fn commitments(&self, agency: &str) -> CommitmentServiceClient<Channel> {

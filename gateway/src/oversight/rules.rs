@@ -25,6 +25,7 @@ const HISTORY: &str = "AuditService/AccessHistory";
 const WATCH: &str = "OversightService/WatchCitizen";
 const UNWATCH: &str = "OversightService/UnwatchCitizen";
 const VERIFY: &str = crate::commitments::VERIFY;
+const NOTIFY: &str = crate::service::correction::NOTIFY;
 /// Oversight's own work: never an access to watch.
 const OVERSIGHT: &[&str] = &["AuditService/", "OversightService/"];
 /// How many indices an alert names at most.
@@ -569,8 +570,10 @@ impl Engine {
                 });
             }
         }
-        // The gateway's own checks of commitments run when they fall due, at any hour.
-        let by_an_official = !oversight && !seen.is(&[VERIFY]);
+        // The gateway's own actions: a commitment's check reads data, when it
+        // falls due, at any hour; a correction sent reads nothing.
+        let notice = seen.is(&[NOTIFY]);
+        let by_an_official = !oversight && !notice && !seen.is(&[VERIFY]);
         if !r.citizen_ref.is_empty() && by_an_official && self.on(Rule::OffHours) && self.rules.off_hours(seen.time) {
             let summary = format!("official {official} reached a citizen's data outside office hours (UTC+8)");
             hits.push(hit(Rule::OffHours, official.clone(), r, "", vec![seen.index], summary));
@@ -716,7 +719,7 @@ impl Engine {
         if seen.allowed() && seen.is(&[UNWATCH]) {
             self.watched.remove(&r.citizen_ref);
         }
-        if self.on(Rule::WatchedCitizen) && !oversight {
+        if self.on(Rule::WatchedCitizen) && !oversight && !notice {
             for citizen in std::iter::once(&r.citizen_ref).chain(&r.related_refs) {
                 if !citizen.is_empty() && self.watched.contains(citizen) {
                     let summary = format!("agency {} reached the data of a watched citizen", r.agency);

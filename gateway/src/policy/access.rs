@@ -21,11 +21,19 @@ pub enum Role {
     Auditor,
     /// Onboards and administers agencies (`AdminService`).
     Admin,
+    /// Resolves objections to its own department's facts (`CorrectionService`, 校核纠错).
+    DataSteward,
 }
 
 impl Role {
     /// Every role: what any agency of the deployment may call.
-    pub const ALL: [Role; 4] = [Role::Requester, Role::ConsentRegistrar, Role::Auditor, Role::Admin];
+    pub const ALL: [Role; 5] = [
+        Role::Requester,
+        Role::ConsentRegistrar,
+        Role::Auditor,
+        Role::Admin,
+        Role::DataSteward,
+    ];
 }
 
 impl fmt::Display for Role {
@@ -35,6 +43,7 @@ impl fmt::Display for Role {
             Role::ConsentRegistrar => "consent_registrar",
             Role::Auditor => "auditor",
             Role::Admin => "admin",
+            Role::DataSteward => "data_steward",
         })
     }
 }

@@ -94,7 +94,26 @@ pub fn is_hex_id(id: &str) -> bool {
     id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// A consent id (or a commitment id) as it may be stored.
+/// A new id for something the gateway records (a commitment, an objection,
+/// a correction): the time in milliseconds (12 hex digits) and this
+/// process's count of ids (4), so that the ids one gateway gives sort in
+/// the order given (across gateways, to the millisecond), then 16 random hex
+/// digits; never one that looks like an ID number, as it enters the log.
+pub fn new_id(now: std::time::SystemTime) -> String {
+    static COUNT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let millis = now
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64 & 0xffff_ffff_ffff);
+    loop {
+        let count = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("{millis:012x}{count:04x}{}", hex::encode(rand::random::<[u8; 8]>()));
+        if !holds_citizen_id(&id) {
+            return id;
+        }
+    }
+}
+
+/// A consent id (or another id the gateway gave) as it may be stored.
 pub fn logged_consent_id(id: &str) -> String {
     if holds_citizen_id(id) {
         REDACTED.to_owned()

@@ -36,6 +36,7 @@ fn role_from(r: i32) -> Result<Role, Error> {
         Ok(pb::Role::ConsentRegistrar) => Ok(Role::ConsentRegistrar),
         Ok(pb::Role::Auditor) => Ok(Role::Auditor),
         Ok(pb::Role::Admin) => Ok(Role::Admin),
+        Ok(pb::Role::DataSteward) => Ok(Role::DataSteward),
         _ => Err(Error::new(Reason::InvalidRequest, format!("unknown role {r}"))),
     }
 }
@@ -46,6 +47,7 @@ fn role_to(r: Role) -> i32 {
         Role::ConsentRegistrar => pb::Role::ConsentRegistrar,
         Role::Auditor => pb::Role::Auditor,
         Role::Admin => pb::Role::Admin,
+        Role::DataSteward => pb::Role::DataSteward,
     }) as i32
 }
 

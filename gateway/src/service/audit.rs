@@ -29,13 +29,17 @@ use crate::{
 
 /// What `AccessHistory` shows a citizen: who read their data (the gateway's
 /// own check of a commitment too), every commitment recorded on their
-/// statement, and every reading or change of their consents and of this
+/// statement, their objections, how each was resolved and who was sent the
+/// correction, and every reading or change of their consents and of this
 /// history at a counter.
 const HISTORY: &[&str] = &[
     "ExchangeService/Query",
     "ExchangeService/Check",
     crate::commitments::RECORD,
     crate::commitments::VERIFY,
+    super::correction::OBJECT,
+    super::correction::RESOLVE,
+    super::correction::NOTIFY,
     "ConsentService/Grant",
     civex_audit::WITHDRAWAL_ACTION,
     "ConsentService/Get",

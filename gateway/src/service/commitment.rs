@@ -151,7 +151,7 @@ impl Commitments {
             ));
         }
         let mut commitment = Commitment {
-            commitment_id: commitments::new_id(now),
+            commitment_id: labels::new_id(now),
             statement_sha256: commitments::statement_sha256(&req.statement),
             matter: req.matter,
             recorded_at: Some(timestamp(now)),

@@ -14,6 +14,8 @@
 //! - [`admin`]: `AdminService` (administrators).
 //! - [`oversight`]: `OversightService` (auditors): alerts, the watch list, cases.
 //! - [`commitment`]: `CommitmentService` (requesters): notification and commitment.
+//! - [`correction`]: `CorrectionService`: objections (registrars), their resolution
+//!   (data stewards) and the corrections sent (requesters).
 //! - [`guard`]: the tower layer every request passes: connection activity,
 //!   and the record of calls the decoder refused.
 
@@ -21,6 +23,7 @@ pub mod admin;
 pub mod audit;
 pub mod commitment;
 pub mod consent;
+pub mod correction;
 pub mod exchange;
 pub mod guard;
 pub mod oversight;
@@ -48,7 +51,7 @@ use crate::{
         labels::{self, check_label},
         predicates::Thresholds,
     },
-    store::{CommitmentStore, ConsentStore, OversightStore},
+    store::{CommitmentStore, ConsentStore, CorrectionStore, OversightStore},
 };
 
 /// Runs `call` on a task of its own and waits for it. A call that changes
@@ -86,6 +89,8 @@ pub struct State {
     /// Commitments, and the matters they are sampled by.
     pub commitments: Arc<dyn CommitmentStore>,
     pub matters: std::collections::BTreeMap<String, crate::commitments::Matter>,
+    /// Objections and the corrections they sent.
+    pub corrections: Arc<dyn CorrectionStore>,
     pub metrics: crate::metrics::Metrics,
     /// The witnesses that cosign checkpoints, if any are configured.
     pub witnesses: Option<crate::witness::Witnesses>,

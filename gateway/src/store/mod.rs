@@ -12,6 +12,7 @@
 //! | each gateway's calls per agency, for shared quotas | [`LoadStore`] |
 //! | alerts, the watch list, cases, and how far the alert rules have run | [`OversightStore`] |
 //! | notification-and-commitment records and their verification | [`CommitmentStore`] |
+//! | objections to facts, and the corrections sent for them | [`CorrectionStore`] |
 //!
 //! Each trait says what must hold, not how: the embedded engine keeps
 //! consent uses exact by counting them in the audit writer (the log is
@@ -37,7 +38,9 @@ use std::{
 use async_trait::async_trait;
 use civex_adapters::{CitizenId, RegistryStore};
 use civex_audit::{IndexStore, LogEngine, LogStore};
-use civex_proto::v1::{Alert, Case, Commitment, CommitmentState, Consent, WatchEntry};
+use civex_proto::v1::{
+    Alert, Case, Commitment, CommitmentState, Consent, Correction, Objection, ObjectionState, WatchEntry,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -69,6 +72,7 @@ pub struct Stores {
     pub registries: Arc<dyn RegistryStore>,
     pub oversight: Arc<dyn OversightStore>,
     pub commitments: Arc<dyn CommitmentStore>,
+    pub corrections: Arc<dyn CorrectionStore>,
     /// The counter of changes other gateways make, for a store they share;
     /// `None` when this gateway is the store's only writer.
     pub changes: Option<Arc<dyn ChangeFeed>>,
@@ -357,4 +361,60 @@ pub trait CommitmentStore: Send + Sync {
 
     /// Whether a commitment of the citizen `citizen_ref` that `agency` recorded was found false.
     async fn found_false(&self, agency: &str, citizen_ref: &str) -> Result<bool, StoreError>;
+}
+
+/// An objection (校核纠错, DESIGN §16) as the gateway keeps it: with the
+/// citizen's ID and statement, which only the holding department's steward sees.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredObjection {
+    #[serde(with = "encoded")]
+    pub objection: Objection,
+    /// The citizen's pseudonym, as the log names them.
+    pub citizen_ref: String,
+}
+
+impl StoredObjection {
+    pub fn id(&self) -> &str {
+        &self.objection.objection_id
+    }
+}
+
+/// A correction as sent to `agency`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredCorrection {
+    #[serde(with = "encoded")]
+    pub correction: Correction,
+    pub agency: String,
+}
+
+/// Objections and the corrections they sent. An objection is resolved once,
+/// together with its corrections.
+#[async_trait]
+pub trait CorrectionStore: Send + Sync {
+    /// Stores a new objection; durable on return.
+    async fn open(&self, objection: &StoredObjection) -> Result<(), StoreError>;
+
+    async fn objection(&self, id: &str) -> Result<Option<StoredObjection>, StoreError>;
+
+    /// Objections to `department`'s facts, in `state` if given, in id order after `after`, at most `limit`.
+    async fn objections(
+        &self,
+        department: &str,
+        state: Option<ObjectionState>,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredObjection>, StoreError>;
+
+    /// Stores `resolved` (an open objection, now resolved) and `corrections`
+    /// together; `false`, and nothing written, if it was no longer open.
+    async fn resolve(&self, resolved: &StoredObjection, corrections: &[StoredCorrection]) -> Result<bool, StoreError>;
+
+    /// The corrections sent to `agency` at or after `since`, in id order after `after`, at most `limit`.
+    async fn corrections(
+        &self,
+        agency: &str,
+        since: SystemTime,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredCorrection>, StoreError>;
 }

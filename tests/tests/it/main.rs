@@ -8,6 +8,7 @@ mod browser;
 mod commitments;
 mod consent;
 mod console;
+mod corrections;
 mod exchange;
 mod faults;
 mod hostile;

@@ -607,3 +607,66 @@ async fn a_commitment_on_a_shared_store_is_checked_once_whichever_gateways_run_t
         assert_eq!(checks.len(), 3, "each commitment checked once: {checks:#?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_correction_on_a_shared_store_finds_the_calls_any_gateway_answered() {
+    use civex_proto::v1::{ListCorrectionsRequest, ObjectRequest, ObjectionState, ResolveRequest};
+
+    let pg = postgres();
+    let first = TestGateway::start_with(on(&pg)).await;
+    let second = first.join().await;
+    let citizen = first_citizen(&first);
+    let consent = first
+        .grant(&citizen, "qujing-psb", &["ps.hukou.division"], "hukou.settlement", 0)
+        .await
+        .consent_id;
+    let mut answered = Vec::new();
+    for gw in [&first, &second] {
+        let index = gw
+            .exchange("qujing-psb")
+            .await
+            .query(query(&citizen, &consent))
+            .await
+            .unwrap()
+            .into_inner()
+            .audit_index;
+        answered.push(index);
+    }
+    let objection = second
+        .corrections("qujing-portal")
+        .await
+        .object(ObjectRequest {
+            citizen_id: citizen.clone(),
+            attribute: "ps.hukou.division".into(),
+            statement: "moved last year".into(),
+            operator: "counter-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let resolved = first
+        .corrections("qujing-psb")
+        .await
+        .resolve(ResolveRequest {
+            objection_id: objection.objection_id.clone(),
+            outcome: ObjectionState::ObjectionCorrected as i32,
+            note: String::new(),
+            operator: "steward-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resolved.notified, 2);
+    let sent: Vec<u64> = second
+        .corrections("qujing-psb")
+        .await
+        .list_corrections(ListCorrectionsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .corrections
+        .into_iter()
+        .map(|c| c.original_index)
+        .collect();
+    assert_eq!(sent, answered);
+}

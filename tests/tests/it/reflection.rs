@@ -72,6 +72,7 @@ async fn a_client_with_only_v1alpha_reflection_queries_and_reads_the_refusal_rea
             "civex.v1.AuditService",
             "civex.v1.CommitmentService",
             "civex.v1.ConsentService",
+            "civex.v1.CorrectionService",
             "civex.v1.ExchangeService",
             "civex.v1.OversightService",
             "grpc.health.v1.Health",

@@ -342,6 +342,33 @@ pub static PREDICATES: &[Predicate] = &[
     },
 ];
 
+/// The facts predicate `name` may read, of the applicant or of a person it
+/// reaches (a relative, a parent): a correction of one of them concerns its
+/// earlier answers (DESIGN §16). Empty for a name that is no predicate.
+pub fn reads(name: &str) -> Vec<&'static str> {
+    use facts::*;
+    let groups: &[&[&'static str]] = match name {
+        SETTLEMENT_URBAN => &[URBAN_FACTS, RESIDENCE_FACTS],
+        SETTLEMENT_JOIN_KIN => &[KIN_FACTS],
+        SETTLEMENT_RETURN_RURAL => &[FAMILY_FACTS, HOLDINGS],
+        RESIDENCE_PERMIT_APPLY => &[PERMIT_FACTS],
+        EXAM_ACCOMPANYING_CHILD => &[CHILD_FACTS, PARENT_FACTS],
+        HUKOU_REGISTERED_IN => &[REGISTRATION_FACTS],
+        KIN_RELATED => &[RELATION_FACTS],
+        CA_UNMARRIED => &[&[MARITAL_STATUS]],
+        RESIDENCE_MONTHS_AT_LEAST => &[RESIDENCE_FACTS],
+        HOUSING_STABLE_RESIDENCE => &[HOUSING_FACTS],
+        HRSS_STABLE_EMPLOYMENT => &[EMPLOYMENT_FACTS],
+        HRSS_CONTRIBUTING => &[&[CONTINUOUS_MONTHS]],
+        HOUSING_OWNS_NONE => &[&[OWNED_COUNT]],
+        PS_ALIVE => &[&[DECEASED]],
+        PS_NO_CRIMINAL_RECORD => &[&[CONVICTED]],
+        CA_MEANS_TEST => &[MEANS_FACTS],
+        _ => &[],
+    };
+    groups.iter().flat_map(|g| g.iter().copied()).collect()
+}
+
 /// The day `now` falls on in China (UTC+8): the day predicates count from.
 pub fn day_in_china(now: std::time::SystemTime) -> Date {
     (time::OffsetDateTime::from(now) + time::Duration::hours(8)).date()

@@ -1021,7 +1021,18 @@ fn the_registry_cites_its_clauses_and_reads_only_catalogued_facts() {
             p.basis
         );
         assert!(!p.sources.is_empty(), "{}", p.name);
+        let read = reads(p.name);
+        assert!(!read.is_empty(), "{} says what it reads", p.name);
+        for fact in &read {
+            let department = catalogue::attribute(fact).unwrap().department;
+            assert!(
+                p.sources.contains(&department),
+                "{} reads {fact} of a department it does not list",
+                p.name
+            );
+        }
         for fact in p.unserved {
+            assert!(read.contains(fact), "{} reads {fact}", p.name);
             assert!(!catalogue::attribute(fact).unwrap().served(), "{fact}");
         }
         assert_eq!(predicate(p.name).unwrap(), p);

@@ -10,7 +10,8 @@
 //! makes them durable in its records; this store is told after each batch
 //! (not flushed) and brought up to date from the log at start, from its
 //! `applied` watermark. Alerts, the watch list and cases have a database
-//! of their own ([`oversight`]), and so have commitments ([`commitments`]).
+//! of their own ([`oversight`]), and so have commitments ([`commitments`])
+//! and objections with their corrections ([`corrections`]).
 //!
 //! | database | tree | key | value |
 //! |---|---|---|---|
@@ -29,6 +30,7 @@
 //! global lock, which the request path's reads would wait on.
 
 pub mod commitments;
+pub mod corrections;
 pub mod oversight;
 
 use std::{
@@ -78,6 +80,7 @@ pub fn open(dir: &Path) -> Result<Stores, StoreError> {
             log.size().map_err(StoreError::new)?,
         )?),
         commitments: Arc::new(commitments::SledCommitments::open(dir)?),
+        corrections: Arc::new(corrections::SledCorrections::open(dir)?),
         changes: None,
         load: None,
     })

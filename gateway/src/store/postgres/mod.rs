@@ -19,8 +19,10 @@
 //! - [`registries`]: the departments' registries.
 //! - [`oversight`]: alerts, the watch list and cases.
 //! - [`commitments`]: notification-and-commitment records and their verification.
+//! - [`corrections`]: objections and the corrections they sent.
 
 pub mod commitments;
+pub mod corrections;
 pub mod log;
 pub mod oversight;
 pub mod registries;
@@ -276,6 +278,7 @@ pub fn open(url: &str) -> Result<Stores, StoreError> {
         registries: Arc::new(registries::PgRegistries(db.clone())),
         oversight: Arc::new(oversight::PgOversight(db.clone())),
         commitments: Arc::new(commitments::PgCommitments(db.clone())),
+        corrections: Arc::new(corrections::PgCorrections(db.clone())),
         changes: Some(Arc::new(state::PgChanges(db.clone()))),
         load: Some(Arc::new(state::PgLoad(db))),
     })

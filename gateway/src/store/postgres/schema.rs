@@ -23,6 +23,7 @@
 //! | `civex_alerts` | each alert: the rules' finding (the encoded `Alert`), its key and opening time, and the auditors' state, case and note |
 //! | `civex_watched` | the auditors' watch list: pseudonym → the encoded `WatchEntry` |
 //! | `civex_cases` | each case, encoded, with its number of events (a case changes only from the count it was read at) |
+//! | `civex_objections`, `civex_corrections` | each objection (JSON, with the citizen's ID and statement for the steward) by department and state; each correction sent, by recipient |
 //! | `civex_commitments` | each commitment (JSON, with the citizen's ID for its check), its state, when it was settled, and until when a gateway has claimed its verification |
 
 use deadpool_postgres::Pool;
@@ -90,6 +91,13 @@ const MIGRATIONS: &[&[&str]] = &[
         "CREATE INDEX civex_commitments_due ON civex_commitments (state, verify_after)",
         "CREATE INDEX civex_commitments_agency ON civex_commitments (agency, id)",
         "CREATE INDEX civex_commitments_citizen ON civex_commitments (citizen_ref, state)",
+    ],
+    &[
+        "CREATE TABLE civex_objections (id TEXT PRIMARY KEY, department TEXT NOT NULL, state INTEGER NOT NULL, \
+         opened_at BIGINT NOT NULL, body TEXT NOT NULL)",
+        "CREATE INDEX civex_objections_department ON civex_objections (department, id)",
+        "CREATE TABLE civex_corrections (agency TEXT NOT NULL, id TEXT NOT NULL, corrected_at BIGINT NOT NULL, \
+         body TEXT NOT NULL, PRIMARY KEY (agency, id))",
     ],
 ];
 
