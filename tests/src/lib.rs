@@ -407,6 +407,35 @@ impl TestGateway {
         AuditServiceClient::new(self.channel(agency).await)
     }
 
+    /// A citizen's access history as a registrar's counter reads it (`qujing-portal`), up to 1000 entries.
+    pub async fn history(&self, citizen: &str) -> Vec<civex_proto::v1::AuditEntry> {
+        self.audit("qujing-portal")
+            .await
+            .access_history(civex_proto::v1::AccessHistoryRequest {
+                citizen_id: citizen.into(),
+                page_size: 1000,
+                ..Default::default()
+            })
+            .await
+            .expect("access history")
+            .into_inner()
+            .entries
+    }
+
+    /// What the demo auditor's search finds, up to 1000 entries.
+    pub async fn search(&self, request: civex_proto::v1::AuditSearchRequest) -> Vec<civex_proto::v1::AuditEntry> {
+        self.audit("qujing-audit")
+            .await
+            .search(civex_proto::v1::AuditSearchRequest {
+                page_size: 1000,
+                ..request
+            })
+            .await
+            .expect("search")
+            .into_inner()
+            .entries
+    }
+
     /// Has the demo auditor sign a checkpoint (a record of its own) and returns its tree size.
     pub async fn checkpoint_size(&self) -> u64 {
         self.audit("qujing-audit")

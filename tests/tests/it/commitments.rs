@@ -13,8 +13,8 @@ use civex_gateway::{
     commitments::{GATEWAY_OPERATOR, Matter, VERIFY},
 };
 use civex_proto::v1::{
-    AccessHistoryRequest, AuditEntry, AuditSearchRequest, Commitment, CommitmentState, Decision, GetCommitmentRequest,
-    ListAlertsRequest, ListCommitmentsRequest, RecordCommitmentRequest, RevokeConsentRequest,
+    AuditEntry, AuditSearchRequest, Commitment, CommitmentState, Decision, GetCommitmentRequest, ListAlertsRequest,
+    ListCommitmentsRequest, RecordCommitmentRequest, RevokeConsentRequest,
 };
 use civex_tests::{TestGateway, as_operator, reason};
 use sha2::Digest;
@@ -106,18 +106,12 @@ pub(crate) async fn settled(gw: &TestGateway, id: &str) -> Commitment {
 
 /// The gateway's own checks of `citizen`'s commitments, from the log.
 pub(crate) async fn verifications(gw: &TestGateway, citizen: &str) -> Vec<AuditEntry> {
-    gw.audit("qujing-audit")
-        .await
-        .search(AuditSearchRequest {
-            citizen_id: citizen.into(),
-            action: VERIFY.into(),
-            page_size: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries
+    gw.search(AuditSearchRequest {
+        citizen_id: citizen.into(),
+        action: VERIFY.into(),
+        ..Default::default()
+    })
+    .await
 }
 
 #[tokio::test]
@@ -173,17 +167,7 @@ async fn a_commitment_is_checked_once_due_true_or_false_and_a_false_one_raises_a
     }
 
     // The citizen's history shows the commitment and its check.
-    let history = gw
-        .audit("qujing-portal")
-        .await
-        .access_history(AccessHistoryRequest {
-            citizen_id: resident.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries;
+    let history = gw.history(&resident).await;
     let actions: Vec<&str> = history
         .iter()
         .filter(|e| e.action.starts_with("CommitmentService/"))
@@ -458,17 +442,11 @@ async fn a_commitment_that_cannot_be_checked_later_is_refused_now_and_nothing_is
     assert!(listed.commitments.is_empty());
     // Every refusal is recorded.
     let refused = gw
-        .audit("qujing-audit")
-        .await
         .search(AuditSearchRequest {
             action: civex_gateway::commitments::RECORD.into(),
             decision: Decision::Deny as i32,
-            page_size: 1000,
             ..Default::default()
         })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries;
+        .await;
     assert_eq!(refused.len(), 11);
 }
