@@ -227,6 +227,9 @@ impl Corrections {
             };
             let mut sent = Draft::own(NOTIFY, &call.agency, GATEWAY_OPERATOR);
             sent.citizen_ref(&stored.citizen_ref);
+            // Under the original call's purpose, so that a notice of a call whose
+            // disclosure is delayed (an investigation) is delayed with it.
+            sent.purpose(&call.purpose);
             sent.scopes(std::slice::from_ref(&stored.objection.attribute));
             sent.subject_label(&correction.correction_id);
             sent.note(&id);
@@ -251,8 +254,9 @@ impl Corrections {
     }
 
     /// Every allowed call so far whose answer carried the objection's
-    /// fact about its citizen: the fact itself, or a predicate that reads it
-    /// (of the citizen or of a person the predicate reached).
+    /// fact about its citizen: the fact itself, or a predicate that reads it,
+    /// of the applicant when the citizen was the applicant, of a person it
+    /// reached when the citizen was one of those.
     fn received(&self, o: &StoredObjection) -> Result<Vec<AuditEntry>, Error> {
         let attribute = o.objection.attribute.as_str();
         let filter = Filter {
@@ -264,11 +268,15 @@ impl Corrections {
         let (mut found, mut after) = (Vec::new(), None);
         loop {
             let page = self.state.audit.search(&filter, 1000, after)?;
-            found.extend(page.entries.into_iter().filter(|e| {
-                e.scopes
-                    .iter()
-                    .any(|s| s == attribute || predicates::reads(s).contains(&attribute))
-            }));
+            let carried = |e: &AuditEntry| {
+                let applicant = e.citizen_ref == o.citizen_ref;
+                e.scopes.iter().any(|s| {
+                    let reads = predicates::reads(s);
+                    (applicant && (s == attribute || reads.applicant.contains(&attribute)))
+                        || (!applicant && reads.reached.contains(&attribute))
+                })
+            };
+            found.extend(page.entries.into_iter().filter(carried));
             match page.next {
                 Some(n) => after = Some(n),
                 None => return Ok(found),

@@ -1198,11 +1198,37 @@ async fn an_investigations_use_reaches_the_citizens_history_on_the_day_its_delay
         .await
         .unwrap()
         .into_inner();
+    // A correction of the fact the investigation received is sent at once, and delayed in the history with it.
+    let objection = gw
+        .corrections("qujing-portal")
+        .await
+        .object(civex_proto::v1::ObjectRequest {
+            citizen_id: citizen.clone(),
+            attribute: "ps.hukou.division".into(),
+            statement: "registered elsewhere".into(),
+            operator: "counter-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let resolved = gw
+        .corrections("qujing-psb")
+        .await
+        .resolve(civex_proto::v1::ResolveRequest {
+            objection_id: objection.objection_id,
+            outcome: civex_proto::v1::ObjectionState::ObjectionCorrected as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resolved.notified, 1);
     let shown = async || {
-        gw.history(&citizen)
-            .await
-            .iter()
-            .any(|e| e.index == answered.audit_index)
+        let history = gw.history(&citizen).await;
+        let notified = history.iter().any(|e| e.action == "CorrectionService/Notify");
+        let read = history.iter().any(|e| e.index == answered.audit_index);
+        assert_eq!(notified, read, "the notice shows with the call it corrects");
+        read
     };
     let audited = gw
         .search(AuditSearchRequest {

@@ -342,31 +342,42 @@ pub static PREDICATES: &[Predicate] = &[
     },
 ];
 
-/// The facts predicate `name` may read, of the applicant or of a person it
-/// reaches (a relative, a parent): a correction of one of them concerns its
-/// earlier answers (DESIGN §16). Empty for a name that is no predicate.
-pub fn reads(name: &str) -> Vec<&'static str> {
+/// The facts a predicate may read: of the applicant, and of the people it
+/// reaches (a relative, family members, parents, grandparents).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reads {
+    pub applicant: Vec<&'static str>,
+    pub reached: Vec<&'static str>,
+}
+
+/// What predicate `name` may read: a correction of one of these facts
+/// concerns its earlier answers (DESIGN §16). Empty for a name that is no predicate.
+pub fn reads(name: &str) -> Reads {
     use facts::*;
-    let groups: &[&[&'static str]] = match name {
-        SETTLEMENT_URBAN => &[URBAN_FACTS, RESIDENCE_FACTS],
-        SETTLEMENT_JOIN_KIN => &[KIN_FACTS],
-        SETTLEMENT_RETURN_RURAL => &[FAMILY_FACTS, HOLDINGS],
-        RESIDENCE_PERMIT_APPLY => &[PERMIT_FACTS],
-        EXAM_ACCOMPANYING_CHILD => &[CHILD_FACTS, PARENT_FACTS],
-        HUKOU_REGISTERED_IN => &[REGISTRATION_FACTS],
-        KIN_RELATED => &[RELATION_FACTS],
-        CA_UNMARRIED => &[&[MARITAL_STATUS]],
-        RESIDENCE_MONTHS_AT_LEAST => &[RESIDENCE_FACTS],
-        HOUSING_STABLE_RESIDENCE => &[HOUSING_FACTS],
-        HRSS_STABLE_EMPLOYMENT => &[EMPLOYMENT_FACTS],
-        HRSS_CONTRIBUTING => &[&[CONTINUOUS_MONTHS]],
-        HOUSING_OWNS_NONE => &[&[OWNED_COUNT]],
-        PS_ALIVE => &[&[DECEASED]],
-        PS_NO_CRIMINAL_RECORD => &[&[CONVICTED]],
-        CA_MEANS_TEST => &[MEANS_FACTS],
-        _ => &[],
+    let (applicant, reached): (&[&[&'static str]], &[&[&'static str]]) = match name {
+        SETTLEMENT_URBAN => (&[URBAN_FACTS, RESIDENCE_FACTS], &[]),
+        SETTLEMENT_JOIN_KIN => (&[KIN_FACTS], &[KIN_FACTS, PARENT_IDS]),
+        SETTLEMENT_RETURN_RURAL => (&[FAMILY_FACTS, HOLDINGS], &[HOLDINGS]),
+        RESIDENCE_PERMIT_APPLY => (&[PERMIT_FACTS], &[]),
+        EXAM_ACCOMPANYING_CHILD => (&[CHILD_FACTS], &[PARENT_FACTS]),
+        HUKOU_REGISTERED_IN => (&[REGISTRATION_FACTS], &[]),
+        KIN_RELATED => (&[RELATION_FACTS], &[RELATION_FACTS, PARENT_IDS]),
+        CA_UNMARRIED => (&[&[MARITAL_STATUS]], &[]),
+        RESIDENCE_MONTHS_AT_LEAST => (&[RESIDENCE_FACTS], &[]),
+        HOUSING_STABLE_RESIDENCE => (&[HOUSING_FACTS], &[]),
+        HRSS_STABLE_EMPLOYMENT => (&[EMPLOYMENT_FACTS], &[]),
+        HRSS_CONTRIBUTING => (&[&[CONTINUOUS_MONTHS]], &[]),
+        HOUSING_OWNS_NONE => (&[&[OWNED_COUNT]], &[]),
+        PS_ALIVE => (&[&[DECEASED]], &[]),
+        PS_NO_CRIMINAL_RECORD => (&[&[CONVICTED]], &[]),
+        CA_MEANS_TEST => (&[MEANS_FACTS], &[]),
+        _ => (&[], &[]),
     };
-    groups.iter().flat_map(|g| g.iter().copied()).collect()
+    let flat = |groups: &[&[&'static str]]| groups.iter().flat_map(|g| g.iter().copied()).collect();
+    Reads {
+        applicant: flat(applicant),
+        reached: flat(reached),
+    }
 }
 
 /// The day `now` falls on in China (UTC+8): the day predicates count from.
